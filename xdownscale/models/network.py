@@ -1,0 +1,60 @@
+"""The network that every registered body is wrapped in.
+
+``DownscalingNet`` takes normalised coarse inputs (channel 0: the variable,
+further channels: covariates), interpolates the variable (``skip``), adds the
+body's residual in physical units and enforces the constraint against the
+physical coarse field. Its output is the fine field in physical units, so a
+hard constraint holds exactly after de-normalisation.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..nn.blocks import INTERP_RADIUS, interpolate
+from ..nn.constraints import make_constraint
+from ._registry import create_model, model_info
+from .baselines import BASELINE_SKIP
+
+
+class DownscalingNet(nn.Module):
+    def __init__(
+        self,
+        model: str,
+        factor: int,
+        in_channels: int = 1,
+        constraint: str = "none",
+        skip: str | None = "bicubic",
+        mean: float = 0.0,
+        std: float = 1.0,
+        constraint_kwargs: dict | None = None,
+        **body_config,
+    ):
+        super().__init__()
+        info = model_info(model)
+        if not info["trainable"]:
+            skip = BASELINE_SKIP[model]
+        self.model_name, self.factor, self.skip = model, int(factor), skip
+        self.body = create_model(model, in_channels=in_channels, factor=self.factor, **body_config)
+        self.constraint = make_constraint(constraint, self.factor, **(constraint_kwargs or {}))
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    @property
+    def receptive_radius(self) -> int:
+        """Radius, in coarse cells, beyond which inputs do not change an output cell."""
+        return int(math.ceil(max(getattr(self.body, "receptive_radius", 0), INTERP_RADIUS[self.skip])))
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: (B, C, h, w) normalised coarse inputs; ``weights``: fine cell weights
+        broadcastable to (B, 1, h*f, w*f), or None for uniform cells. Returns (B, 1, H, W)."""
+        x0 = x[:, :1]
+        x_phys = x0 * self.std + self.mean
+        base = None
+        if self.skip is not None:
+            base = interpolate(x0, self.factor, self.skip) * self.std + self.mean
+        residual = self.body(x)
+        pre = self.constraint.combine(base, residual, self.mean, self.std)
+        return self.constraint(pre, x_phys, weights)
