@@ -14,7 +14,7 @@ import math
 
 from torch import nn
 
-from ..nn.blocks import ResidualBlock, conv3x3
+from ..nn.blocks import ResidualBlock, conv3x3, zero_last
 from ._registry import register_model
 
 
@@ -40,6 +40,7 @@ class SRCNN(nn.Module):
         self.tail = conv3x3(width, out_channels)
         # receptive radius in coarse cells: head, blocks, each x2 stage (kernel 4 -> <= 1 cell), tail
         self.receptive_radius = 1 + 2 * n_blocks + n_up + 1
+        zero_last(self.tail)
 
     def forward(self, x):
         h = self.head(x)
@@ -60,6 +61,7 @@ class ESPCN(nn.Module):
         self.body = nn.Sequential(*[ResidualBlock(width) for _ in range(n_blocks)], conv3x3(width, width))
         self.upsample = nn.Sequential(conv3x3(width, out_channels * factor * factor), nn.PixelShuffle(factor))
         self.receptive_radius = 1 + 2 * n_blocks + 1 + 1
+        zero_last(self.upsample[0])
 
     def forward(self, x):
         h = self.head(x)

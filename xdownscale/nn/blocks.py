@@ -24,6 +24,13 @@ class ResidualBlock(nn.Module):
         return x + self.res_scale * self.conv2(F.relu(self.conv1(x)))
 
 
+def zero_last(conv: nn.Module) -> None:
+    """Zero the output layer so a residual body starts as the identity on its skip."""
+    nn.init.zeros_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
 def interpolate(x, factor: int, mode: str):
     """Upsample by an integer factor with torch's nearest/bilinear/bicubic (cell-centred)."""
     if mode == "nearest":

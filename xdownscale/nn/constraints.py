@@ -94,16 +94,20 @@ class MultConstraint(Constraint):
 
 
 class SoftmaxConstraint(Constraint):
-    """Works on logits: the interpolated base enters as log(base), so r = 0 gives
-    the base rescaled to conserve each block; the output is never negative."""
+    """y = exp(z) * K(x / P exp(z)): every block's cells share its mass by softmax weights.
+
+    The network's pre-activation is parameterised as z = log(softplus(base + std * r)),
+    so a zero residual r gives the interpolated field rescaled to conserve each
+    block, and residuals have the same physical scale as for ``add``. The output
+    is never negative for x >= 0.
+    """
 
     name, hard = "softmax", True
 
     def combine(self, base, residual, mean, std):
-        if base is None:
-            return residual
-        floor = torch.clamp(torch.as_tensor(std, dtype=base.dtype) * 1e-3, min=1e-12)
-        return torch.log(torch.clamp(base, min=0) + floor) + residual
+        pre = super().combine(base, residual, mean, std)
+        floor = torch.clamp(torch.as_tensor(std, dtype=pre.dtype) * 1e-3, min=1e-12)
+        return torch.log(F.softplus(pre, beta=float(1.0 / floor)) + 1e-30)
 
     def forward(self, y, x, weights=None):
         f = self.factor

@@ -1,0 +1,283 @@
+"""CF metadata and atomic NetCDF/Zarr writing (xdownscale.io)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import dask
+import dask.array as dsa
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from xdownscale.errors import DataError
+from xdownscale.grid import coarsen
+from xdownscale.io import add_bounds, add_cf_attrs, fine_coordinates, to_cf_dataset, write
+
+
+# ----------------------------------------------------------------------------- helpers
+def coarse_field(lat=(60.0, 50.0, 40.0), lon=(45.0, 135.0, 225.0, 315.0), nt=2, dask_chunks=None):
+    lat, lon = np.asarray(lat), np.asarray(lon)
+    rng = np.random.default_rng(0)
+    data = (270 + 10 * rng.random((nt, lat.size, lon.size))).astype("float32")
+    da = xr.DataArray(
+        data, dims=("time", "lat", "lon"), name="tas",
+        coords={"time": pd.date_range("2001-01-01", periods=nt, freq="6h"),
+                "lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude"}),
+                "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude"})},
+        attrs={"units": "K", "standard_name": "air_temperature", "long_name": "near-surface air temperature",
+               "history": "2020-01-01T00:00:00Z created by a test"},
+    )
+    return da.chunk(dask_chunks) if dask_chunks else da
+
+
+def downscaled(factor=4, nt=3, lazy=False):
+    """A downscaled-looking field on a fine descending-lat, 0..360-lon grid."""
+    lr = coarse_field(lat=np.arange(55.0, 35.0, -5.0), lon=np.arange(2.5, 40.0, 5.0), nt=nt)
+    coords = fine_coordinates(lr, factor)
+    shape = (nt, lr.sizes["lat"] * factor, lr.sizes["lon"] * factor)
+    rng = np.random.default_rng(1)
+    vals = (275 + 5 * rng.random(shape)).astype("float32")
+    data = dsa.from_array(vals, chunks=(1, shape[1] // 2, shape[2] // 2)) if lazy else vals
+    hr = xr.DataArray(data, dims=lr.dims, coords={"time": lr.time, **coords}, name="tas")
+    return add_cf_attrs(hr, source=lr, model="espcn", factor=factor, constraint="mass",
+                        checkpoint_hash="ab" * 32), lr
+
+
+def leftovers(directory):
+    return sorted(p for p in os.listdir(directory) if p.startswith("."))
+
+
+# ----------------------------------------------------------------------------- coordinates and bounds
+def test_fine_coordinates_descending_latitude_and_0_360_longitude():
+    lr = coarse_field(lat=(60.0, 50.0, 40.0), lon=(45.0, 135.0, 225.0, 315.0))
+    c = fine_coordinates(lr, 2)
+    np.testing.assert_allclose(c["lat"].values, [62.5, 57.5, 52.5, 47.5, 42.5, 37.5])
+    np.testing.assert_allclose(c["lon"].values, [22.5, 67.5, 112.5, 157.5, 202.5, 247.5, 292.5, 337.5])
+    assert c["lat"].attrs["units"] == "degrees_north" and c["lat"].attrs["axis"] == "Y"
+    assert c["lon"].attrs["standard_name"] == "longitude" and c["lon"].attrs["axis"] == "X"
+    # -180..180 longitude and an odd factor
+    lr2 = coarse_field(lon=(-135.0, -45.0, 45.0, 135.0))
+    c2 = fine_coordinates(lr2, 3)
+    np.testing.assert_allclose(c2["lon"].values[:4], [-165.0, -135.0, -105.0, -75.0])
+    np.testing.assert_allclose(c2["lon"].values[-1], 165.0)
+
+
+def test_fine_coordinates_coarsen_back_to_the_coarse_grid():
+    lr = coarse_field(lat=np.arange(88.75, -90, -2.5), lon=np.arange(1.25, 360, 2.5), nt=1)
+    c = fine_coordinates(lr, 5)
+    assert c["lat"].min() > -90 and c["lat"].max() < 90
+    hr = xr.DataArray(np.ones((1, lr.sizes["lat"] * 5, lr.sizes["lon"] * 5)), dims=lr.dims,
+                      coords={"time": lr.time, **c})
+    back = coarsen(hr, 5)
+    np.testing.assert_allclose(back.lat.values, lr.lat.values, atol=1e-9)
+    np.testing.assert_allclose(back.lon.values, lr.lon.values, atol=1e-9)
+
+
+def test_fine_coordinates_projected_keeps_units():
+    x = xr.DataArray(np.arange(4) * 4000.0 + 2000, dims="x", attrs={"units": "m"})
+    y = xr.DataArray(np.arange(3) * -4000.0, dims="y", attrs={"units": "m"})
+    lr = xr.DataArray(np.zeros((3, 4)), dims=("y", "x"), coords={"y": y, "x": x})
+    c = fine_coordinates(lr, 4)
+    np.testing.assert_allclose(c["x"].values[:4], [500, 1500, 2500, 3500])
+    np.testing.assert_allclose(c["y"].values[:4], [1500, 500, -500, -1500])
+    assert c["x"].attrs["units"] == "m" and c["x"].attrs["standard_name"] == "projection_x_coordinate"
+
+
+def test_add_bounds_descending_latitude_clipped_and_0_360_longitude():
+    lr = coarse_field(lat=(80.0, 40.0, 0.0, -40.0, -80.0), lon=(0.0, 90.0, 180.0, 270.0))
+    ds = add_bounds(lr.to_dataset())
+    assert ds["lat"].attrs["bounds"] == "lat_bnds" and ds["lon"].attrs["bounds"] == "lon_bnds"
+    assert ds["lat_bnds"].dims == ("lat", "bnds")
+    np.testing.assert_allclose(ds["lat_bnds"].values,
+                               [[90, 60], [60, 20], [20, -20], [-20, -60], [-60, -90]])
+    np.testing.assert_allclose(ds["lon_bnds"].values, [[-45, 45], [45, 135], [135, 225], [225, 315]])
+    # contiguous cells, each containing its centre
+    for name in ("lat", "lon"):
+        b = ds[f"{name}_bnds"].values
+        np.testing.assert_allclose(b[1:, 0], b[:-1, 1])
+        c = ds[name].values
+        assert np.all((c - b[:, 0]) * (c - b[:, 1]) <= 0)
+    assert "lat_bnds" not in lr.coords and "bounds" not in lr.lat.attrs  # input untouched
+
+
+# ----------------------------------------------------------------------------- attributes
+def test_history_line_and_provenance_attrs():
+    hr, lr = downscaled()
+    lines = hr.attrs["history"].split("\n")
+    assert lines[0] == lr.attrs["history"]
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ xdownscale \d+\.\d+\.\d+\S*: downscaled x4 with model=espcn "
+        r"constraint=mass checkpoint_sha256=(ab){32}", lines[1]), lines[1]
+    assert hr.attrs["xdownscale_model"] == "espcn" and hr.attrs["xdownscale_factor"] == 4
+    assert hr.attrs["xdownscale_constraint"] == "mass"
+    assert hr.attrs["standard_name"] == "air_temperature" and hr.attrs["units"] == "K"
+    assert hr.attrs["long_name"] == "near-surface air temperature"
+    assert hr.attrs["cell_methods"] == "area: mean"
+    assert all(isinstance(v, (str, int, np.integer)) for v in hr.attrs.values())
+
+
+def test_add_cf_attrs_does_not_invent_a_standard_name():
+    lr = coarse_field()
+    lr.attrs = {"units": "mm/day", "cell_methods": "time: mean", "grid_mapping": "crs"}
+    lr.name = "precip"
+    out = add_cf_attrs(lr * 1, source=lr, model="bicubic", factor=2, constraint="none",
+                       checkpoint_hash=None, extra={"flag": True, "cfg": {"a": 1}, "gone": None})
+    assert "standard_name" not in out.attrs
+    assert out.attrs["long_name"] == "precip"
+    assert out.attrs["cell_methods"] == "time: mean area: mean"
+    assert out.attrs["grid_mapping"] == "crs"
+    assert out.attrs["xdownscale_checkpoint_sha256"] == "none"
+    assert out.attrs["history"].endswith("checkpoint_sha256=none")
+    assert out.attrs["flag"] == 1 and json.loads(out.attrs["cfg"]) == {"a": 1} and "gone" not in out.attrs
+
+
+def test_to_cf_dataset_needs_a_name_and_sets_globals():
+    da = coarse_field().rename(None)
+    with pytest.raises(DataError, match="name"):
+        to_cf_dataset(da)
+    ds = to_cf_dataset(downscaled()[0])
+    assert ds.attrs["Conventions"] == "CF-1.8"
+    assert ds.attrs["source"].startswith("xdownscale ")
+    assert "downscaled x4" in ds.attrs["history"] and ds.attrs["title"]
+    assert ds["time"].attrs["standard_name"] == "time"
+
+
+# ----------------------------------------------------------------------------- round trips
+def test_netcdf_round_trip(tmp_path):
+    hr, _ = downscaled()
+    p = write(hr, tmp_path / "out.nc")
+    assert p == tmp_path / "out.nc" and p.is_file()
+    with xr.open_dataset(p) as ds:
+        back = ds["tas"].load()
+        assert ds["tas"].encoding["zlib"] and ds["tas"].encoding["complevel"] == 4
+        assert ds.attrs["Conventions"] == "CF-1.8"
+        assert ds["lat_bnds"].dims == ("lat", "bnds")
+    expected = to_cf_dataset(hr)["tas"]
+    xr.testing.assert_identical(back, expected)
+    np.testing.assert_array_equal(back.values, hr.values)
+    assert back.attrs == {k: v for k, v in hr.attrs.items()}
+    assert leftovers(tmp_path) == []
+
+
+def test_zarr_round_trip_streams_dask_chunks_without_loading(tmp_path, monkeypatch):
+    hr, _ = downscaled(lazy=True)
+    chunks = hr.chunks
+    # any attempt to materialise the dask array as a whole fails the test
+    orig_values = xr.DataArray.values
+
+    def guarded(self):
+        if isinstance(self.variable._data, dsa.Array):
+            raise AssertionError("write() called .values on a dask-backed array")
+        return orig_values.fget(self)
+
+    monkeypatch.setattr(xr.DataArray, "values", property(guarded, orig_values.fset))
+    for cls in (xr.DataArray, xr.Dataset):
+        monkeypatch.setattr(cls, "load", lambda self, **kw: pytest.fail("write() loaded the data"))
+    calls = []
+    lazy = hr.copy(data=hr.data.map_blocks(lambda b: calls.append(1) or b, dtype=hr.dtype))
+    with dask.config.set(scheduler="synchronous"):
+        p = write(lazy, tmp_path / "out.zarr")
+    monkeypatch.undo()
+    assert len(calls) == np.prod([len(c) for c in chunks])  # each chunk computed once, streamed
+    assert isinstance(lazy.data, dsa.Array)  # the input is still lazy
+    with xr.open_zarr(p) as ds:
+        assert tuple(ds["tas"].encoding["chunks"]) == tuple(c[0] for c in chunks)
+        back = ds["tas"].load()
+    xr.testing.assert_identical(back, to_cf_dataset(hr)["tas"].compute())
+    assert leftovers(tmp_path) == []
+
+
+def test_netcdf_writes_dask_input_lazily(tmp_path):
+    hr, _ = downscaled(lazy=True)
+    calls = []
+    lazy = hr.copy(data=hr.data.map_blocks(lambda b: calls.append(1) or b, dtype=hr.dtype))
+    with dask.config.set(scheduler="synchronous"):
+        write(lazy, tmp_path / "out.nc4", progress=True)
+    assert len(calls) == lazy.data.npartitions
+    with xr.open_dataset(tmp_path / "out.nc4") as ds:
+        np.testing.assert_array_equal(ds["tas"].values, hr.values)
+
+
+# ----------------------------------------------------------------------------- modes and errors
+@pytest.mark.parametrize("name", ["out.nc", "out.zarr"])
+def test_mode_w_dash_refuses_overwrite_and_w_replaces(tmp_path, name):
+    hr, _ = downscaled(nt=1)
+    write(hr, tmp_path / name)
+    with pytest.raises(FileExistsError, match='mode="w"'):
+        write(hr, tmp_path / name)
+    write(hr + 1, tmp_path / name, mode="w")
+    with xr.open_dataset(tmp_path / name, engine="zarr" if name.endswith("zarr") else None) as ds:
+        np.testing.assert_allclose(ds["tas"].values, hr.values + 1)
+    assert leftovers(tmp_path) == []
+
+
+def test_unknown_suffix_and_bad_mode(tmp_path):
+    hr, _ = downscaled(nt=1)
+    with pytest.raises(DataError, match=r"\.nc.*\.zarr"):
+        write(hr, tmp_path / "out.grib")
+    with pytest.raises(DataError, match="mode"):
+        write(hr, tmp_path / "out.nc", mode="a")
+    assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- atomicity
+def _partial_then_fail(kind):
+    def fake(self, path, *args, **kwargs):
+        if kind == "zarr":
+            os.makedirs(path)
+            with open(os.path.join(path, "zarr.json"), "w") as f:
+                f.write("{")
+        else:
+            with open(path, "wb") as f:
+                f.write(b"\x89HDF\r\n\x1a\n partial")
+        raise RuntimeError("disk full (simulated)")
+
+    return fake
+
+
+@pytest.mark.parametrize("name,method", [("out.nc", "to_netcdf"), ("out.zarr", "to_zarr")])
+def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch, name, method):
+    hr, _ = downscaled(nt=1)
+    monkeypatch.setattr(xr.Dataset, method, _partial_then_fail("zarr" if method == "to_zarr" else "nc"))
+    with pytest.raises(RuntimeError, match="simulated"):
+        write(hr, tmp_path / name)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name,method", [("out.nc", "to_netcdf"), ("out.zarr", "to_zarr")])
+def test_failed_overwrite_keeps_existing_destination(tmp_path, monkeypatch, name, method):
+    hr, _ = downscaled(nt=1)
+    dest = write(hr, tmp_path / name)
+    engine = "zarr" if method == "to_zarr" else None
+    with xr.open_dataset(dest, engine=engine) as ds:
+        before = ds.load()
+    monkeypatch.setattr(xr.Dataset, method, _partial_then_fail("zarr" if method == "to_zarr" else "nc"))
+    with pytest.raises(RuntimeError, match="simulated"):
+        write(hr + 100, dest, mode="w")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == [name]
+    with xr.open_dataset(dest, engine=engine) as ds:
+        xr.testing.assert_identical(ds.load(), before)
+
+
+# ----------------------------------------------------------------------------- CF compliance
+def test_cf_compliance_checker_has_no_high_priority_failures(tmp_path):
+    runner = pytest.importorskip("compliance_checker.runner")
+    hr, _ = downscaled(factor=4, nt=3)
+    assert hr.dims == ("time", "lat", "lon") and hr.dtype == np.float32
+    p = write(hr, tmp_path / "tas_downscaled.nc")
+    runner.CheckSuite.load_all_available_checkers()
+    report = tmp_path / "cf.json"
+    runner.ComplianceChecker.run_checker(str(p), ["cf:1.8"], verbose=0, criteria="normal",
+                                         output_filename=str(report), output_format="json")
+    result = json.loads(report.read_text())["cf:1.8"]
+    failed = [f"{c['name']}: {c['msgs']}" for c in result["high_priorities"]
+              if c["value"][0] < c["value"][1]]
+    assert result["high_count"] == 0 and not failed, "\n".join(failed)
+    # the lower priorities are clean too (bounds without _FillValue, etc.)
+    soft = [f"{c['name']}: {c['msgs']}" for level in ("medium_priorities", "low_priorities")
+            for c in result[level] if c["value"][0] < c["value"][1]]
+    assert not soft, "\n".join(soft)

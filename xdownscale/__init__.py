@@ -1,0 +1,28 @@
+"""xdownscale: xarray-native deep-learning downscaling with hard conservation constraints.
+
+``import xdownscale`` registers the ``.downscale`` accessor on DataArray and Dataset.
+"""
+from __future__ import annotations
+
+import logging
+
+from . import accessor as _accessor  # noqa: F401  (registers .downscale)
+from ._version import __version__
+from .api import (Downscaler, coarsen, evaluate, fit, list_catalog, list_models, load, model_info, open_catalog,
+                  predict, regrid, write)
+from .errors import CheckpointError, DataError, GridError, ModelNotFoundError, XDownscaleError
+
+logging.getLogger("xdownscale").addHandler(logging.NullHandler())
+
+
+def __getattr__(name):  # lazy: matplotlib/cartopy only when plotting
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module 'xdownscale' has no attribute {name!r}")
+
+
+__all__ = ["CheckpointError", "DataError", "Downscaler", "GridError", "ModelNotFoundError", "XDownscaleError",
+           "__version__", "coarsen", "evaluate", "fit", "list_catalog", "list_models", "load", "model_info",
+           "open_catalog", "plot", "predict", "regrid", "write"]

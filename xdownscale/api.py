@@ -1,0 +1,14 @@
+"""The public functions. The ``.downscale`` accessor and the CLI are thin faces over these."""
+from __future__ import annotations
+
+from .catalog import list_catalog, open_catalog
+from .downscaler import Downscaler, load
+from .fitting import fit
+from .grid import coarsen, regrid
+from .io import write
+from .metrics import evaluate
+from .models import list_models, model_info
+from .prediction import predict
+
+__all__ = ["Downscaler", "coarsen", "evaluate", "fit", "list_catalog", "list_models", "load", "model_info",
+           "open_catalog", "predict", "regrid", "write"]

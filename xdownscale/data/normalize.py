@@ -1,0 +1,54 @@
+"""Normalisation statistics fitted on training data and stored in checkpoints."""
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from ..errors import DataError
+
+MAX_STAT_SAMPLES = 64
+
+
+def _subsample_time(da: xr.DataArray, time_dim: str | None) -> xr.DataArray:
+    if time_dim is None or time_dim not in da.dims or da.sizes[time_dim] <= MAX_STAT_SAMPLES:
+        return da
+    idx = np.linspace(0, da.sizes[time_dim] - 1, MAX_STAT_SAMPLES).round().astype(int)
+    return da.isel({time_dim: np.unique(idx)})
+
+
+def fit_stats(da: xr.DataArray, time_dim: str | None = None) -> dict:
+    """Mean, standard deviation, minimum and maximum of a field (NaN skipped).
+
+    At most 64 evenly spaced time steps are read, so this stays cheap on long
+    Zarr archives. A constant field gets std 1 so normalisation stays finite.
+    """
+    sample = _subsample_time(da, time_dim).astype("float64")
+    import dask
+
+    reductions = dask.compute(sample.mean(), sample.std(), sample.min(), sample.max())
+    mean, std, vmin, vmax = (float(r.values) for r in reductions)
+    if not np.isfinite(mean):
+        raise DataError(
+            f"variable {da.name!r} has no finite values in the training data (all NaN?); "
+            "check the variable name, the time selection and the fill values"
+        )
+    if not std > 0:
+        std = 1.0
+    return {"mean": mean, "std": std, "min": vmin, "max": vmax}
+
+
+def scadd_bounds(stats: dict, lower: float | None = None, upper: float | None = None) -> dict:
+    """Physical bounds for the scadd constraint: the training range widened by half its
+    width on each side; the lower bound is 0 for a field that is never negative."""
+    span = stats["max"] - stats["min"] or stats["std"]
+    lo = 0.0 if stats["min"] >= 0 else stats["min"] - 0.5 * span
+    hi = stats["max"] + 0.5 * span
+    return {"lower": float(lo if lower is None else lower), "upper": float(hi if upper is None else upper)}
+
+
+def normalize(values: np.ndarray, stats: dict) -> np.ndarray:
+    return (values - stats["mean"]) / stats["std"]
+
+
+def denormalize(values: np.ndarray, stats: dict) -> np.ndarray:
+    return values * stats["std"] + stats["mean"]

@@ -1,0 +1,84 @@
+"""Self-describing checkpoints that load without running code.
+
+A checkpoint is a plain dict of strings, numbers, lists and tensors saved with
+``torch.save`` and read back with ``torch.load(weights_only=True)``: model
+name and configuration, normalisation, variable and units, factor, grid facts,
+training history, package version and the weights.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .._version import __version__
+from ..errors import CheckpointError
+
+FORMAT = "xdownscale-checkpoint"
+FORMAT_VERSION = 1
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _plain(obj):
+    """Convert numpy scalars/arrays and tuples so the dict loads with weights_only=True."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, torch.Tensor) and getattr(obj, "ndim", 1) == 0:
+        return obj.item()
+    if hasattr(obj, "tolist") and not isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    return obj
+
+
+def save_checkpoint(path: str | os.PathLike, state_dict: dict, meta: dict, resume: dict | None = None) -> Path:
+    """Write a checkpoint atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "xdownscale_version": __version__,
+        **_plain(meta),
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+    }
+    if resume is not None:
+        payload["resume"] = resume
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Read and validate a checkpoint; never unpickles code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{str(path)!r} is not a readable xdownscale checkpoint: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not an xdownscale checkpoint (no format={FORMAT!r} entry)")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{str(path)!r} was written by a newer xdownscale ({payload.get('xdownscale_version')}); upgrade xdownscale"
+        )
+    return payload

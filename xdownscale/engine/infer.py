@@ -1,0 +1,145 @@
+"""Lazy tiled inference with halos.
+
+The coarse field is split into Dask chunks; each chunk is extended by a halo
+of at least the network's receptive radius (in coarse cells, edge values
+replicated at the domain boundary) with ``dask.array.map_overlap``, run
+through the network, and trimmed by ``halo * factor`` fine cells. A chunked
+prediction therefore equals the single-chunk prediction to float precision,
+and grids larger than memory stream chunk by chunk. Output chunks are the
+input chunks times the factor, as Zarr writes need.
+"""
+from __future__ import annotations
+
+import threading
+
+import dask.array as dsa
+import numpy as np
+import torch
+
+from .device import resolve_device
+
+DEFAULT_FINE_CHUNK = 1024  # fine cells per side of an output chunk when the input is not chunked
+_CACHE: dict = {}
+_LOCK = threading.Lock()
+
+
+def _runner_from_checkpoint(path: str, digest: str | None, device: str):
+    key = (path, digest, device)
+    with _LOCK:
+        if key not in _CACHE:
+            from ..downscaler import Downscaler
+
+            _CACHE[key] = ModelRunner(Downscaler.load(path), device)
+        return _CACHE[key]
+
+
+def _runner_from_meta(meta: dict, device: str):
+    from ..downscaler import Downscaler
+
+    return ModelRunner(Downscaler.from_meta(meta), device)
+
+
+class ModelRunner:
+    """Holds the network on its device. Pickles as a reference to its checkpoint, so a
+    Dask cluster loads the model once per worker instead of shipping it in the graph."""
+
+    def __init__(self, downscaler, device="auto"):
+        self.downscaler = downscaler
+        self.device = resolve_device(device)
+        self.module = downscaler.module.to(self.device).eval()
+
+    def __reduce__(self):
+        d = self.downscaler
+        if not any(True for _ in d.module.parameters()):
+            return (_runner_from_meta, (d.meta, str(self.device)))
+        if d.checkpoint is None:
+            raise RuntimeError("save the model first (Downscaler.save(path)) to predict on a distributed cluster")
+        return (_runner_from_checkpoint, (str(d.checkpoint), d.checkpoint_hash, str(self.device)))
+
+    @torch.inference_mode()
+    def __call__(self, x: np.ndarray, weights: np.ndarray | None, batch_size: int) -> np.ndarray:
+        """x: (N, C, h, w) normalised; weights: (H,) fine row weights or None. Returns (N, H, W)."""
+        w = None if weights is None else torch.from_numpy(weights.astype("float32")).view(1, 1, -1, 1).to(self.device)
+        out = []
+        for i in range(0, len(x), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype="float32")).to(self.device)
+            out.append(self.module(xb, w)[:, 0].float().cpu().numpy())
+        return np.concatenate(out, axis=0)
+
+
+def _starts(chunks: tuple[int, ...]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(chunks)[:-1]]).astype(int)
+
+
+def _min_chunks(chunks: tuple[int, ...], halo: int) -> tuple[int, ...]:
+    """Merge chunks smaller than the halo into their neighbours (map_overlap needs depth <= chunk)."""
+    out: list[int] = []
+    for c in chunks:
+        if out and (out[-1] < halo or c < halo):
+            out[-1] += c
+        else:
+            out.append(c)
+    if len(out) > 1 and out[-1] < halo:
+        out[-2] += out.pop()
+    return tuple(out)
+
+
+def _default_chunks(shape, factor: int, halo: int, spatial_chunks=None):
+    """Input chunks: one sample per chunk along leading dims, spatial tiles of ~1024 fine cells."""
+    side = max(DEFAULT_FINE_CHUNK // factor, 2 * halo, 16)
+    lead = tuple(1 for _ in shape[1:-2])
+    ys, xs = spatial_chunks or (min(shape[-2], side), min(shape[-1], side))
+    return (shape[0],) + lead + (ys, xs)
+
+
+def tiled_predict(
+    runner: ModelRunner,
+    stacked: dsa.Array,
+    *,
+    stats: list[dict],
+    factor: int,
+    halo: int,
+    row_weights: np.ndarray | None,
+    covariates: np.ndarray | None = None,
+    batch_size: int = 16,
+) -> dsa.Array:
+    """Predict lazily. ``stacked``: (C, *lead, ny, nx) coarse inputs in physical units (channel 0:
+    the variable). ``row_weights``: (ny * factor,) fine row weights or None. Returns a dask array
+    (*lead, ny*factor, nx*factor) float32."""
+    ny, nx = stacked.shape[-2:]
+    stacked = stacked.rechunk({stacked.ndim - 2: _min_chunks(stacked.chunks[-2], halo),
+                               stacked.ndim - 1: _min_chunks(stacked.chunks[-1], halo)})
+    ychunks, xchunks = stacked.chunks[-2], stacked.chunks[-1]
+    depth_y, depth_x = min(halo, min(ychunks)), min(halo, min(xchunks))
+    ystart, xstart = _starts(ychunks), _starts(xchunks)
+    mean = np.array([s["mean"] for s in stats], dtype="float64")
+    std = np.array([s["std"] for s in stats], dtype="float64")
+    f = factor
+
+    def run_block(block: np.ndarray, block_info=None) -> np.ndarray:
+        iy, ix = block_info[0]["chunk-location"][-2:]
+        c, *lead, h, w = block.shape
+        rows = np.clip(np.arange(ystart[iy] - depth_y, ystart[iy] - depth_y + h), 0, ny - 1)
+        cols = np.clip(np.arange(xstart[ix] - depth_x, xstart[ix] - depth_x + w), 0, nx - 1)
+        n = int(np.prod(lead)) if lead else 1
+        x = block.reshape(c, n, h, w).transpose(1, 0, 2, 3).astype("float64")
+        missing = ~np.isfinite(x[:, 0])
+        x = np.nan_to_num((x - mean[None, :, None, None]) / std[None, :, None, None], nan=0.0)
+        if covariates is not None:
+            cov = covariates[:, rows][:, :, cols]
+            x = np.concatenate([x, np.broadcast_to(cov, (n, *cov.shape))], axis=1)
+        wts = None if row_weights is None else row_weights.reshape(ny, f)[rows].reshape(-1)
+        y = runner(x, wts, batch_size)
+        ty, tx = depth_y * f, depth_x * f
+        y = y[:, ty : y.shape[1] - ty, tx : y.shape[2] - tx]
+        miss = missing[:, depth_y : h - depth_y, depth_x : w - depth_x]
+        if miss.any():
+            y = np.where(miss.repeat(f, axis=1).repeat(f, axis=2), np.nan, y)
+        return y.reshape(*lead, y.shape[1], y.shape[2]).astype("float32")
+
+    out_chunks = stacked.chunks[1:-2] + (tuple(c * f for c in ychunks), tuple(c * f for c in xchunks))
+    depth = {i: 0 for i in range(stacked.ndim)}
+    depth[stacked.ndim - 2], depth[stacked.ndim - 1] = depth_y, depth_x
+    return dsa.map_overlap(run_block, stacked, depth=depth, boundary="nearest", trim=False,
+                           drop_axis=0, chunks=out_chunks, dtype="float32",
+                           meta=np.empty((0,) * (stacked.ndim - 1), dtype="float32"))

@@ -1,0 +1,161 @@
+"""Atomic writing of downscaled fields to NetCDF or Zarr.
+
+The output is first written to a hidden temporary sibling
+(``.<name>.tmp-<pid>-<random>``) and then renamed onto the destination, so a
+crash, an exception or a Ctrl-C midway never leaves a half-written file under
+the final name, and an existing destination is only replaced by a complete one.
+Dask-backed data is streamed to disk chunk by chunk, never loaded whole.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import secrets
+import shutil
+
+import numpy as np
+import xarray as xr
+
+from ..errors import DataError
+from .cf import to_cf_dataset
+
+__all__ = ["write"]
+
+_SUFFIXES = {".nc": "netcdf", ".nc4": "netcdf", ".netcdf": "netcdf", ".zarr": "zarr"}
+_FORMATS = {"netcdf": "netcdf", "nc": "netcdf", "netcdf4": "netcdf", "zarr": "zarr"}
+
+
+def _format(path: pathlib.Path, format: str | None) -> str:
+    if format is not None:
+        fmt = _FORMATS.get(str(format).lower())
+        if fmt is None:
+            raise DataError(f"unknown format {format!r}: use 'netcdf' or 'zarr'")
+        return fmt
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(
+            f"cannot tell the output format from the suffix of {str(path)!r}: name it '*.nc' "
+            "(NetCDF) or '*.zarr' (Zarr), or pass format='netcdf' / format='zarr'."
+        )
+    return fmt
+
+
+def _remove(p: pathlib.Path) -> None:
+    """Remove a file or directory tree if it exists, ignoring errors."""
+    try:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+    except OSError:
+        pass
+
+
+def _sibling(path: pathlib.Path, tag: str) -> pathlib.Path:
+    return path.with_name(f".{path.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _netcdf_encoding(ds: xr.Dataset) -> dict:
+    enc = {}
+    for name, var in ds.variables.items():
+        e = dict(var.encoding)  # the ``encoding=`` argument replaces, not updates, var.encoding
+        if name in ds.data_vars and np.issubdtype(var.dtype, np.floating) and var.ndim > 0:
+            e.update(zlib=True, complevel=4)
+            if var.chunks is not None:
+                # netCDF chunks follow the dask chunks (capped by the dim sizes)
+                e["chunksizes"] = tuple(int(c[0]) for c in var.chunks)
+        enc[name] = e
+    return enc
+
+
+def _write_netcdf(ds: xr.Dataset, tmp: pathlib.Path) -> None:
+    ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_netcdf_encoding(ds))
+
+
+def _write_zarr(ds: xr.Dataset, tmp: pathlib.Path) -> None:
+    # strip netCDF-only encodings; dask chunks define the Zarr chunks
+    for var in ds.variables.values():
+        for key in ("zlib", "complevel", "shuffle", "chunksizes", "contiguous", "fletcher32"):
+            var.encoding.pop(key, None)
+    ds.to_zarr(tmp, mode="w", consolidated=None)
+
+
+def _commit(tmp: pathlib.Path, path: pathlib.Path, overwrite: bool) -> None:
+    """Move the finished temporary output onto ``path``."""
+    exists = path.exists() or path.is_symlink()
+    if exists and not overwrite:
+        raise FileExistsError(f'{str(path)!r} already exists; pass mode="w" to overwrite it')
+    if not tmp.is_dir() and not (exists and path.is_dir()):
+        if not exists:
+            try:  # no-clobber: fails if someone created ``path`` meanwhile
+                os.link(tmp, path)
+                tmp.unlink()
+                return
+            except FileExistsError:
+                if not overwrite:
+                    raise FileExistsError(
+                        f'{str(path)!r} already exists; pass mode="w" to overwrite it') from None
+            except OSError:
+                pass  # no hard links on this filesystem: plain rename below
+        os.replace(tmp, path)
+        return
+    if not exists:
+        os.rename(tmp, path)
+        return
+    # a directory on either side: move the old one aside, rename, then delete the old one
+    aside = _sibling(path, "old")
+    os.rename(path, aside)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.rename(aside, path)
+        raise
+    _remove(aside)
+
+
+def write(
+    obj: xr.DataArray | xr.Dataset,
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    mode: str = "w-",
+    chunks: dict | int | str | None = None,
+    progress: bool = False,
+) -> pathlib.Path:
+    """Write a (downscaled) field to NetCDF (``.nc``/``.nc4``) or Zarr (``.zarr``), atomically.
+
+    ``obj`` is made CF-1.8 compliant first (:func:`xdownscale.io.to_cf_dataset`:
+    bounds, coordinate and global attributes). NetCDF output uses the netCDF4
+    engine with zlib level-4 compression of float variables; Zarr output keeps
+    the Dask chunks (``chunks=`` rechunks first), so lazy arrays stream to disk.
+
+    ``mode="w-"`` (default) refuses to overwrite an existing ``path``;
+    ``mode="w"`` replaces it, but only once the new output is complete.
+    ``progress=True`` shows a Dask progress bar. Returns the path written.
+    """
+    path = pathlib.Path(os.fspath(path)).expanduser()
+    if mode not in ("w", "w-"):
+        raise DataError(f"mode must be 'w-' (refuse to overwrite) or 'w' (overwrite), got {mode!r}")
+    fmt = _format(path, format)
+    overwrite = mode == "w"
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise FileExistsError(f'{str(path)!r} already exists; pass mode="w" to overwrite it')
+    ds = to_cf_dataset(obj)
+    if chunks is not None:
+        ds = ds.chunk(chunks)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _sibling(path, "tmp")
+    bar = contextlib.nullcontext()
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        bar = ProgressBar()
+    try:
+        with bar:
+            (_write_zarr if fmt == "zarr" else _write_netcdf)(ds, tmp)
+        _commit(tmp, path, overwrite)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return path

@@ -1,0 +1,163 @@
+"""Verification metrics for downscaled fields, and :func:`evaluate` to get them all.
+
+Deterministic (:mod:`.deterministic`): mse, rmse, mae, bias, max_abs_error,
+psnr, ssim, ms_ssim, pearson_r, acc. Conservation (:mod:`.conservation`):
+mass_violation, relative_mass_violation, negative_pixels. Probabilistic
+(:mod:`.probabilistic`): crps_ensemble, rank_histogram, spread_skill.
+Spectral (:mod:`.spectral`): power_spectrum.
+"""
+from __future__ import annotations
+
+import xarray as xr
+
+from ..errors import DataError
+from ..grid.cf import find_axes
+from .conservation import infer_factor, mass_violation, negative_pixels, relative_mass_violation
+from .deterministic import (
+    MS_SSIM_WEIGHTS, acc, bias, check_pair, mae, max_abs_error, ms_ssim, mse, pearson_r, psnr,
+    rmse, snap_coords, squared_units, ssim, weights_for, wmean,
+)
+from .probabilistic import crps_ensemble, rank_histogram, spread_skill
+from .spectral import power_spectrum
+
+__all__ = [
+    "evaluate", "mse", "rmse", "mae", "bias", "max_abs_error", "psnr", "ssim", "ms_ssim",
+    "pearson_r", "acc", "mass_violation", "relative_mass_violation", "negative_pixels",
+    "infer_factor", "crps_ensemble", "rank_histogram", "spread_skill", "power_spectrum",
+    "MS_SSIM_WEIGHTS",
+]
+
+_LONG_NAMES = {
+    "mse": "mean squared error",
+    "rmse": "root mean squared error",
+    "mae": "mean absolute error",
+    "bias": "mean error (prediction minus truth)",
+    "max_abs_error": "maximum absolute error",
+    "psnr": "peak signal-to-noise ratio",
+    "ssim": "structural similarity index",
+    "ms_ssim": "multi-scale structural similarity index",
+    "pearson_r": "Pearson correlation coefficient",
+    "acc": "anomaly correlation coefficient",
+    "mass_violation": "mean absolute difference between the coarsened prediction and the low-resolution input",
+    "relative_mass_violation": "mass violation relative to the mean absolute low-resolution input",
+    "negative_count": "number of negative values in the prediction",
+    "negative_mean": "mean of the negative values in the prediction (0 if none)",
+    "crps": "continuous ranked probability score",
+}
+
+
+def _units(name: str, u: str) -> str:
+    if name == "mse":
+        return squared_units(u)
+    if name in ("rmse", "mae", "bias", "max_abs_error", "mass_violation", "negative_mean", "crps"):
+        return u
+    return "dB" if name == "psnr" else "1"
+
+
+def evaluate(
+    pred: xr.DataArray,
+    truth: xr.DataArray,
+    *,
+    lr: xr.DataArray | None = None,
+    factor: int | None = None,
+    climatology: xr.DataArray | None = None,
+    weighted: bool = True,
+    per_time: bool = False,
+    member_dim: str = "member",
+) -> xr.Dataset:
+    """All verification metrics of a prediction against the truth, as a Dataset.
+
+    Parameters
+    ----------
+    pred, truth : DataArray
+        Prediction and reference on the same (y, x) grid; ``pred`` may carry an
+        ensemble dimension ``member_dim`` that ``truth`` lacks.
+    lr : DataArray, optional
+        Low-resolution input: adds ``mass_violation`` and
+        ``relative_mass_violation`` (coarsened prediction against ``lr``).
+    factor : int, optional
+        Downscaling factor; inferred from the sizes of ``pred`` and ``lr`` when
+        not given (a :class:`DataError` if they are not an integer multiple).
+    climatology : DataArray, optional
+        Broadcastable to the fields: adds the anomaly correlation ``acc``.
+    weighted : bool
+        cos(latitude)-weighted means over (y, x) on lat/lon grids (uniform on
+        projected grids or when False). SSIM maps are weighted too.
+    per_time : bool
+        Keep the time dimension (found by :func:`find_axes`) instead of
+        averaging over it: every variable is then a time series.
+    member_dim : str
+        Name of the ensemble dimension. When ``pred`` has it, ``crps`` is added
+        and the deterministic metrics use the ensemble mean; the conservation
+        metrics look at every member.
+
+    Returns
+    -------
+    Dataset
+        One variable per metric (scalars, or over time with ``per_time``):
+        mse, rmse, mae, bias, max_abs_error, psnr, ssim, ms_ssim, pearson_r,
+        [acc], [mass_violation, relative_mass_violation], negative_count,
+        negative_mean, [crps]; each with ``long_name`` and ``units`` attrs.
+        ``psnr``/``ssim`` use the range of ``truth`` as data range; ``ms_ssim``
+        is NaN (with a warning) for fields smaller than 22 cells a side.
+    """
+    pred, truth, axes = check_pair(pred, truth)
+    axes = axes or find_axes(truth)
+    if member_dim in truth.dims:
+        raise DataError(f"truth must not have the ensemble dimension {member_dim!r}")
+    ensemble = member_dim in pred.dims
+    det = pred.mean(member_dim, keep_attrs=True) if ensemble else pred
+
+    def dims_of(*objs):
+        """All dims of ``objs`` (None), or all but time with per_time."""
+        if not per_time:
+            return None
+        seen = []
+        for o in objs:
+            seen += [d for d in o.dims if d not in seen and d != axes.time]
+        return seen
+
+    if per_time and (axes.time is None or axes.time not in truth.dims):
+        raise DataError(
+            f"per_time=True needs a time dimension, but none was found among {tuple(truth.dims)} "
+            "(name it 'time' or give it the CF attribute axis='T')."
+        )
+    d = dims_of(det, truth)
+    kw = {"weighted": weighted, "dim": d}
+    out = {
+        "mse": mse(det, truth, **kw),
+        "rmse": rmse(det, truth, **kw),
+        "mae": mae(det, truth, **kw),
+        "bias": bias(det, truth, **kw),
+        "max_abs_error": max_abs_error(det, truth, dim=d),
+        "psnr": psnr(det, truth, **kw),
+        "ssim": ssim(det, truth, **kw),
+        "ms_ssim": ms_ssim(det, truth, **kw),
+        "pearson_r": pearson_r(det, truth, **kw),
+    }
+    if climatology is not None:
+        out["acc"] = acc(det, truth, climatology, **kw)
+    if lr is not None:
+        if factor is None:
+            factor = infer_factor(pred, lr, axes)
+        dl = dims_of(pred, lr)
+        out["mass_violation"] = mass_violation(pred, lr, factor, weighted=weighted, dim=dl)
+        out["relative_mass_violation"] = relative_mass_violation(pred, lr, factor, weighted=weighted, dim=dl)
+    neg = negative_pixels(pred, dim=dims_of(pred))
+    out["negative_count"], out["negative_mean"] = neg["negative_count"], neg["negative_mean"]
+    if ensemble:
+        c = crps_ensemble(pred, truth, member_dim)
+        out["crps"] = wmean(c, weights_for(truth, axes, weighted), list(c.dims) if d is None else d)
+    units = str(truth.attrs.get("units") or pred.attrs.get("units") or "")
+    ds = xr.Dataset({k: v.drop_vars([c for c in v.coords if c not in v.dims]) for k, v in out.items()})
+    for name in ds.data_vars:
+        ds[name].attrs = {"long_name": _LONG_NAMES[name], "units": _units(name, units)}
+    ds.attrs = {
+        "title": "xdownscale verification metrics",
+        "area_weighted": int(bool(weighted and axes.kind == "latlon")),
+        "per_time": int(bool(per_time)),
+    }
+    if ensemble:
+        ds.attrs["ensemble_members"] = int(pred.sizes[member_dim])
+        ds.attrs["deterministic_metrics_of"] = "ensemble mean"
+    return ds

@@ -1,0 +1,1 @@
+"""Neural-network layers: constraints and shared blocks."""
