@@ -37,6 +37,7 @@ class PatchDataset(Dataset):
 
     ``x``: (C, p/f, p/f) normalised coarse channels: the variable, extra predictors, folded
     covariates. ``y``: (1, p, p) physical fine target (NaN where missing). ``w``: (1, p, 1).
+    ``c``: (1, p/f, p/f) the physical coarse field, the quantity a constraint conserves.
     """
 
     def __init__(self, pair: Pair, stats: dict, times, *, patch_size: int, n_samples: int, seed: int,
@@ -110,6 +111,7 @@ class PatchDataset(Dataset):
             torch.from_numpy(x.astype("float32")),
             torch.from_numpy(hr[None].astype("float32")),
             torch.from_numpy(w[None, :, None].astype("float32")),
+            torch.from_numpy(np.nan_to_num(lr, nan=self.stats["mean"])[None].astype("float32")),
         )
 
 

@@ -57,13 +57,15 @@ class ModelRunner:
         return (_runner_from_checkpoint, (str(d.checkpoint), d.checkpoint_hash, str(self.device)))
 
     @torch.inference_mode()
-    def __call__(self, x: np.ndarray, weights: np.ndarray | None, batch_size: int) -> np.ndarray:
-        """x: (N, C, h, w) normalised; weights: (H,) fine row weights or None. Returns (N, H, W)."""
+    def __call__(self, x: np.ndarray, coarse: np.ndarray, weights: np.ndarray | None, batch_size: int) -> np.ndarray:
+        """x: (N, C, h, w) normalised; coarse: (N, h, w) physical field to conserve;
+        weights: (H,) fine row weights or None. Returns (N, H, W)."""
         w = None if weights is None else torch.from_numpy(weights.astype("float32")).view(1, 1, -1, 1).to(self.device)
         out = []
         for i in range(0, len(x), batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype="float32")).to(self.device)
-            out.append(self.module(xb, w)[:, 0].float().cpu().numpy())
+            cb = torch.from_numpy(np.ascontiguousarray(coarse[i : i + batch_size, None], dtype="float32")).to(self.device)
+            out.append(self.module(xb, w, cb)[:, 0].float().cpu().numpy())
         return np.concatenate(out, axis=0)
 
 
@@ -124,12 +126,13 @@ def tiled_predict(
         n = int(np.prod(lead)) if lead else 1
         x = block.reshape(c, n, h, w).transpose(1, 0, 2, 3).astype("float64")
         missing = ~np.isfinite(x[:, 0])
+        coarse = np.where(missing, mean[0], x[:, 0])
         x = np.nan_to_num((x - mean[None, :, None, None]) / std[None, :, None, None], nan=0.0)
         if covariates is not None:
             cov = covariates[:, rows][:, :, cols]
             x = np.concatenate([x, np.broadcast_to(cov, (n, *cov.shape))], axis=1)
         wts = None if row_weights is None else row_weights.reshape(ny, f)[rows].reshape(-1)
-        y = runner(x, wts, batch_size)
+        y = runner(x, coarse, wts, batch_size)
         ty, tx = depth_y * f, depth_x * f
         y = y[:, ty : y.shape[1] - ty, tx : y.shape[2] - tx]
         miss = missing[:, depth_y : h - depth_y, depth_x : w - depth_x]

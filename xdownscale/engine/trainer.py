@@ -23,10 +23,8 @@ def _loss(pred, target, std, kind: str):
     return (err * mask).sum() / mask.sum().clamp(min=1)
 
 
-def _soft_term(net, x, pred, w):
-    f = net.factor
-    coarse = x[:, :1] * net.std + net.mean
-    return (((block_mean(pred, f, w) - coarse) / net.std) ** 2).mean()
+def _soft_term(net, coarse, pred, w):
+    return (((block_mean(pred, net.factor, w) - coarse) / net.std) ** 2).mean()
 
 
 def _worker_init(_):
@@ -43,9 +41,9 @@ def _loader(ds, cfg: TrainConfig, device) -> DataLoader:
 def evaluate_loss(net, ds, cfg: TrainConfig, device) -> float:
     net.eval()
     total, n = 0.0, 0
-    for x, y, w in _loader(ds, cfg, device):
-        x, y, w = x.to(device), y.to(device), w.to(device)
-        total += float(_loss(net(x, w), y, net.std, "mse")) * len(x)
+    for x, y, w, c in _loader(ds, cfg, device):
+        x, y, w, c = x.to(device), y.to(device), w.to(device), c.to(device)
+        total += float(_loss(net(x, w, c), y, net.std, "mse")) * len(x)
         n += len(x)
     return total / max(n, 1)
 
@@ -73,12 +71,12 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
         t0, seen, running = time.perf_counter(), 0, 0.0
         bar = tqdm(_loader(train_ds, cfg, device), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not cfg.progress, leave=False, unit="batch")
-        for x, y, w in bar:
-            x, y, w = x.to(device), y.to(device), w.to(device)
-            pred = net(x, w)
+        for x, y, w, c in bar:
+            x, y, w, c = x.to(device), y.to(device), w.to(device), c.to(device)
+            pred = net(x, w, c)
             loss = _loss(pred, y, net.std, cfg.loss)
             if net.constraint.name == "soft":
-                loss = loss + cfg.soft_weight * _soft_term(net, x, pred, w)
+                loss = loss + cfg.soft_weight * _soft_term(net, c, pred, w)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -64,7 +64,11 @@ def _is_time(obj, dim: str) -> bool:
     a = _attrs(obj, dim)
     if a.get("standard_name") == "time" or a.get("axis") == "T" or dim.lower() in _TIME_NAMES:
         return True
-    return dim in obj.coords and np.issubdtype(obj.coords[dim].dtype, np.datetime64)
+    if dim not in obj.coords:
+        return False
+    dtype = obj.coords[dim].dtype
+    # forecast steps (timedelta64, e.g. cfgrib's 'step') are a time axis too
+    return np.issubdtype(dtype, np.datetime64) or np.issubdtype(dtype, np.timedelta64)
 
 
 def _is_axis(obj, dim: str, axis: str, std: str, names: tuple[str, ...]) -> bool:

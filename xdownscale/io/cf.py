@@ -53,7 +53,9 @@ def fine_coordinates(lr: xr.DataArray, factor: int, axes: GridAxes | None = None
 
     Each coarse cell (its CF bounds if ``lr`` carries them, else halfway
     between neighbouring centres) is split into ``factor`` equal parts and the
-    midpoints of the parts are the fine centres, in the coarse order. Returns
+    midpoints of the parts are the fine centres, in the coarse order (so a
+    0..360 grid whose first centre is 0 gets a first fine centre just below 0:
+    the coordinate stays monotonic). Returns
     ``{dim: DataArray}`` for the two spatial dims, ready for
     ``assign_coords``; coordinate attrs are kept (minus a stale ``bounds``)
     and the standard CF ones added where missing.

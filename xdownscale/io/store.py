@@ -13,6 +13,7 @@ import os
 import pathlib
 import secrets
 import shutil
+import warnings
 
 import numpy as np
 import xarray as xr
@@ -78,7 +79,11 @@ def _write_zarr(ds: xr.Dataset, tmp: pathlib.Path) -> None:
     for var in ds.variables.values():
         for key in ("zlib", "complevel", "shuffle", "chunksizes", "contiguous", "fletcher32"):
             var.encoding.pop(key, None)
-    ds.to_zarr(tmp, mode="w", consolidated=None)
+    with warnings.catch_warnings():
+        # consolidated metadata (one read to open the store, much faster on object stores) is an
+        # extension in Zarr format 3; xarray and zarr-python read it, so don't warn about it
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        ds.to_zarr(tmp, mode="w", consolidated=True)
 
 
 def _commit(tmp: pathlib.Path, path: pathlib.Path, overwrite: bool) -> None:

@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- helpers
 def grid_axes(da: xr.DataArray) -> GridAxes | None:
     """:func:`find_axes`, or None when the array has no horizontal axes."""
     try:
@@ -161,7 +160,6 @@ def _named(da: xr.DataArray, name: str) -> xr.DataArray:
     return da
 
 
-# --------------------------------------------------------------------------- pointwise errors
 def mse(pred: xr.DataArray, truth: xr.DataArray, *, weighted: bool = True, dim: Dim = None) -> xr.DataArray:
     """Mean squared error ``mean((pred - truth)**2)`` over ``dim``."""
     err, w, _, dims = _pair_error(pred, truth, dim)
@@ -215,7 +213,6 @@ def psnr(pred: xr.DataArray, truth: xr.DataArray, *, data_range=None, weighted: 
     return _named(out, "psnr")
 
 
-# --------------------------------------------------------------------------- SSIM family
 def _gauss(a: np.ndarray) -> np.ndarray:
     sigma = (0.0,) * (a.ndim - 2) + (SSIM_SIGMA, SSIM_SIGMA)
     return ndimage.gaussian_filter(a, sigma, mode="reflect", truncate=SSIM_TRUNCATE)
@@ -354,7 +351,6 @@ def ms_ssim(pred: xr.DataArray, truth: xr.DataArray, *, data_range=None, weighte
     return _named(_field_mean(out, both, dim, axes), "ms_ssim")
 
 
-# --------------------------------------------------------------------------- correlations
 def _corr(a: xr.DataArray, b: xr.DataArray, w, dims, centered: bool) -> xr.DataArray:
     mask = a.notnull() & b.notnull()
     a, b = a.where(mask), b.where(mask)

@@ -47,11 +47,14 @@ class DownscalingNet(nn.Module):
         """Radius, in coarse cells, beyond which inputs do not change an output cell."""
         return int(math.ceil(max(getattr(self.body, "receptive_radius", 0), INTERP_RADIUS[self.skip])))
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None,
+                coarse: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: (B, C, h, w) normalised coarse inputs; ``weights``: fine cell weights
-        broadcastable to (B, 1, h*f, w*f), or None for uniform cells. Returns (B, 1, H, W)."""
+        broadcastable to (B, 1, h*f, w*f), or None for uniform cells; ``coarse``: the
+        physical coarse field (B, 1, h, w) to conserve (default: de-normalised ``x[:, :1]``,
+        which carries float round-off). Returns (B, 1, H, W) in physical units."""
         x0 = x[:, :1]
-        x_phys = x0 * self.std + self.mean
+        x_phys = x0 * self.std + self.mean if coarse is None else coarse.to(x.dtype)
         base = None
         if self.skip is not None:
             base = interpolate(x0, self.factor, self.skip) * self.std + self.mean

@@ -1,0 +1,154 @@
+"""End-to-end behaviour of fit / predict / checkpoints / the accessor on small synthetic fields."""
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import xdownscale as xds
+from xdownscale.engine.checkpoint import read_checkpoint
+from xdownscale.testing import assert_conserves, synthetic_field
+
+TINY = dict(epochs=2, batch_size=8, patch_size=32, width=8, n_blocks=1, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def _model_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDOWNSCALE_HOME", str(tmp_path / "store"))
+
+
+@pytest.fixture(scope="module")
+def hr():
+    return synthetic_field("tcwv", times=8, ny=32, nx=48, seed=1)
+
+
+@pytest.mark.parametrize("constraint", ["add", "mult", "softmax", "scadd"])
+@pytest.mark.parametrize("descending", [True, False])
+def test_hard_constraints_conserve_in_physical_units(constraint, descending, tmp_path):
+    lat = (60.0, 30.0) if descending else (30.0, 60.0)
+    hr = synthetic_field("tcwv", times=4, ny=32, nx=32, seed=2, lat=lat)
+    m = hr.downscale.fit(model="cnn", factor=4, constraint=constraint, checkpoint=tmp_path / "m.pt", **TINY)
+    lr = hr.downscale.coarsen(4)
+    sr = lr.downscale.predict(model=m)
+    assert sr.shape == hr.shape
+    assert_conserves(sr, lr, 4, rtol=1e-5)
+    if constraint in ("softmax", "scadd"):
+        assert float(sr.min()) >= 0
+
+
+def test_softmax_rejects_negative_fields(tmp_path):
+    t = synthetic_field("t2m", times=3, ny=16, nx=16) - 290.0
+    with pytest.raises(xds.DataError, match="non-negative"):
+        t.downscale.fit(model="cnn", factor=4, constraint="softmax", **TINY)
+
+
+def test_fit_is_reproducible_from_a_seed(hr, tmp_path):
+    a = xds.fit(hr, model="cnn", factor=4, constraint="add", seed=3, checkpoint=tmp_path / "a.pt", **TINY)
+    b = xds.fit(hr, model="cnn", factor=4, constraint="add", seed=3, checkpoint=tmp_path / "b.pt", **TINY)
+    for (ka, va), (kb, vb) in zip(a.module.state_dict().items(), b.module.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    assert a.history == [dict(h, seconds=a.history[i]["seconds"], samples_per_s=a.history[i]["samples_per_s"])
+                         for i, h in enumerate(b.history)]
+
+
+def test_checkpoint_describes_itself_and_loads_safely(hr, tmp_path):
+    m = xds.fit(hr, model="espcn", factor=4, constraint="softmax", checkpoint=tmp_path / "e.pt", **TINY)
+    payload = read_checkpoint(tmp_path / "e.pt")  # torch.load(weights_only=True) inside
+    assert payload["network"]["model"] == "espcn" and payload["network"]["factor"] == 4
+    assert payload["variable"] == "tcwv" and payload["attrs"]["units"] == "kg m-2"
+    assert set(payload["normalization"]["target"]) >= {"mean", "std"}
+    assert payload["xdownscale_version"] == xds.__version__
+    assert payload["grid"]["kind"] == "latlon"
+    m2 = xds.load(tmp_path / "e.pt")
+    assert (m2.factor, m2.variable, m2.model_name, m2.constraint) == (4, "tcwv", "espcn", "softmax")
+    lr = hr.downscale.coarsen(4)
+    np.testing.assert_allclose(lr.downscale.predict(model=m).values, lr.downscale.predict(model=m2).values)
+    # a checkpoint path and the model store resolve to the same model
+    by_path = lr.downscale.predict(model=str(tmp_path / "e.pt"))
+    by_name = lr.downscale.predict(model="espcn", factor=4)
+    np.testing.assert_array_equal(by_path.values, by_name.values)
+    assert by_name.attrs["xdownscale_checkpoint_sha256"] == m2.checkpoint_hash
+
+
+def test_not_a_checkpoint_is_refused(tmp_path):
+    bad = tmp_path / "bad.pt"
+    torch.save({"hello": 1}, bad)
+    with pytest.raises(xds.CheckpointError, match="not an xdownscale checkpoint"):
+        xds.load(bad)
+
+
+def test_missing_checkpoint_error_says_which_fit_to_run(hr):
+    lr = hr.downscale.coarsen(4)
+    with pytest.raises(xds.ModelNotFoundError, match=r"fit\(model='cnn', factor=4\)"):
+        lr.downscale.predict(model="cnn", factor=4)
+
+
+def test_unknown_model_suggests_close_names(hr):
+    with pytest.raises(KeyError, match="bicubic"):
+        hr.downscale.coarsen(4).downscale.predict(model="bicubik", factor=4)
+
+
+def test_resume_continues_training(hr, tmp_path):
+    ck = tmp_path / "r.pt"
+    xds.fit(hr, model="cnn", factor=4, constraint="add", checkpoint=ck, **dict(TINY, epochs=1))
+    m = xds.fit(hr, model="cnn", factor=4, constraint="add", checkpoint=ck, resume=ck, **dict(TINY, epochs=3))
+    assert [h["epoch"] for h in m.history] == [0, 1, 2]
+
+
+def test_real_pair_and_dataset_predictors(tmp_path):
+    t = synthetic_field("t2m", times=6, ny=32, nx=32, seed=4)
+    u = synthetic_field("tcwv", times=6, ny=32, nx=32, seed=5).rename("u10")
+    ds = xr.Dataset({"t2m": t, "u10": u})
+    m = ds.downscale.fit(var="t2m", predictors=["t2m", "u10"], model="cnn", factor=4, constraint="add",
+                         checkpoint=tmp_path / "p.pt", **TINY)
+    assert m.module.body.head[0].in_channels == 2
+    out = ds.downscale.coarsen(4).downscale.predict(model=m)
+    assert isinstance(out, xr.Dataset) and out["t2m"].shape == t.shape
+    pair = xds.fit(lr=t.downscale.coarsen(4), hr=t, model="cnn", checkpoint=tmp_path / "q.pt", **TINY)
+    assert pair.factor == 4 and pair.meta["grid"]["pair"] == "real"
+
+
+def test_covariates_become_input_channels(tmp_path):
+    hr = synthetic_field("t2m", times=4, ny=32, nx=32, seed=6)
+    orog = (hr.isel(time=0, drop=True) * 0 + np.linspace(0, 1000, 32)[None, :]).rename("orog")
+    m = hr.downscale.fit(model="cnn", factor=4, constraint="add", covariates=orog, checkpoint=tmp_path / "c.pt", **TINY)
+    assert m.module.body.head[0].in_channels == 1 + 16
+    lr = hr.downscale.coarsen(4)
+    sr = lr.downscale.predict(model=m, covariates=orog)
+    assert_conserves(sr, lr, 4)
+    with pytest.raises(xds.DataError, match="covariates"):
+        lr.downscale.predict(model=m)
+
+
+@pytest.mark.parametrize("name", ["nearest", "bilinear", "bicubic", "conservative"])
+def test_baselines_need_no_training(hr, name):
+    lr = hr.downscale.coarsen(4)
+    sr = lr.downscale.predict(model=name, factor=4)
+    assert sr.shape == hr.shape and bool(np.isfinite(sr).all())
+    if name in ("nearest", "conservative"):
+        assert_conserves(sr, lr, 4, rtol=1e-6)
+
+
+def test_baseline_needs_a_factor(hr):
+    with pytest.raises(xds.DataError, match="factor"):
+        hr.downscale.coarsen(4).downscale.predict(model="bicubic")
+
+
+def test_trained_cnn_beats_bicubic_on_a_smooth_field(tmp_path):
+    hr = synthetic_field("tcwv", times=16, ny=64, nx=64, seed=7)
+    m = hr.downscale.fit(model="cnn", factor=4, constraint="softmax", epochs=6, batch_size=16, patch_size=32,
+                         width=16, n_blocks=2, checkpoint=tmp_path / "s.pt", progress=False, seed=0)
+    lr = hr.downscale.coarsen(4)
+    rmse = lambda p: float(np.sqrt(((p - hr) ** 2).mean()))  # noqa: E731
+    assert rmse(lr.downscale.predict(model=m)) < rmse(lr.downscale.predict(model="bicubic", factor=4))
+
+
+def test_projected_grid_and_2d_field(tmp_path):
+    hr = synthetic_field("tp", times=4, ny=32, nx=32).rename({"lat": "y", "lon": "x"})
+    hr = hr.assign_coords(y=np.arange(32) * 1000.0, x=np.arange(32) * 1000.0)
+    hr.y.attrs, hr.x.attrs = {"units": "m", "axis": "Y"}, {"units": "m", "axis": "X"}
+    m = hr.downscale.fit(model="cnn", factor=2, constraint="softmax", checkpoint=tmp_path / "y.pt", **TINY)
+    lr2d = hr.isel(time=0).downscale.coarsen(2)
+    sr = lr2d.downscale.predict(model=m)
+    assert sr.dims == ("y", "x") and sr.shape == (32, 32)
+    assert_conserves(sr, lr2d, 2)
+    assert float(sr.min()) >= 0
