@@ -10,6 +10,7 @@ from . import accessor as _accessor  # noqa: F401  (registers .downscale)
 from ._version import __version__
 from .api import (Downscaler, coarsen, evaluate, fit, list_catalog, list_models, load, model_info, open_catalog,
                   predict, regrid, write)
+from . import models
 from .errors import CheckpointError, DataError, GridError, ModelNotFoundError, XDownscaleError
 
 logging.getLogger("xdownscale").addHandler(logging.NullHandler())

@@ -77,12 +77,13 @@ def _min_chunks(chunks: tuple[int, ...], halo: int) -> tuple[int, ...]:
     """Merge chunks smaller than the halo into their neighbours (map_overlap needs depth <= chunk)."""
     out: list[int] = []
     for c in chunks:
-        if out and (out[-1] < halo or c < halo):
+        if out and out[-1] < halo:
             out[-1] += c
         else:
             out.append(c)
     if len(out) > 1 and out[-1] < halo:
-        out[-2] += out.pop()
+        tail = out.pop()
+        out[-1] += tail
     return tuple(out)
 
 
