@@ -119,11 +119,12 @@ def _coastline_data_warn() -> bool:
     return False
 
 
-def _add_coastlines(ax) -> None:
+def _add_coastlines(ax):
     try:
-        ax.coastlines(resolution="110m", linewidth=0.6)
+        return ax.coastlines(resolution="110m", linewidth=0.6)
     except Exception as e:  # pragma: no cover - depends on local data
         warnings.warn(f"coastlines skipped: {e}", UserWarning, stacklevel=3)
+        return None
 
 
 def compare(
@@ -203,6 +204,7 @@ def compare(
                        error_cmap, -e, e))
 
     coast_ok = coastlines and ccrs is not None and _coastline_data_warn()
+    coast_artists = []
     for i, (name, d2, axes, v, cm, lo, hi) in enumerate(panels):
         ax = fig.add_subplot(1, n, i + 1, **subplot_kw)
         xe, ye = _edges(d2, axes)
@@ -223,7 +225,9 @@ def compare(
             gl.right_labels = False
             gl.xlabel_style = gl.ylabel_style = {"size": 7}
             if coast_ok:
-                _add_coastlines(ax)
+                artist = _add_coastlines(ax)
+                if artist is not None:
+                    coast_artists.append(artist)
         else:
             ax.set_aspect("equal")
             xu = d2.coords[axes.x].attrs.get("units", "") if axes.x in d2.coords else ""
@@ -242,6 +246,15 @@ def compare(
         f" at {label}" if label else "")
     fig.suptitle(head, fontsize=12)
     fig.subplots_adjust(left=0.06 if kind == "latlon" else 0.08, right=0.97, top=0.82, bottom=0.22, wspace=0.25)
+    if coast_artists:
+        # the shapefile is read at draw time: draw once now so an unreadable file becomes a warning
+        try:
+            fig.canvas.draw()
+        except Exception as e:
+            for artist in coast_artists:
+                artist.remove()
+            warnings.warn(f"coastlines skipped: could not read the Natural Earth data ({e})",
+                          UserWarning, stacklevel=2)
     if path is not None:
         fig.savefig(os.fspath(path), dpi=120, format="png")
     return fig

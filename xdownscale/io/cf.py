@@ -27,7 +27,8 @@ _X_ATTRS = {"standard_name": "projection_x_coordinate", "long_name": "x coordina
 _TIME_ATTRS = {"standard_name": "time", "long_name": "time", "axis": "T"}
 # encoding keys that describe how values are stored, and so survive a re-write;
 # chunking/compression keys from an input file are dropped (they may not fit).
-_KEEP_ENCODING = ("dtype", "_FillValue", "missing_value", "scale_factor", "add_offset", "units", "calendar")
+_KEEP_ENCODING = ("dtype", "_FillValue", "missing_value", "scale_factor", "add_offset", "units", "calendar",
+                  "grid_mapping")
 
 
 def _axes(obj, axes: GridAxes | None) -> GridAxes:
@@ -94,7 +95,7 @@ def add_bounds(ds: xr.Dataset, axes: GridAxes | None = None) -> xr.Dataset:
         if dim not in ds.coords:
             continue
         is_lat = axes.kind == "latlon" and dim == axes.y
-        old = ds.coords[dim].attrs.get("bounds")
+        old = ds.coords[dim].attrs.get("bounds") or ds.coords[dim].encoding.get("bounds")
         if old and old in ds.variables and ds.variables[old].dims[:1] == (dim,) and ds.variables[old].ndim == 2:
             b = np.asarray(ds.variables[old].values, dtype="float64")
         else:
@@ -168,7 +169,7 @@ def add_cf_attrs(
     attrs["history"] = _append_history(src.attrs.get("history", attrs.get("history")),
                                        history_line(model, factor, constraint, checkpoint_hash))
     attrs["xdownscale_model"] = str(model)
-    attrs["xdownscale_factor"] = int(factor)
+    attrs["xdownscale_factor"] = np.int32(factor)  # a plain int would be stored as 64-bit (not CF-1.8)
     attrs["xdownscale_constraint"] = str(constraint)
     attrs["xdownscale_checkpoint_sha256"] = str(checkpoint_hash) if checkpoint_hash else "none"
     if extra:
@@ -309,6 +310,21 @@ def to_cf_dataset(obj: xr.DataArray | xr.Dataset, *, title: str | None = None) -
             for key in ("units", "standard_name", "axis", "long_name"):
                 var.attrs.pop(key, None)
 
+    for name, var in ds.variables.items():
+        # a grid_mapping reference goes into encoding: xarray then writes the attribute but does not
+        # list the grid-mapping variable in ``coordinates`` (it is not an auxiliary coordinate)
+        gm = var.attrs.get("grid_mapping")
+        if isinstance(gm, str) and gm in ds.variables and name not in ds.coords:
+            var.encoding["grid_mapping"] = var.attrs.pop("grid_mapping")
+        if var.encoding.get("grid_mapping") not in ds.variables:
+            var.encoding.pop("grid_mapping", None)  # names a variable that is not there
+        # CF-1.8 has no 64-bit integers: store them as int (32 bit) when the values fit
+        if var.dtype.kind in "iu" and var.dtype.itemsize == 8 and "dtype" not in var.encoding \
+                and not isinstance(var.data, _dask_array_type()):
+            v = np.asarray(var.values)
+            if v.size == 0 or (v.min() >= np.iinfo("int32").min and v.max() <= np.iinfo("int32").max):
+                var.encoding["dtype"] = "int32"
+
     names = list(ds.data_vars)
     main = [n for n in names if not n.endswith("_bnds")]
     g = sanitize_attrs(ds.attrs)
@@ -324,6 +340,15 @@ def to_cf_dataset(obj: xr.DataArray | xr.Dataset, *, title: str | None = None) -
         g["history"] = "\n".join(dict.fromkeys(lines)) if lines else f"{_utc_now()} xdownscale {__version__}: written"
     ds.attrs = g
     return ds
+
+
+def _dask_array_type():
+    try:
+        import dask.array
+
+        return dask.array.Array
+    except ImportError:  # pragma: no cover - dask is a dependency
+        return ()
 
 
 def _join_source(old, new: str) -> str:

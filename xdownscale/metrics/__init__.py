@@ -15,7 +15,7 @@ from ..grid.cf import find_axes
 from .conservation import infer_factor, mass_violation, negative_pixels, relative_mass_violation
 from .deterministic import (
     MS_SSIM_WEIGHTS, acc, bias, check_pair, mae, max_abs_error, ms_ssim, mse, pearson_r, psnr,
-    rmse, snap_coords, squared_units, ssim, weights_for, wmean,
+    rmse, squared_units, ssim, weights_for, wmean,
 )
 from .probabilistic import crps_ensemble, rank_histogram, spread_skill
 from .spectral import power_spectrum
