@@ -1,0 +1,46 @@
+"""Behaviour on real public fields (MeteoNet AROME); skipped when ../shared/data is absent."""
+import numpy as np
+import pytest
+
+import xdownscale as xds
+from xdownscale.testing import assert_conserves
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module")
+def msl(data_dir):
+    ds = xds.open_catalog("meteonet-arome-msl")
+    da = ds["msl"] if "msl" in ds else ds[list(ds.data_vars)[0]]
+    return da.isel(time=slice(0, 10)).load()
+
+
+@pytest.fixture(scope="module")
+def masks(data_dir):
+    return xds.open_catalog("meteonet-arome-masks")
+
+
+def test_real_grid_needs_trim_and_coarsens_exactly(msl):
+    with pytest.raises(xds.GridError, match="trim=True"):
+        msl.downscale.coarsen(4)
+    lr = msl.downscale.coarsen(4, trim=True)
+    assert lr.sizes["latitude"] == 227 // 4 and lr.sizes["longitude"] == 315 // 4
+    fine = msl.isel(latitude=slice(0, 224), longitude=slice(0, 312))
+    w = np.cos(np.deg2rad(fine.latitude))
+    mean_fine = float(fine.isel(time=0).weighted(w).mean())
+    wc = np.cos(np.deg2rad(lr.latitude))
+    assert abs(float(lr.isel(time=0).weighted(wc).mean()) - mean_fine) / mean_fine < 1e-6
+
+
+def test_constrained_cnn_on_real_msl_conserves_and_beats_bicubic(msl, masks, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDOWNSCALE_HOME", str(tmp_path))
+    hr = msl.isel(latitude=slice(0, 128), longitude=slice(0, 128))
+    train, test = hr.isel(time=slice(0, 8)), hr.isel(time=slice(8, 10))
+    cov = masks[["h", "lsm"]].isel(latitude=slice(0, 128), longitude=slice(0, 128))
+    m = train.downscale.fit(model="cnn", factor=4, constraint="softmax", epochs=4, batch_size=8, patch_size=64,
+                            width=16, n_blocks=2, covariates=cov, checkpoint=tmp_path / "m.pt", progress=False)
+    lr = test.downscale.coarsen(4)
+    sr = lr.downscale.predict(model=m, covariates=cov)
+    assert_conserves(sr, lr, 4, rtol=1e-5)
+    rmse = lambda p: float(np.sqrt(((p - test) ** 2).mean()))  # noqa: E731
+    assert rmse(sr) < rmse(lr.downscale.predict(model="bicubic", factor=4))
