@@ -30,6 +30,16 @@ def check_divisible(da: xr.DataArray, factor: int, axes: GridAxes, trim: bool) -
     return da.isel({axes.y: slice(0, ny - ny % factor), axes.x: slice(0, nx - nx % factor)})
 
 
+def block_centres(values, factor: int, is_longitude: bool = False) -> np.ndarray:
+    """Mean of each block of ``factor`` centres; longitudes are averaged across the
+    +-180 / 0-360 seam correctly and wrapped back into the input's convention."""
+    v = np.asarray(values, dtype="float64")
+    if not is_longitude:
+        return v.reshape(-1, factor).mean(axis=1)
+    c = np.rad2deg(np.unwrap(np.deg2rad(v))).reshape(-1, factor).mean(axis=1)
+    return c % 360.0 if v.min() >= 0 else (c + 180.0) % 360.0 - 180.0
+
+
 def coarse_bounds(da: xr.DataArray, dim: str, factor: int, is_lat: bool = False) -> np.ndarray:
     """Bounds (n/factor, 2) of the coarse cells: outer bounds of each block of fine cells."""
     fine = cell_bounds(da, dim, is_latitude=is_lat)
@@ -62,14 +72,17 @@ def coarsen(
     window = {axes.y: factor, axes.x: factor}
     bnd_names = [f"{d}_bnds" for d in axes.spatial]
     plain = da.drop_vars([c for c in da.coords if c in bnd_names or "bnds" in da.coords[c].dims])
-    valid = plain.notnull() if skipna else xr.ones_like(plain, dtype=bool)
-    num = (plain.fillna(0.0) * w).coarsen(window).sum() if skipna else (plain * w).coarsen(window).sum()
-    den = (valid * w).coarsen(window).sum()
-    out = (num / den.where(den > 0)).astype(dtype)
+    num = (plain.fillna(0.0) * w).coarsen(window).sum()
+    den = (plain.notnull() * w).coarsen(window).sum()
+    out = num / den.where(den > 0)
+    if not skipna:  # any NaN in a block makes the block NaN
+        out = out.where(~plain.isnull().coarsen(window).any())
+    out = out.astype(dtype)
     # block centres as coordinates (mean of fine centres: exact for regular grids)
     for dim in axes.spatial:
         if dim in da.coords:
-            centres = da.coords[dim].values.astype("float64").reshape(-1, factor).mean(axis=1)
+            is_lon = axes.kind == "latlon" and dim == axes.x
+            centres = block_centres(da.coords[dim].values, factor, is_longitude=is_lon)
             out = out.assign_coords({dim: (dim, centres.astype(da.coords[dim].dtype), da.coords[dim].attrs)})
     out = out.transpose(*[d for d in da.dims])
     out.attrs = dict(da.attrs)

@@ -12,7 +12,7 @@ import xarray as xr
 
 from ..errors import GridError
 from .cf import coordinate_values, find_axes
-from .coarsen import coarsen
+from .coarsen import block_centres, coarsen
 
 BACKENDS = ("auto", "block", "xarray-regrid", "xesmf")
 
@@ -24,7 +24,7 @@ def _integer_factor(src: xr.DataArray, target: xr.Dataset | xr.DataArray) -> int
         return None
     f = int(ratios[0])
     for s, t in ((sa.y, ta.y), (sa.x, ta.x)):
-        centres = coordinate_values(src, s).reshape(-1, f).mean(axis=1)
+        centres = block_centres(coordinate_values(src, s), f, is_longitude=sa.kind == "latlon" and s == sa.x)
         if not np.allclose(centres, coordinate_values(target, t), atol=1e-6):
             return None
     return f
@@ -71,6 +71,9 @@ def regrid(
     regridder = getattr(da.regrid, method, None)
     if regridder is None:
         raise GridError(f"xarray-regrid has no method {method!r}; try 'conservative', 'linear' or 'nearest'")
-    out = regridder(tgt)
+    if method == "conservative":  # xarray-regrid guesses latitude by name only: name it
+        out = regridder(tgt, latitude_coord=sa.y if sa.kind == "latlon" else None)
+    else:
+        out = regridder(tgt)
     out.attrs = dict(da.attrs)
     return out
