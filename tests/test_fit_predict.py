@@ -138,7 +138,7 @@ def test_trained_cnn_beats_bicubic_on_a_smooth_field(tmp_path):
     m = hr.downscale.fit(model="cnn", factor=4, constraint="softmax", epochs=6, batch_size=16, patch_size=32,
                          width=16, n_blocks=2, checkpoint=tmp_path / "s.pt", progress=False, seed=0)
     lr = hr.downscale.coarsen(4)
-    rmse = lambda p: float(np.sqrt(((p - hr) ** 2).mean()))  # noqa: E731
+    rmse = lambda p: float(np.sqrt(((p.values - hr.values) ** 2).mean()))  # noqa: E731
     assert rmse(lr.downscale.predict(model=m)) < rmse(lr.downscale.predict(model="bicubic", factor=4))
 
 
@@ -152,3 +152,12 @@ def test_projected_grid_and_2d_field(tmp_path):
     assert sr.dims == ("y", "x") and sr.shape == (32, 32)
     assert_conserves(sr, lr2d, 2)
     assert float(sr.min()) >= 0
+
+
+def test_like_puts_the_prediction_on_the_exact_truth_grid(hr):
+    lr = hr.downscale.coarsen(4)
+    sr = lr.downscale.predict(model="bicubic", factor=4, like=hr)
+    assert (sr.lat.values == hr.lat.values).all() and (sr.lon.values == hr.lon.values).all()
+    assert (sr - hr).shape == hr.shape  # aligns label for label
+    with pytest.raises(xds.DataError, match="like= grid"):
+        lr.downscale.predict(model="bicubic", factor=4, like=hr.isel(lat=slice(1, None)))

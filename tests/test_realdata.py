@@ -42,5 +42,5 @@ def test_constrained_cnn_on_real_msl_conserves_and_beats_bicubic(msl, masks, tmp
     lr = test.downscale.coarsen(4)
     sr = lr.downscale.predict(model=m, covariates=cov)
     assert_conserves(sr, lr, 4, rtol=1e-5)
-    rmse = lambda p: float(np.sqrt(((p - test) ** 2).mean()))  # noqa: E731
+    rmse = lambda p: float(np.sqrt(((p.values - test.values) ** 2).mean()))  # noqa: E731
     assert rmse(sr) < rmse(lr.downscale.predict(model="bicubic", factor=4))

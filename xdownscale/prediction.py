@@ -75,8 +75,30 @@ def _fine_weights(coords: dict, axes) -> np.ndarray | None:
     return latitude_weights(coords[axes.y].values)
 
 
+def snap_to(out: xr.DataArray, like, axes) -> xr.DataArray:
+    """Put ``out`` on the exact fine coordinates of ``like`` (they must agree to 1e-6 of a cell).
+
+    Fine centres rebuilt from coarse bounds differ from the original grid's by
+    float round-off, and xarray aligns on exact labels: without this, ``sr - hr``
+    silently keeps only the labels that happen to match.
+    """
+    lax = find_axes(like)
+    for dim, ldim in zip(axes.spatial, lax.spatial):
+        mine, theirs = out[dim].values.astype("float64"), like[ldim].values.astype("float64")
+        step = abs(mine[1] - mine[0]) if mine.size > 1 else 1.0
+        if mine.shape != theirs.shape or not np.allclose(mine, theirs, rtol=0, atol=1e-6 * step):
+            raise DataError(
+                f"like= grid does not match the prediction on {dim!r}: sizes {mine.size} vs {theirs.size}, "
+                f"largest offset {np.max(np.abs(mine - theirs)) if mine.shape == theirs.shape else 'n/a'}; "
+                "pass the fine field the coarse input was made from (trimmed the same way)"
+            )
+        out = out.assign_coords({dim: (dim, like[ldim].values, out[dim].attrs)})
+    return out
+
+
 def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), covariates=None, chunks=None,
-                      halo: int | None = None, batch_size: int = 16, device: str = "auto") -> xr.DataArray:
+                      halo: int | None = None, batch_size: int = 16, device: str = "auto",
+                      like=None) -> xr.DataArray:
     """Lazy fine-resolution prediction of a coarse DataArray (see :func:`predict`)."""
     if not isinstance(lr, xr.DataArray):
         raise DataError(f"expected a DataArray, got {type(lr).__name__}")
@@ -112,6 +134,8 @@ def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), cov
             out_coords[name] = c
     out = xr.DataArray(data, dims=lead + list(axes.spatial), coords=out_coords, name=lr.name)
     out = out.transpose(*[d for d in lr.dims])
+    if like is not None:
+        out = snap_to(out, like, axes)
     out.attrs = dict(lr.attrs)
     return add_cf_attrs(out, source=lr, model=downscaler.model_name, factor=f, constraint=downscaler.constraint,
                         checkpoint_hash=downscaler.checkpoint_hash)
@@ -119,7 +143,7 @@ def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), cov
 
 def predict(lr, *, model, factor: int | None = None, var: str | None = None, covariates=None,
             constraint: str | None = None, chunks=None, halo: int | None = None, batch_size: int = 16,
-            device: str = "auto"):
+            device: str = "auto", like=None):
     """Downscale ``lr`` (DataArray, or Dataset with ``var``) with ``model``.
 
     ``model`` is a :class:`Downscaler`, a checkpoint path, a baseline name
@@ -127,6 +151,11 @@ def predict(lr, *, model, factor: int | None = None, var: str | None = None, cov
     the latest checkpoint for that variable, model and factor in the model
     store is used. Returns a lazy, Dask-backed DataArray on the fine grid with
     CF metadata and provenance (a Dataset for Dataset input).
+
+    ``like``: a fine field whose exact coordinates the result should carry
+    (e.g. the truth ``hr`` that ``lr`` was coarsened from), so that ``sr - hr``
+    aligns label for label; rebuilt fine centres otherwise differ from the
+    original ones by float round-off.
     """
     if isinstance(lr, xr.Dataset):
         name = var
@@ -137,7 +166,7 @@ def predict(lr, *, model, factor: int | None = None, var: str | None = None, cov
         downscaler = resolve_model(model, factor=factor, variable=str(da.name), constraint=constraint)
         extra = [_pick(lr, p) for p in downscaler.meta.get("predictors", [])]
         out = predict_dataarray(da, downscaler, extra=extra, covariates=covariates, chunks=chunks, halo=halo,
-                                batch_size=batch_size, device=device)
+                                batch_size=batch_size, device=device, like=like)
         result = out.to_dataset()
         result.attrs = dict(lr.attrs)
         return result
@@ -151,7 +180,7 @@ def predict(lr, *, model, factor: int | None = None, var: str | None = None, cov
     if downscaler.variable and lr.name is not None and str(lr.name) != downscaler.variable:
         warnings.warn(f"model trained on {downscaler.variable!r} applied to {lr.name!r}", stacklevel=2)
     return predict_dataarray(lr, downscaler, covariates=covariates, chunks=chunks, halo=halo,
-                             batch_size=batch_size, device=device)
+                             batch_size=batch_size, device=device, like=like)
 
 
 def _pick(ds: xr.Dataset, name: str | None) -> xr.DataArray:
