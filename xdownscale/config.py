@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 LOSSES = ("mse", "l1")
+SCHEDULES = ("cosine", "constant")
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,7 @@ class TrainConfig:
     batch_size: int = 64
     patch_size: int = 64
     learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
     loss: str = "mse"
     seed: int = 0
     val_fraction: float = 0.2
@@ -26,6 +28,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("epochs", "batch_size", "patch_size"):

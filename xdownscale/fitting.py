@@ -15,6 +15,7 @@ from .config import TrainConfig
 from .data import (PatchDataset, covariate_stats, default_samples_per_epoch, fit_stats, fold_covariates,
                    make_pair, scadd_bounds)
 from .data.covariates import as_dataset
+from .data.normalize import residual_std
 from .data.pairs import select_variable
 from .downscaler import Downscaler
 from .engine.checkpoint import read_checkpoint, save_checkpoint, sha256
@@ -54,6 +55,7 @@ def _check_constraint_fits(constraint: str, stats: dict, name) -> None:
 def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, constraint: str = "none",
         var: str | None = None, predictors: list[str] | None = None, covariates=None,
         epochs: int = 20, batch_size: int = 64, patch_size: int = 64, learning_rate: float = 1e-3,
+        lr_schedule: str = "cosine",
         loss: str = "mse", seed: int = 0, val_fraction: float = 0.2, patience: int = 5,
         samples_per_epoch: int | None = None, val_samples: int | None = None, soft_weight: float = 1.0,
         skip: str | None = "bicubic", checkpoint: str | os.PathLike | None = None,
@@ -74,6 +76,7 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
     if not info["trainable"]:
         raise DataError(f"{model!r} is a baseline with nothing to train: use predict(model={model!r}, factor=...)")
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, patch_size=patch_size, learning_rate=learning_rate,
+                      lr_schedule=lr_schedule,
                       loss=loss, seed=seed, val_fraction=val_fraction, patience=patience,
                       samples_per_epoch=samples_per_epoch, val_samples=val_samples, soft_weight=soft_weight,
                       num_workers=num_workers, device=device, progress=progress)
@@ -103,8 +106,12 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
     cov = fold_covariates(cov_ds, cov_stats, pair.hr.shape[-2:], f)
     in_channels = 1 + len(extra) + (0 if cov is None else cov.shape[0])
     constraint_kwargs = scadd_bounds(stats, scadd_lower, scadd_upper) if constraint == "scadd" else None
+    sample_t = train_t[np.linspace(0, len(train_t) - 1, min(8, len(train_t))).round().astype(int)]
+    sample = np.asarray((pair.hr.isel({tdim: sample_t}) if tdim else pair.hr).values, dtype="float64")
+    stats["residual_std"] = residual_std(sample.reshape(-1, *sample.shape[-2:]), f, pair.row_weights, skip)
     network = {"model": model, "factor": f, "in_channels": in_channels, "constraint": constraint, "skip": skip,
-               "mean": stats["mean"], "std": stats["std"], "constraint_kwargs": constraint_kwargs, **model_kwargs}
+               "mean": stats["mean"], "std": stats["std"], "residual_scale": stats["residual_std"],
+               "constraint_kwargs": constraint_kwargs, **model_kwargs}
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     net = DownscalingNet(**network)

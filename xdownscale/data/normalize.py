@@ -52,3 +52,21 @@ def normalize(values: np.ndarray, stats: dict) -> np.ndarray:
 
 def denormalize(values: np.ndarray, stats: dict) -> np.ndarray:
     return values * stats["std"] + stats["mean"]
+
+
+def residual_std(hr_values: np.ndarray, factor: int, row_weights: np.ndarray, skip: str | None) -> float | None:
+    """Spread of (fine - interpolation of its coarsening) on sample fields (T, H, W): the
+    physical size of what a residual network has to learn. None without a skip."""
+    if skip is None:
+        return None
+    import torch
+
+    from ..nn.blocks import interpolate
+    from .pairs import coarsen_block
+
+    coarse = coarsen_block(hr_values, factor, row_weights)
+    fill = np.nanmean(hr_values)
+    base = interpolate(torch.from_numpy(np.nan_to_num(coarse, nan=fill)[:, None]), factor, skip)[:, 0].numpy()
+    resid = hr_values - base
+    value = float(np.nanstd(resid))
+    return value if np.isfinite(value) and value > 0 else None

@@ -3,6 +3,7 @@ best weights kept, early stopping, resumable, seeded, with tqdm progress."""
 from __future__ import annotations
 
 import copy
+import math
 import logging
 import time
 
@@ -25,6 +26,10 @@ def _loss(pred, target, std, kind: str):
 
 def _soft_term(net, coarse, pred, w):
     return (((block_mean(pred, net.factor, w) - coarse) / net.std) ** 2).mean()
+
+
+def _cosine(epoch: int, cfg: TrainConfig) -> float:
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(epoch, cfg.epochs) / max(cfg.epochs, 1)))
 
 
 def _worker_init(_):
@@ -56,11 +61,14 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
     """
     net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
+    # cosine decay to 1% of the initial rate over the planned epochs (or a constant rate)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: _cosine(e, cfg) if cfg.lr_schedule == "cosine" else 1.0)
     history, start, best, best_epoch, bad = [], 0, float("inf"), -1, 0
     best_state = copy.deepcopy(net.state_dict())
     if resume:
         net.load_state_dict(resume["last_state_dict"])
         opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
         history, start = list(resume["history"]), int(resume["epoch"]) + 1
         best, best_epoch, bad = float(resume["best_val_loss"]), int(resume["best_epoch"]), int(resume["bad_epochs"])
         best_state = resume["best_state_dict"]
@@ -83,6 +91,7 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
             running += float(loss.detach()) * len(x)
             seen += len(x)
             bar.set_postfix(loss=f"{running / seen:.4g}")
+        sched.step()
         seconds = time.perf_counter() - t0
         val = evaluate_loss(net, val_ds, cfg, device)
         record = {"epoch": epoch, "train_loss": running / max(seen, 1), "val_loss": val,
@@ -98,7 +107,7 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
                  record["train_loss"], val, " *" if improved else "", record["samples_per_s"])
         if on_epoch_end is not None:
             on_epoch_end({"best_state_dict": best_state, "last_state_dict": net.state_dict(),
-                        "optimizer": opt.state_dict(), "epoch": epoch, "history": history,
+                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "history": history,
                         "best_val_loss": best, "best_epoch": best_epoch, "bad_epochs": bad})
         if bad >= cfg.patience:
             log.info("early stopping: no improvement for %d epochs", bad)

@@ -29,6 +29,7 @@ class DownscalingNet(nn.Module):
         skip: str | None = "bicubic",
         mean: float = 0.0,
         std: float = 1.0,
+        residual_scale: float | None = None,
         constraint_kwargs: dict | None = None,
         **body_config,
     ):
@@ -41,6 +42,10 @@ class DownscalingNet(nn.Module):
         self.constraint = make_constraint(constraint, self.factor, **(constraint_kwargs or {}))
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
+        # physical size of one unit of the body's output: the spread of (fine - interpolation)
+        # on the training data, so the body learns an O(1) correction
+        scale = residual_scale if residual_scale and skip is not None else std
+        self.register_buffer("residual_scale", torch.tensor(float(scale)))
 
     @property
     def receptive_radius(self) -> int:
@@ -59,5 +64,5 @@ class DownscalingNet(nn.Module):
         if self.skip is not None:
             base = interpolate(x0, self.factor, self.skip) * self.std + self.mean
         residual = self.body(x)
-        pre = self.constraint.combine(base, residual, self.mean, self.std)
+        pre = self.constraint.combine(base, residual, self.mean, self.residual_scale)
         return self.constraint(pre, x_phys, weights)

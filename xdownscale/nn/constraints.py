@@ -56,9 +56,9 @@ class Constraint(nn.Module):
         super().__init__()
         self.factor = int(factor)
 
-    def combine(self, base: torch.Tensor | None, residual: torch.Tensor, mean, std) -> torch.Tensor:
-        """Physical pre-constraint field from an interpolated ``base`` and a normalised residual."""
-        out = residual * std
+    def combine(self, base: torch.Tensor | None, residual: torch.Tensor, mean, scale) -> torch.Tensor:
+        """Physical pre-constraint field from an interpolated ``base`` and a residual in units of ``scale``."""
+        out = residual * scale
         return out + (base if base is not None else mean)
 
     def forward(self, y: torch.Tensor, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -104,9 +104,9 @@ class SoftmaxConstraint(Constraint):
 
     name, hard = "softmax", True
 
-    def combine(self, base, residual, mean, std):
-        pre = super().combine(base, residual, mean, std)
-        floor = torch.clamp(torch.as_tensor(std, dtype=pre.dtype) * 1e-3, min=1e-12)
+    def combine(self, base, residual, mean, scale):
+        pre = super().combine(base, residual, mean, scale)
+        floor = torch.clamp(torch.as_tensor(scale, dtype=pre.dtype) * 1e-3, min=1e-12)
         return torch.log(F.softplus(pre, beta=float(1.0 / floor)) + 1e-30)
 
     def forward(self, y, x, weights=None):
