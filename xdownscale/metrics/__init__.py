@@ -64,6 +64,7 @@ def evaluate(
     weighted: bool = True,
     per_time: bool = False,
     member_dim: str = "member",
+    compute: bool = True,
 ) -> xr.Dataset:
     """All verification metrics of a prediction against the truth, as a Dataset.
 
@@ -90,6 +91,8 @@ def evaluate(
         Name of the ensemble dimension. When ``pred`` has it, ``crps`` is added
         and the deterministic metrics use the ensemble mean; the conservation
         metrics look at every member.
+    compute : bool
+        Compute the (small) result in one Dask pass; ``False`` keeps it lazy.
 
     Returns
     -------
@@ -160,4 +163,4 @@ def evaluate(
     if ensemble:
         ds.attrs["ensemble_members"] = int(pred.sizes[member_dim])
         ds.attrs["deterministic_metrics_of"] = "ensemble mean"
-    return ds
+    return ds.compute() if compute else ds
