@@ -346,7 +346,7 @@ def test_evaluate_ensemble_and_dask():
     w = coslat(t)[None]
     ref = properscoring.crps_ensemble(t.values, ens.values, axis=0)
     assert float(ds.crps) == pytest.approx(np.sum(w * ref) / np.sum(w * np.ones_like(ref)), rel=1e-10)
-    lazy = evaluate(ens.chunk({"time": 1}), t.chunk({"time": 1}), per_time=True)
+    lazy = evaluate(ens.chunk({"time": 1}), t.chunk({"time": 1}), per_time=True, compute=False)
     assert lazy.mse.chunks is not None
     xr.testing.assert_allclose(lazy.compute(), evaluate(ens, t, per_time=True))
 
