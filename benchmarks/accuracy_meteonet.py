@@ -25,7 +25,7 @@ METRICS = ["rmse", "mae", "ssim", "mass_violation", "relative_mass_violation"]
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--n-blocks", type=int, default=4)
     ap.add_argument("--model", default="cnn")
@@ -49,7 +49,7 @@ def main() -> None:
         t0 = time.perf_counter()
         cov = meteonet_static() if extra else None
         m = xds.fit(train, model=args.model, factor=4, constraint=constraint, epochs=args.epochs, batch_size=16,
-                    patch_size=64, width=args.width, n_blocks=args.n_blocks, seed=0, patience=8,
+                    patch_size=64, width=args.width, n_blocks=args.n_blocks, seed=0, patience=10,
                     covariates=cov, checkpoint=out / f"{constraint}.pt", progress=False)
         seconds = time.perf_counter() - t0
         name = f"{args.model}+{constraint}" + (" +orog,lsm" if extra else "")
