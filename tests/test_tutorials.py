@@ -1,5 +1,4 @@
 """The tutorials run end to end (fast mode)."""
-import os
 import runpy
 import sys
 from pathlib import Path

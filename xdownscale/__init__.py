@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import logging
 
+from ._compat import import_pyproj_first
+
+import_pyproj_first()  # before anything can load ecCodes: see _compat
+
 from . import accessor as _accessor  # noqa: F401  (registers .downscale)
 from ._version import __version__
 from .api import (Downscaler, coarsen, evaluate, fit, list_catalog, list_models, load, model_info, open_catalog,
                   predict, regrid, write)
-from . import models
+from . import models  # noqa: F401  (xds.models.DownscalingNet)
 from .errors import CheckpointError, DataError, GridError, ModelNotFoundError, XDownscaleError
 
 logging.getLogger("xdownscale").addHandler(logging.NullHandler())

@@ -44,7 +44,8 @@ TEST_FRACTION = 0.25
 # the default field: ERA5-like 0.25 degree grid over the North Atlantic
 DEFAULT_FIELD = {"times": 48, "ny": 128, "nx": 192, "north": 60.0, "west": -40.0, "resolution": 0.25}
 # training budget tuned for about one minute on a 2-core CPU (see tests/test_demo.py for a fast one)
-DEFAULT_TRAINING = {"epochs": 10, "width": 32, "n_blocks": 4, "patch_size": 64, "batch_size": 16,
+# (measured: ~4 s per epoch, ~50 s of training, ~60 s in all on an idle 2-core x86 CPU)
+DEFAULT_TRAINING = {"epochs": 12, "width": 48, "n_blocks": 4, "patch_size": 96, "batch_size": 16,
                     "samples_per_epoch": 256, "learning_rate": 1e-3}
 PRODUCTS = {"prediction_nc": "prediction.nc", "prediction_zarr": "prediction.zarr", "map": "map.png",
             "metrics_csv": "metrics.csv", "metrics_md": "metrics.md", "checkpoint": "model.pt"}
@@ -72,27 +73,36 @@ def _load_user_field(data, var):
     """Open the user's file (or take a DataArray/Dataset), pick the variable, trim to the factor."""
     import xarray as xr
 
-    from .cli import check_not_all_nan, open_data, pick_variable
+    from .cli.files import check_not_all_nan, open_data, pick_variable
     from .grid.cf import find_axes
     from .grid.coarsen import check_divisible
 
     if isinstance(data, (xr.Dataset, xr.DataArray)):
+        source, where = None, None
         da = pick_variable(data, var)
-        where = None
     else:
-        da = pick_variable(open_data(data, role="demo data"), var, path=data)
-        where = data
-    check_not_all_nan(da, where)
-    axes = find_axes(da)
-    ny, nx = da.sizes[axes.y], da.sizes[axes.x]
-    if ny < 4 * FACTOR or nx < 4 * FACTOR:
-        raise ValueError(f"the grid of {da.name!r} ({ny}x{nx}) is too small for the demo: it needs at least "
-                         f"{4 * FACTOR}x{4 * FACTOR} cells to downscale by {FACTOR}")
-    trimmed = check_divisible(da, FACTOR, axes, trim=True)
+        source, where = open_data(data, role="demo data", track=False), data
+        try:
+            da = pick_variable(source, var, path=data)
+        except BaseException:
+            source.close()
+            raise
+    try:
+        check_not_all_nan(da, where)
+        axes = find_axes(da)
+        ny, nx = da.sizes[axes.y], da.sizes[axes.x]
+        if ny < 4 * FACTOR or nx < 4 * FACTOR:
+            raise ValueError(f"the grid of {da.name!r} ({ny}x{nx}) is too small for the demo: it needs at least "
+                             f"{4 * FACTOR}x{4 * FACTOR} cells to downscale by {FACTOR}")
+        trimmed = check_divisible(da, FACTOR, axes, trim=True)
+    except BaseException:
+        if source is not None:
+            source.close()
+        raise
     if trimmed.sizes[axes.y] != ny or trimmed.sizes[axes.x] != nx:
         warnings.warn(f"trimmed the grid from {ny}x{nx} to {trimmed.sizes[axes.y]}x{trimmed.sizes[axes.x]} "
                       f"(a multiple of the factor {FACTOR})", stacklevel=3)
-    return trimmed
+    return trimmed, source
 
 
 def _split(da):
@@ -111,7 +121,7 @@ def _split(da):
 
 
 def _markdown(rows: list[list], header: list[str]) -> str:
-    from .cli import _fmt
+    from .cli.files import _fmt
 
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
@@ -161,6 +171,9 @@ def run_demo(out_dir, data=None, var: str | None = None, epochs: int | None = No
 
     import xdownscale as xd
 
+    from .cli.files import _import_pyproj_first
+
+    _import_pyproj_first()  # before any file is opened: see xdownscale.cli._import_pyproj_first
     t_start = time.perf_counter()
     out = Path(os.fspath(out_dir)).expanduser()
     paths = {k: out / v for k, v in PRODUCTS.items()}
@@ -177,118 +190,124 @@ def run_demo(out_dir, data=None, var: str | None = None, epochs: int | None = No
     if data is None:
         if var is not None:
             warnings.warn("var= is ignored without data=", stacklevel=2)
-        field = default_field(times, ny, nx, seed=seed)
+        field, source = default_field(times, ny, nx, seed=seed), None
         label = "synthetic TCWV (built-in)"
     else:
-        field = _load_user_field(data, var)
+        field, source = _load_user_field(data, var)
         label = str(data) if not isinstance(data, (xr.Dataset, xr.DataArray)) else "given field"
-    train, test, split_note = _split(field)
-    name = str(field.name)
-    units = str(field.attrs.get("units", ""))
-    fmin = float(train.min())
-    constraint = "softmax" if fmin >= 0 else "add"
-    if constraint != "softmax":
-        warnings.warn(f"{name!r} has negative values (min {fmin:.4g}): training with the 'add' constraint "
-                      "instead of 'softmax' (which needs a non-negative field)", stacklevel=2)
-    cfg = dict(DEFAULT_TRAINING)
-    for key, value in (("epochs", epochs), ("width", width), ("n_blocks", n_blocks), ("patch_size", patch_size),
-                       ("batch_size", batch_size), ("samples_per_epoch", samples_per_epoch)):
-        if value is not None:
-            cfg[key] = int(value)
-    if verbose:
-        print(f"xdownscale demo: {label}, variable {name!r} {dict(field.sizes)}; {split_note}")
-        print(f"training {MODEL} x{FACTOR} with the {constraint!r} constraint ({cfg['epochs']} epochs of "
-              f"{cfg['samples_per_epoch']} patches of {cfg['patch_size']}x{cfg['patch_size']}) ...", flush=True)
-
-    created_dir = not out.exists()
-    before = {k for k, p in paths.items() if p.exists()}
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        # -- train ---------------------------------------------------------------------------
-        t0 = time.perf_counter()
-        model = xd.fit(train, model=MODEL, factor=FACTOR, constraint=constraint, epochs=cfg["epochs"],
-                       batch_size=cfg["batch_size"], patch_size=cfg["patch_size"],
-                       samples_per_epoch=cfg["samples_per_epoch"], learning_rate=cfg["learning_rate"], seed=seed,
-                       patience=max(cfg["epochs"], 5), checkpoint=paths["checkpoint"], progress=progress,
-                       width=cfg["width"], n_blocks=cfg["n_blocks"])
-        t_fit = time.perf_counter() - t0
+        train, test, split_note = _split(field)
+        name = str(field.name)
+        units = str(field.attrs.get("units", ""))
+        fmin = float(train.min())
+        constraint = "softmax" if fmin >= 0 else "add"
+        if constraint != "softmax":
+            warnings.warn(f"{name!r} has negative values (min {fmin:.4g}): training with the 'add' constraint "
+                          "instead of 'softmax' (which needs a non-negative field)", stacklevel=2)
+        cfg = dict(DEFAULT_TRAINING)
+        for key, value in (("epochs", epochs), ("width", width), ("n_blocks", n_blocks), ("patch_size", patch_size),
+                           ("batch_size", batch_size), ("samples_per_epoch", samples_per_epoch)):
+            if value is not None:
+                cfg[key] = int(value)
+        if verbose:
+            print(f"xdownscale demo: {label}, variable {name!r} {dict(field.sizes)}; {split_note}")
+            print(f"training {MODEL} x{FACTOR} with the {constraint!r} constraint ({cfg['epochs']} epochs of "
+                  f"{cfg['samples_per_epoch']} patches of {cfg['patch_size']}x{cfg['patch_size']}) ...", flush=True)
 
-        # -- downscale the held-out times ----------------------------------------------------
-        t0 = time.perf_counter()
-        truth = test.load()
-        lr = xd.coarsen(truth, FACTOR)
-        pred = xd.predict(lr, model=model).load()
-        bicubic = xd.predict(lr, model="bicubic", factor=FACTOR).load()
-        t_predict = time.perf_counter() - t0
-        mode = "w" if overwrite else "w-"
-        xd.write(pred, paths["prediction_nc"], mode=mode)
-        xd.write(pred, paths["prediction_zarr"], mode=mode)
-
-        # -- score -----------------------------------------------------------------------------
-        row_names = [f"{MODEL}+{constraint}", "bicubic"]
-        metrics = {}
-        for row, p in zip(row_names, (pred, bicubic)):
-            res = xd.evaluate(p, truth, lr=lr)
-            metrics[row] = {col: float(res[m]) if m in res else float("nan") for col, (m, _) in COLUMNS.items()}
-        header = ["model"] + [f"{c} [{units if u is True else u}]" if u and (u is not True or units) else c
-                              for c, (_, u) in COLUMNS.items()]
-        rows = [[r] + [metrics[r][c] for c in COLUMNS] for r in row_names]
-        import csv
-        import io
-
-        from .cli import _atomic_text, format_table
-
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows([[r[0]] + [repr(float(v)) for v in r[1:]] for r in rows])
-        _atomic_text(paths["metrics_csv"], buf.getvalue(), overwrite)
-        better = metrics[row_names[0]]["RMSE"] < metrics["bicubic"]["RMSE"]
-        md = (f"# xdownscale demo: {name} x{FACTOR}\n\n"
-              f"Data: {label}, {dict(field.sizes)}; {split_note}. Coarse input: exact area-weighted "
-              f"coarsening by {FACTOR}. Model: `{MODEL}` with the `{constraint}` constraint, "
-              f"{cfg['epochs']} epochs ({t_fit:.0f} s of training).\n\n"
-              + _markdown(rows, header)
-              + f"\nRMSE of {row_names[0]} is {'below' if better else 'NOT below'} bicubic interpolation "
-              f"({metrics[row_names[0]]['RMSE']:.4g} vs {metrics['bicubic']['RMSE']:.4g} {units}). "
-              "Mass violation: mean |coarsened prediction - coarse input|; negative pixels: count over all "
-              "test fields.\n")
-        _atomic_text(paths["metrics_md"], md, overwrite)
-
-        # -- map -------------------------------------------------------------------------------
+        created_dir = not out.exists()
+        before = {k for k, p in paths.items() if p.exists()}
         try:
-            from . import plot
+            out.mkdir(parents=True, exist_ok=True)
+            # -- train ---------------------------------------------------------------------------
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="only one time step")  # already said by _split
+                model = xd.fit(train, model=MODEL, factor=FACTOR, constraint=constraint, epochs=cfg["epochs"],
+                               batch_size=cfg["batch_size"], patch_size=cfg["patch_size"],
+                               samples_per_epoch=cfg["samples_per_epoch"], learning_rate=cfg["learning_rate"],
+                               seed=seed, patience=max(cfg["epochs"], 5), checkpoint=paths["checkpoint"],
+                               progress=progress, width=cfg["width"], n_blocks=cfg["n_blocks"])
+            t_fit = time.perf_counter() - t0
 
-            fig = plot.compare(lr, pred, truth, time=0, path=paths["map"],
-                               title=f"{name} x{FACTOR}: coarse | {row_names[0]} | truth | error")
-            import matplotlib.pyplot as plt
+            # -- downscale the held-out times ----------------------------------------------------
+            t0 = time.perf_counter()
+            truth = test.load()
+            lr = xd.coarsen(truth, FACTOR)
+            pred = xd.predict(lr, model=model).load()
+            bicubic = xd.predict(lr, model="bicubic", factor=FACTOR).load()
+            t_predict = time.perf_counter() - t0
+            mode = "w" if overwrite else "w-"
+            xd.write(pred, paths["prediction_nc"], mode=mode)
+            xd.write(pred, paths["prediction_zarr"], mode=mode)
 
-            plt.close(fig)
-            map_path = paths["map"]
-        except ImportError as e:
-            warnings.warn(f"map.png skipped: {e}", stacklevel=2)
-            map_path = None
-    except BaseException:
-        for key, p in paths.items():
-            if key not in before and p.exists():
-                _remove(p)
-        if created_dir and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        raise
+            # -- score -----------------------------------------------------------------------------
+            row_names = [f"{MODEL}+{constraint}", "bicubic"]
+            metrics = {}
+            for row, p in zip(row_names, (pred, bicubic)):
+                res = xd.evaluate(p, truth, lr=lr)
+                metrics[row] = {col: float(res[m]) if m in res else float("nan") for col, (m, _) in COLUMNS.items()}
+            header = ["model"] + [f"{c} [{units if u is True else u}]" if u and (u is not True or units) else c
+                                  for c, (_, u) in COLUMNS.items()]
+            rows = [[r] + [metrics[r][c] for c in COLUMNS] for r in row_names]
+            import csv
+            import io
 
-    seconds = {"fit": t_fit, "predict": t_predict, "total": time.perf_counter() - t_start}
-    result = {"out_dir": out, **paths, "map": map_path, "metrics": metrics, "units": units,
-              "constraint": constraint, "split": split_note, "seconds": seconds, "variable": name,
-              "training": cfg}
-    if verbose:
-        print()
-        print(format_table(rows, header))
-        print()
-        if not better:
-            print(f"note: {row_names[0]} did not beat bicubic RMSE here; try more --epochs")
-        print(f"trained in {t_fit:.0f} s, total {seconds['total']:.0f} s. Products in {out}:")
-        for key in ("prediction_nc", "prediction_zarr", "map", "metrics_csv", "metrics_md", "checkpoint"):
-            if result[key] is not None:
-                print(f"  {key:<16} {result[key]}")
-    log.info("demo finished in %.1f s", seconds["total"])
-    return result
+            from .cli.files import _atomic_text, format_table
+
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows([[r[0]] + [repr(float(v)) for v in r[1:]] for r in rows])
+            _atomic_text(paths["metrics_csv"], buf.getvalue(), overwrite)
+            better = metrics[row_names[0]]["RMSE"] < metrics["bicubic"]["RMSE"]
+            md = (f"# xdownscale demo: {name} x{FACTOR}\n\n"
+                  f"Data: {label}, {dict(field.sizes)}; {split_note}. Coarse input: exact area-weighted "
+                  f"coarsening by {FACTOR}. Model: `{MODEL}` with the `{constraint}` constraint, "
+                  f"{cfg['epochs']} epochs ({t_fit:.0f} s of training).\n\n"
+                  + _markdown(rows, header)
+                  + f"\nRMSE of {row_names[0]} is {'below' if better else 'NOT below'} bicubic interpolation "
+                  f"({metrics[row_names[0]]['RMSE']:.4g} vs {metrics['bicubic']['RMSE']:.4g} {units}). "
+                  "Mass violation: mean |coarsened prediction - coarse input|; negative pixels: count over all "
+                  "test fields.\n")
+            _atomic_text(paths["metrics_md"], md, overwrite)
+
+            # -- map -------------------------------------------------------------------------------
+            try:
+                from . import plot
+
+                fig = plot.compare(lr, pred, truth, time=0, path=paths["map"],
+                                   title=f"{name} x{FACTOR}: coarse | {row_names[0]} | truth | error")
+                import matplotlib.pyplot as plt
+
+                plt.close(fig)
+                map_path = paths["map"]
+            except ImportError as e:
+                warnings.warn(f"map.png skipped: {e}", stacklevel=2)
+                map_path = None
+        except BaseException:
+            for key, p in paths.items():
+                if key not in before and p.exists():
+                    _remove(p)
+            if created_dir and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+            raise
+
+        seconds = {"fit": t_fit, "predict": t_predict, "total": time.perf_counter() - t_start}
+        result = {"out_dir": out, **paths, "map": map_path, "metrics": metrics, "units": units,
+                  "constraint": constraint, "split": split_note, "seconds": seconds, "variable": name,
+                  "training": cfg}
+        if verbose:
+            print()
+            print(format_table(rows, header))
+            print()
+            if not better:
+                print(f"note: {row_names[0]} did not beat bicubic RMSE here; try more --epochs")
+            print(f"trained in {t_fit:.0f} s, total {seconds['total']:.0f} s. Products in {out}:")
+            for key in ("prediction_nc", "prediction_zarr", "map", "metrics_csv", "metrics_md", "checkpoint"):
+                if result[key] is not None:
+                    print(f"  {key:<16} {result[key]}")
+        log.info("demo finished in %.1f s", seconds["total"])
+        return result
+    finally:
+        if source is not None:
+            source.close()
