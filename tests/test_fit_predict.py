@@ -161,3 +161,15 @@ def test_like_puts_the_prediction_on_the_exact_truth_grid(hr):
     assert (sr - hr).shape == hr.shape  # aligns label for label
     with pytest.raises(xds.DataError, match="like= grid"):
         lr.downscale.predict(model="bicubic", factor=4, like=hr.isel(lat=slice(1, None)))
+
+
+def test_a_domain_smaller_than_a_patch_trains_on_whole_fields(tmp_path):
+    from xdownscale.data import PatchDataset, fit_stats, make_pair
+
+    hr = synthetic_field("t2m", times=4, ny=20, nx=28, seed=8)
+    pair = make_pair(hr, 4)
+    ds = PatchDataset(pair, fit_stats(hr), [0, 1], patch_size=64, n_samples=3, seed=0)
+    x, y, w, c = ds[0]
+    assert y.shape == (1, 20, 28) and x.shape == (1, 5, 7) and c.shape == (1, 5, 7) and w.shape == (1, 20, 1)
+    m = hr.downscale.fit(model="cnn", factor=4, constraint="add", checkpoint=tmp_path / "w.pt", **TINY)
+    assert_conserves(hr.downscale.coarsen(4).downscale.predict(model=m), hr.downscale.coarsen(4), 4)

@@ -49,8 +49,10 @@ class PatchDataset(Dataset):
         ny, nx = pair.hr.shape[-2:]
         f = self.factor
         # the patch is a multiple of the factor; a domain smaller than a patch trains on whole fields
-        self.patch = (min(int(patch_size), ny, nx) // f) * f
-        if self.patch < f:
+        # each side is a multiple of the factor; a side shorter than the patch uses the whole
+        # field in that direction (a domain smaller than a patch trains on whole fields)
+        self.patch = ((min(int(patch_size), ny) // f) * f, (min(int(patch_size), nx) // f) * f)
+        if min(self.patch) < f:
             raise ValueError(f"patch_size {patch_size} is smaller than the factor {f}")
         self.shape = (ny, nx)
         self.covariates = covariates
@@ -82,15 +84,15 @@ class PatchDataset(Dataset):
         chunks = self.pair.hr.chunks if _is_lazy(self.pair.hr) else None
         ychunks = chunks[-2] if chunks else None
         xchunks = chunks[-1] if chunks else None
-        y0 = _aligned_start(rng, self.shape[0], self.patch, self.factor, ychunks)
-        x0 = _aligned_start(rng, self.shape[1], self.patch, self.factor, xchunks)
+        y0 = _aligned_start(rng, self.shape[0], self.patch[0], self.factor, ychunks)
+        x0 = _aligned_start(rng, self.shape[1], self.patch[1], self.factor, xchunks)
         return t, y0, x0
 
     def __getitem__(self, index: int):
         t, y0, x0 = self.window(index)
-        f, p = self.factor, self.patch
-        ys, xs = slice(y0, y0 + p), slice(x0, x0 + p)
-        cys, cxs = slice(y0 // f, (y0 + p) // f), slice(x0 // f, (x0 + p) // f)
+        f, (py, px) = self.factor, self.patch
+        ys, xs = slice(y0, y0 + py), slice(x0, x0 + px)
+        cys, cxs = slice(y0 // f, (y0 + py) // f), slice(x0 // f, (x0 + px) // f)
         w = self.pair.row_weights[ys]
         hr = self._read("hr", self.pair.hr, t, ys, xs)
         if self.pair.lr is None:
