@@ -30,6 +30,11 @@ def main() -> None:
     ap.add_argument("--n-blocks", type=int, default=4)
     ap.add_argument("--model", default="cnn")
     ap.add_argument("--constraints", default="none,soft,add,mult,softmax,scadd")
+    ap.add_argument("--covariate-constraint", default="softmax", help="constraint of the run with orography + lsm")
+    ap.add_argument("--patch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--samples-per-epoch", type=int, default=None)
+    ap.add_argument("--results", default="accuracy_meteonet.md", help="file name under results/")
     args = ap.parse_args()
     os.environ.setdefault("XDOWNSCALE_HOME", tempfile.mkdtemp())
     msl = meteonet_msl()
@@ -44,12 +49,12 @@ def main() -> None:
 
     score("bicubic", lr.downscale.predict(model="bicubic", factor=4).compute())
     out = Path(tempfile.mkdtemp())
-    runs = [(c, None) for c in args.constraints.split(",")] + [("softmax", "covariates")]
+    runs = [(c, None) for c in args.constraints.split(",")] + [(args.covariate_constraint, "covariates")]
     for constraint, extra in runs:
         t0 = time.perf_counter()
         cov = meteonet_static() if extra else None
-        m = xds.fit(train, model=args.model, factor=4, constraint=constraint, epochs=args.epochs, batch_size=16,
-                    patch_size=64, width=args.width, n_blocks=args.n_blocks, seed=0, patience=10,
+        m = xds.fit(train, model=args.model, factor=4, constraint=constraint, epochs=args.epochs, batch_size=args.batch_size,
+                    patch_size=args.patch_size, samples_per_epoch=args.samples_per_epoch, width=args.width, n_blocks=args.n_blocks, seed=0, patience=10,
                     covariates=cov, checkpoint=out / f"{constraint}.pt", progress=False)
         seconds = time.perf_counter() - t0
         name = f"{args.model}+{constraint}" + (" +orog,lsm" if extra else "")
@@ -64,9 +69,10 @@ def main() -> None:
     print(table)
     res = Path(__file__).parent / "results"
     res.mkdir(exist_ok=True)
-    (res / "accuracy_meteonet.md").write_text(
+    (res / args.results).write_text(
         f"MeteoNet AROME msl, x4, train hours 0-17, test hours 18-24; epochs={args.epochs}, width={args.width}, "
-        f"n_blocks={args.n_blocks}\n\n{table}\n")
+        f"n_blocks={args.n_blocks}, patch={args.patch_size}, batch={args.batch_size}, "
+        f"samples/epoch={args.samples_per_epoch or 'auto'}\n\n{table}\n")
 
 
 if __name__ == "__main__":

@@ -173,3 +173,8 @@ def test_a_domain_smaller_than_a_patch_trains_on_whole_fields(tmp_path):
     assert y.shape == (1, 20, 28) and x.shape == (1, 5, 7) and c.shape == (1, 5, 7) and w.shape == (1, 20, 1)
     m = hr.downscale.fit(model="cnn", factor=4, constraint="add", checkpoint=tmp_path / "w.pt", **TINY)
     assert_conserves(hr.downscale.coarsen(4).downscale.predict(model=m), hr.downscale.coarsen(4), 4)
+
+
+def test_a_misspelt_model_option_is_named(hr):
+    with pytest.raises(xds.DataError, match="did you mean 'width'|Did you mean 'width'"):
+        hr.downscale.fit(model="cnn", factor=4, widht=8, epochs=1)

@@ -52,6 +52,19 @@ def _check_constraint_fits(constraint: str, stats: dict, name) -> None:
         )
 
 
+def _check_model_kwargs(model: str, kwargs: dict) -> None:
+    import inspect
+
+    from .models._registry import get_builder, suggest
+
+    accepted = [p for p in inspect.signature(get_builder(model)).parameters if p not in ("in_channels", "factor",
+                                                                                         "out_channels")]
+    for key in kwargs:
+        if key not in accepted:
+            raise DataError(f"fit() got an unknown option {key!r} for model {model!r}.{suggest(key, accepted)} "
+                            f"Model options: {', '.join(accepted)}")
+
+
 def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, constraint: str = "none",
         var: str | None = None, predictors: list[str] | None = None, covariates=None,
         epochs: int = 20, batch_size: int = 64, patch_size: int = 64, learning_rate: float = 1e-3,
@@ -73,6 +86,7 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
     import torch
 
     info = model_info(model)
+    _check_model_kwargs(model, model_kwargs)
     if not info["trainable"]:
         raise DataError(f"{model!r} is a baseline with nothing to train: use predict(model={model!r}, factor=...)")
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, patch_size=patch_size, learning_rate=learning_rate,
