@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from .engine.checkpoint import read_checkpoint, save_checkpoint, sha256
-from .models import DownscalingNet
+from .models import build_network
 
 
 class Downscaler:
@@ -16,7 +16,7 @@ class Downscaler:
     in the checkpoint), ``checkpoint`` (path, if saved) and ``checkpoint_hash``.
     """
 
-    def __init__(self, module: DownscalingNet, meta: dict, checkpoint: str | os.PathLike | None = None):
+    def __init__(self, module, meta: dict, checkpoint: str | os.PathLike | None = None):
         self.module = module
         self.meta = meta
         self.checkpoint = Path(checkpoint) if checkpoint else None
@@ -61,14 +61,14 @@ class Downscaler:
 
     @classmethod
     def from_meta(cls, meta: dict) -> "Downscaler":
-        return cls(DownscalingNet(**meta["network"]), meta)
+        return cls(build_network(meta["network"]), meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Downscaler":
         """Load a checkpoint written by :meth:`save` (``torch.load(weights_only=True)``)."""
         payload = read_checkpoint(path)
         meta = {k: v for k, v in payload.items() if k not in ("state_dict", "resume")}
-        obj = cls(DownscalingNet(**meta["network"]), meta, checkpoint=path)
+        obj = cls(build_network(meta["network"]), meta, checkpoint=path)
         obj.module.load_state_dict(payload["state_dict"])
         obj.module.eval()
         return obj

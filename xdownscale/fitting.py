@@ -5,6 +5,7 @@ import logging
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from .engine.device import resolve_device
 from .engine.trainer import train
 from .errors import DataError
 from .models import DownscalingNet, model_info
+from .models._registry import resolve_hook
 
 log = logging.getLogger("xdownscale")
 _POSITIVE_CONSTRAINTS = ("softmax", "mult")
@@ -65,35 +67,61 @@ def _check_model_kwargs(model: str, kwargs: dict) -> None:
                             f"Model options: {', '.join(accepted)}")
 
 
-def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, constraint: str = "none",
-        var: str | None = None, predictors: list[str] | None = None, covariates=None,
-        epochs: int = 20, batch_size: int = 64, patch_size: int = 64, learning_rate: float = 1e-3,
-        lr_schedule: str = "cosine",
-        loss: str = "mse", seed: int = 0, val_fraction: float = 0.2, patience: int = 5,
-        samples_per_epoch: int | None = None, val_samples: int | None = None, soft_weight: float = 1.0,
-        skip: str | None = "bicubic", checkpoint: str | os.PathLike | None = None,
-        resume: str | os.PathLike | None = None, trim: bool = False, device: str = "auto",
-        num_workers: int = 0, progress: bool = True, scadd_lower: float | None = None,
-        scadd_upper: float | None = None, **model_kwargs) -> Downscaler:
-    """Train a downscaling model and save a self-describing checkpoint.
+@dataclass
+class TrainingSetup:
+    """Everything :func:`fit` prepares before a network is trained; model families with their
+    own training loop (``register_model(..., fit_with=...)``) reuse it through :func:`prepare`
+    and :func:`finish`."""
 
-    ``hr``: the fine field (DataArray, or Dataset with ``var``); the coarse
-    input is its exact area-weighted coarsening by ``factor``. Or a real pair:
-    ``lr=coarse, hr=fine``. ``predictors``: further Dataset variables used as
-    inputs; ``covariates``: static fine-grid fields (orography, land-sea mask).
-    ``model_kwargs`` go to the model body (e.g. ``width=32, n_blocks=4``).
-    """
-    import torch
+    cfg: TrainConfig
+    model: str
+    pair: object
+    hr_da: xr.DataArray
+    extra: list
+    extra_names: list
+    extra_stats: list
+    train_t: np.ndarray
+    val_t: np.ndarray
+    stats: dict
+    covariates: np.ndarray | None
+    cov_stats: dict
+    network: dict
+    meta: dict
+    path: Path
+    resume_state: dict | None
 
-    info = model_info(model)
-    _check_model_kwargs(model, model_kwargs)
-    if not info["trainable"]:
-        raise DataError(f"{model!r} is a baseline with nothing to train: use predict(model={model!r}, factor=...)")
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, patch_size=patch_size, learning_rate=learning_rate,
-                      lr_schedule=lr_schedule,
-                      loss=loss, seed=seed, val_fraction=val_fraction, patience=patience,
-                      samples_per_epoch=samples_per_epoch, val_samples=val_samples, soft_weight=soft_weight,
-                      num_workers=num_workers, device=device, progress=progress)
+    @property
+    def factor(self) -> int:
+        return self.pair.factor
+
+    def datasets(self, **kwargs) -> tuple[PatchDataset, PatchDataset]:
+        """The training and validation patch streams (``kwargs`` go to both PatchDatasets)."""
+        cfg = self.cfg
+        patch = min(cfg.patch_size, *self.pair.hr.shape[-2:])
+        n_train = cfg.samples_per_epoch or default_samples_per_epoch(len(self.train_t), self.pair.hr.shape[-2:], patch,
+                                                                     cfg.batch_size)
+        n_val = cfg.val_samples or max(cfg.batch_size, n_train // 4)
+        common = dict(patch_size=cfg.patch_size, covariates=self.covariates, extra=self.extra,
+                      extra_stats=self.extra_stats, **kwargs)
+        self.meta["training"].update(samples_per_epoch=n_train, val_samples=n_val)
+        return (PatchDataset(self.pair, self.stats, self.train_t, n_samples=n_train, seed=cfg.seed, **common),
+                PatchDataset(self.pair, self.stats, self.val_t, n_samples=n_val, seed=cfg.seed + 1, fixed=True,
+                             **common))
+
+    def save_epoch(self, state: dict) -> None:
+        """``on_epoch_end`` callback for a trainer: best weights plus the resume state."""
+        self.meta["training"].update(history=state["history"], best_epoch=state["best_epoch"],
+                                     best_val_loss=state["best_val_loss"])
+        save_checkpoint(self.path, state["best_state_dict"], self.meta, resume=state)
+
+
+def prepare(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, constraint: str = "none",
+            var: str | None = None, predictors: list[str] | None = None, covariates=None, cfg: TrainConfig,
+            skip: str | None = "bicubic", checkpoint=None, resume=None, trim: bool = False,
+            scadd_lower: float | None = None, scadd_upper: float | None = None, model_kwargs: dict | None = None,
+            network_extra: dict | None = None) -> TrainingSetup:
+    """Pair, split, normalise and describe a training run (no network is built here)."""
+    model_kwargs = dict(model_kwargs or {})
     source = hr
     hr_da = select_variable(hr, var, "hr") if hr is not None else None
     if hr_da is None:
@@ -125,16 +153,7 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
     stats["residual_std"] = residual_std(sample.reshape(-1, *sample.shape[-2:]), f, pair.row_weights, skip)
     network = {"model": model, "factor": f, "in_channels": in_channels, "constraint": constraint, "skip": skip,
                "mean": stats["mean"], "std": stats["std"], "residual_scale": stats["residual_std"],
-               "constraint_kwargs": constraint_kwargs, **model_kwargs}
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    net = DownscalingNet(**network)
-    patch = min(cfg.patch_size, *pair.hr.shape[-2:])
-    n_train = cfg.samples_per_epoch or default_samples_per_epoch(len(train_t), pair.hr.shape[-2:], patch, cfg.batch_size)
-    n_val = cfg.val_samples or max(cfg.batch_size, n_train // 4)
-    common = dict(patch_size=cfg.patch_size, covariates=cov, extra=extra, extra_stats=extra_stats)
-    train_ds = PatchDataset(pair, stats, train_t, n_samples=n_train, seed=cfg.seed, **common)
-    val_ds = PatchDataset(pair, stats, val_t, n_samples=n_val, seed=cfg.seed + 1, fixed=True, **common)
+               "constraint_kwargs": constraint_kwargs, **(network_extra or {}), **model_kwargs}
     meta = {
         "network": network,
         "variable": None if hr_da.name is None else str(hr_da.name),
@@ -144,11 +163,9 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
         "normalization": {"target": stats, "predictors": extra_stats, "covariates": cov_stats},
         "grid": {"kind": axes.kind, "y": axes.y, "x": axes.x, "time": axes.time,
                  "fine_shape": list(pair.hr.shape[-2:]), "pair": "real" if lr is not None else "coarsened"},
-        "training": {"config": cfg.to_dict(), "train_times": len(train_t), "val_times": len(val_t),
-                     "samples_per_epoch": n_train, "val_samples": n_val},
+        "training": {"config": cfg.to_dict(), "train_times": len(train_t), "val_times": len(val_t)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    downscaler = Downscaler(net, meta)
     path = Path(checkpoint) if checkpoint else model_store.default_path(meta["variable"], model, f)
     resume_state = None
     if resume is not None:
@@ -159,20 +176,66 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
         resume_state = payload.get("resume")
         if resume_state is None:
             raise DataError(f"{str(resume)!r} holds no training state to resume from")
+    return TrainingSetup(cfg=cfg, model=model, pair=pair, hr_da=hr_da, extra=extra, extra_names=extra_names,
+                         extra_stats=extra_stats, train_t=train_t, val_t=val_t, stats=stats, covariates=cov,
+                         cov_stats=cov_stats, network=network, meta=meta, path=path, resume_state=resume_state)
 
-    def save(state):
-        meta["training"].update(history=state["history"], best_epoch=state["best_epoch"],
-                                best_val_loss=state["best_val_loss"])
-        save_checkpoint(path, state["best_state_dict"], meta, resume=state)
 
-    log.info("training %s x%d (%s) on %d+%d time steps, %d patches/epoch", model, f, constraint,
-             len(train_t), len(val_t), n_train)
-    result = train(net, train_ds, val_ds, cfg, resolve_device(cfg.device), resume=resume_state, on_epoch_end=save)
-    meta["training"].update(result)
+def finish(setup: TrainingSetup, net, result: dict) -> Downscaler:
+    """Record the training result, register the checkpoint in the model store, return the Downscaler."""
+    setup.meta["training"].update(result)
     net.cpu()
-    downscaler.checkpoint = path
-    downscaler.checkpoint_hash = sha256(path) if path.exists() else None
+    downscaler = Downscaler(net, setup.meta)
+    downscaler.checkpoint = setup.path
+    downscaler.checkpoint_hash = sha256(setup.path) if setup.path.exists() else None
     if downscaler.checkpoint_hash:
-        model_store.register(path, variable=meta["variable"], model=model, factor=f, constraint=constraint,
-                             sha256=downscaler.checkpoint_hash)
+        model_store.register(setup.path, variable=setup.meta["variable"], model=setup.model, factor=setup.factor,
+                             constraint=setup.network["constraint"], sha256=downscaler.checkpoint_hash)
     return downscaler
+
+
+def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, constraint: str = "none",
+        var: str | None = None, predictors: list[str] | None = None, covariates=None,
+        epochs: int = 20, batch_size: int = 64, patch_size: int = 64, learning_rate: float = 1e-3,
+        lr_schedule: str = "cosine",
+        loss: str = "mse", seed: int = 0, val_fraction: float = 0.2, patience: int = 5,
+        samples_per_epoch: int | None = None, val_samples: int | None = None, soft_weight: float = 1.0,
+        skip: str | None = "bicubic", checkpoint: str | os.PathLike | None = None,
+        resume: str | os.PathLike | None = None, trim: bool = False, device: str = "auto",
+        num_workers: int = 0, progress: bool = True, scadd_lower: float | None = None,
+        scadd_upper: float | None = None, **model_kwargs) -> Downscaler:
+    """Train a downscaling model and save a self-describing checkpoint.
+
+    ``hr``: the fine field (DataArray, or Dataset with ``var``); the coarse
+    input is its exact area-weighted coarsening by ``factor``. Or a real pair:
+    ``lr=coarse, hr=fine``. ``predictors``: further Dataset variables used as
+    inputs; ``covariates``: static fine-grid fields (orography, land-sea mask).
+    ``model_kwargs`` go to the model body (e.g. ``width=32, n_blocks=4``).
+    """
+    import torch
+
+    info = model_info(model)
+    if not info["trainable"]:
+        raise DataError(f"{model!r} is a baseline with nothing to train: use predict(model={model!r}, factor=...)")
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, patch_size=patch_size, learning_rate=learning_rate,
+                      lr_schedule=lr_schedule,
+                      loss=loss, seed=seed, val_fraction=val_fraction, patience=patience,
+                      samples_per_epoch=samples_per_epoch, val_samples=val_samples, soft_weight=soft_weight,
+                      num_workers=num_workers, device=device, progress=progress)
+    common = dict(lr=lr, model=model, factor=factor, constraint=constraint, var=var, predictors=predictors,
+                  covariates=covariates, cfg=cfg, skip=skip, checkpoint=checkpoint, resume=resume, trim=trim,
+                  scadd_lower=scadd_lower, scadd_upper=scadd_upper)
+    if info["fit_with"]:
+        # a family with its own training (GAN, diffusion, ...): it checks its own options
+        return resolve_hook(info["fit_with"])(hr, **common, **model_kwargs)
+    _check_model_kwargs(model, model_kwargs)
+    setup = prepare(hr, **common, model_kwargs=model_kwargs)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    net = DownscalingNet(**setup.network)
+    train_ds, val_ds = setup.datasets()
+    log.info("training %s x%d (%s) on %d+%d time steps, %d patches/epoch", model, setup.factor, constraint,
+             len(setup.train_t), len(setup.val_t), len(train_ds))
+    result = train(net, train_ds, val_ds, cfg, resolve_device(cfg.device), resume=setup.resume_state,
+                   on_epoch_end=setup.save_epoch)
+    return finish(setup, net, result)

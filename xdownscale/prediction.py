@@ -18,7 +18,7 @@ from .errors import DataError
 from .grid.cf import find_axes, latitude_weights
 from .io.cf import add_cf_attrs, fine_coordinates
 from .models import model_info
-from .models._registry import UnknownModelError, list_models, suggest
+from .models._registry import UnknownModelError, list_models, resolve_hook, suggest
 
 
 def baseline(name: str, factor: int, constraint: str = "none") -> Downscaler:
@@ -31,8 +31,10 @@ def baseline(name: str, factor: int, constraint: str = "none") -> Downscaler:
 
 
 def resolve_model(model, *, factor: int | None = None, variable: str | None = None,
-                  constraint: str | None = None) -> Downscaler:
-    """A Downscaler from a Downscaler, a checkpoint path or a registered model name."""
+                  constraint: str | None = None, check_factor: bool = True) -> Downscaler:
+    """A Downscaler from a Downscaler, a checkpoint path or a registered model name.
+
+    ``check_factor=False`` leaves the factor to the model family (arbitrary-scale models)."""
     if isinstance(model, Downscaler):
         ds = model
     elif isinstance(model, (str, os.PathLike)) and (Path(model).suffix in (".pt", ".pth") or Path(model).is_file()):
@@ -52,7 +54,7 @@ def resolve_model(model, *, factor: int | None = None, variable: str | None = No
         ds = Downscaler.load(model_store.find_latest(variable, model, factor))
     else:
         raise DataError(f"model must be a name, a checkpoint path or a Downscaler, got {type(model).__name__}")
-    if factor is not None and int(factor) != ds.factor:
+    if check_factor and factor is not None and int(factor) != ds.factor:
         raise DataError(f"factor={factor} but the model was trained for x{ds.factor}; drop factor= or use another model")
     if constraint is not None and constraint != ds.constraint:
         raise DataError(f"the model was trained with constraint {ds.constraint!r}; constraint={constraint!r} cannot "
@@ -141,9 +143,20 @@ def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), cov
                         checkpoint_hash=downscaler.checkpoint_hash)
 
 
+def _family_predictor(model):
+    """The ``predict_with`` hook of the model's family, or None for the default spatial path."""
+    name = model.model_name if isinstance(model, Downscaler) else None
+    if name is None and isinstance(model, str) and model in list_models():
+        name = model
+    if name is None:
+        return None
+    hook = model_info(name).get("predict_with")
+    return resolve_hook(hook) if hook else None
+
+
 def predict(lr, *, model, factor: int | None = None, var: str | None = None, covariates=None,
             constraint: str | None = None, chunks=None, halo: int | None = None, batch_size: int = 16,
-            device: str = "auto", like=None):
+            device: str = "auto", like=None, **options):
     """Downscale ``lr`` (DataArray, or Dataset with ``var``) with ``model``.
 
     ``model`` is a :class:`Downscaler`, a checkpoint path, a baseline name
@@ -156,7 +169,19 @@ def predict(lr, *, model, factor: int | None = None, var: str | None = None, cov
     (e.g. the truth ``hr`` that ``lr`` was coarsened from), so that ``sr - hr``
     aligns label for label; rebuilt fine centres otherwise differ from the
     original ones by float round-off.
+
+    ``options``: what the model family accepts beyond these (e.g. ``members=``
+    and ``seed=`` for stochastic models); see ``xds.model_info(name)``.
     """
+    if not isinstance(model, (Downscaler, str)) or (isinstance(model, str) and model not in list_models()):
+        model = resolve_model(model, check_factor=False)  # a checkpoint path: load it once
+    hook = _family_predictor(model)
+    if hook is not None:
+        return hook(lr, model=model, factor=factor, var=var, covariates=covariates, constraint=constraint,
+                    chunks=chunks, halo=halo, batch_size=batch_size, device=device, like=like, **options)
+    if options:
+        raise DataError(f"predict() got options {sorted(options)} that {getattr(model, 'model_name', model)!r} "
+                        "does not take; see xds.model_info(name) for what each model family accepts")
     if isinstance(lr, xr.Dataset):
         name = var
         if name is None:

@@ -1,6 +1,6 @@
 """Model registry and the registered models (importing this module registers them)."""
 from . import baselines, cnn  # noqa: F401  (registration side effects)
-from ._registry import UnknownModelError, create_model, list_models, model_info, register_model
+from ._registry import UnknownModelError, build_network, create_model, list_models, model_info, register_model
 from .network import DownscalingNet
 
-__all__ = ["DownscalingNet", "UnknownModelError", "create_model", "list_models", "model_info", "register_model"]
+__all__ = ["DownscalingNet", "UnknownModelError", "build_network", "create_model", "list_models", "model_info", "register_model"]

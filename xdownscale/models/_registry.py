@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import Callable
 
 _MODELS: dict[str, Callable] = {}
@@ -15,8 +16,21 @@ class UnknownModelError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
-def register_model(name: str, *, trainable: bool = True, description: str = "", factors: str = "any integer"):
-    """Class/function decorator: ``@register_model("cnn")`` adds a builder to the registry."""
+DEFAULT_WRAPPER = "xdownscale.models.network:DownscalingNet"
+
+
+def register_model(name: str, *, trainable: bool = True, description: str = "", factors: str = "any integer",
+                   family: str = "spatial", wrapper: str = DEFAULT_WRAPPER, fit_with: str | None = None,
+                   predict_with: str | None = None, probabilistic: bool = False):
+    """Class/function decorator: ``@register_model("cnn")`` adds a builder to the registry.
+
+    A model family that needs more than the default spatial path names its own
+    pieces as ``"module:attribute"`` strings, resolved lazily (so this module
+    imports nothing from the package): ``wrapper`` (the ``nn.Module`` that wraps
+    the body and is rebuilt from a checkpoint's ``network`` dict), ``fit_with``
+    (called by :func:`xdownscale.fit` with all its arguments) and ``predict_with``
+    (called by :func:`xdownscale.predict`).
+    """
 
     def deco(builder: Callable) -> Callable:
         if name in _MODELS:
@@ -28,6 +42,11 @@ def register_model(name: str, *, trainable: bool = True, description: str = "", 
             "trainable": trainable,
             "description": description or (doc[0] if doc else ""),
             "factors": factors,
+            "family": family,
+            "wrapper": wrapper,
+            "fit_with": fit_with,
+            "predict_with": predict_with,
+            "probabilistic": probabilistic,
         }
         return builder
 
@@ -60,3 +79,14 @@ def create_model(name: str, **config):
 def list_models(trainable: bool | None = None) -> list[str]:
     """Names of the registered models (optionally only trainable ones or only baselines)."""
     return sorted(n for n, i in _INFO.items() if trainable is None or i["trainable"] == trainable)
+
+
+def resolve_hook(spec: str):
+    """The object named by ``"package.module:attribute"``."""
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_network(network: dict):
+    """Rebuild the wrapped network from a checkpoint's ``network`` configuration."""
+    return resolve_hook(model_info(network["model"])["wrapper"])(**network)
