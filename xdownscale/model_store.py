@@ -28,8 +28,9 @@ def models_dir() -> Path:
 
 
 def default_path(variable: str | None, model: str, factor: int) -> Path:
+    """A new checkpoint path in the store; ``factor=0`` marks a scale-free model (``_xany``)."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    return models_dir() / f"{variable or 'field'}_{model}_x{factor}_{stamp}_{os.getpid()}.pt"
+    return models_dir() / f"{variable or 'field'}_{model}_x{factor or 'any'}_{stamp}_{os.getpid()}.pt"
 
 
 def register(path: Path, *, variable: str | None, model: str, factor: int, constraint: str, sha256: str) -> None:
@@ -54,9 +55,12 @@ def entries() -> list[dict]:
     return [e for e in out if Path(e["path"]).exists()]
 
 
-def find_latest(variable: str | None, model: str, factor: int | None) -> Path:
-    """The most recent checkpoint for (variable, model, factor), or an error saying which fit to run."""
-    found = [e for e in entries() if e["model"] == model and (factor is None or e["factor"] == int(factor))
+def find_latest(variable: str | None, model: str, factor: float | None) -> Path:
+    """The most recent checkpoint for (variable, model, factor), or an error saying which fit to run.
+
+    Checkpoints registered with factor 0 are scale-free (arbitrary-scale models) and match any factor."""
+    found = [e for e in entries() if e["model"] == model
+             and (factor is None or e["factor"] == 0 or float(e["factor"]) == float(factor))
              and (variable is None or e["variable"] == variable)]
     if not found:
         f = factor if factor is not None else 4

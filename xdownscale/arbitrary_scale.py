@@ -1,0 +1,241 @@
+"""Training one ``liif`` model over a range of scales, including non-integer ones.
+
+Each training sample draws a scale ``s`` uniformly in ``scales`` (e.g. 1.5..8),
+cuts a fine window of ``round(p * s)`` cells (``p`` = ``lr_patch`` coarse cells),
+makes its coarse input by the *exact* conservative (area-weighted) resampling of
+:func:`resample_area` (a fine cell straddling two coarse cells is split between
+them by overlap length, rows weighted by cos(latitude)), optionally degrades the
+coarse input (``degradation="high-order"``: two rounds of Gaussian blur,
+down-and-up resizing and noise, so a model trained on clean coarsenings copes
+with real, blurrier or noisier coarse data), and asks for ``queries`` random fine
+cells of the window. The generic trainer (:func:`xdownscale.engine.trainer.train`)
+runs the loop: the network takes ``(x, queries, coarse)`` like any other.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from . import model_store
+from .data.normalize import residual_std
+from .downscaler import Downscaler
+from .engine.checkpoint import read_checkpoint, sha256
+from .engine.device import resolve_device
+from .engine.trainer import train
+from .errors import DataError
+from .fitting import prepare
+from .models._registry import suggest
+from .models.liif import ANY_SCALE, LIIFNet
+
+log = logging.getLogger("xdownscale")
+DEGRADATIONS = ("none", "high-order")
+OPTIONS = ("width", "n_blocks", "hidden", "scales", "degradation", "lr_patch", "queries", "query_batch")
+
+
+# ---------------------------------------------------------------- exact conservative resampling
+def overlap_matrix(n_fine: int, n_coarse: int) -> np.ndarray:
+    """(n_coarse, n_fine): length of fine cell j inside coarse cell i, when ``n_coarse`` equal
+    coarse cells span the same interval as ``n_fine`` equal fine cells (any real ratio)."""
+    r = n_fine / n_coarse
+    lo = np.arange(n_coarse)[:, None] * r
+    j = np.arange(n_fine)[None, :]
+    return np.clip(np.minimum(j + 1, lo + r) - np.maximum(j, lo), 0.0, None)
+
+
+def resample_area(values: np.ndarray, shape: tuple[int, int], row_weights: np.ndarray | None = None) -> np.ndarray:
+    """Area-weighted mean of ``values`` (..., H, W) onto a coarser ``shape`` (h, w) covering the
+    same domain, for any real ratio H/h, W/w. NaN cells are left out; ``row_weights`` (H,) are the
+    relative fine cell areas (cos latitude). Conserves the area mean exactly (float round-off)."""
+    *lead, hh, ww = values.shape
+    ay, ax = overlap_matrix(hh, shape[0]), overlap_matrix(ww, shape[1])
+    wts = np.ones(hh) if row_weights is None else np.asarray(row_weights, dtype="float64")
+    valid = np.isfinite(values)
+    weighted = np.where(valid, values, 0.0) * wts[:, None]
+    num = ay @ weighted @ ax.T
+    den = ay @ (valid * wts[:, None]) @ ax.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+# ---------------------------------------------------------------- high-order degradation
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = max(1, int(np.ceil(2 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(x.shape[1], 1, 1, -1), groups=x.shape[1])
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(x.shape[1], 1, -1, 1), groups=x.shape[1])
+
+
+def degrade(x: np.ndarray, rng: np.random.Generator, rounds: int = 2) -> np.ndarray:
+    """High-order degradation of a normalised coarse input (C, h, w): ``rounds`` repetitions of
+    blur (p=0.7, sigma 0.2-1.2 cells), down-and-up bilinear resizing (p=0.5, by 1-1.6) and
+    Gaussian noise (p=0.7, sigma up to 0.03 standard deviations), each drawn from ``rng``."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype="float32"))[None]
+    h, w = t.shape[-2:]
+    for _ in range(rounds):
+        if rng.random() < 0.7:
+            t = _gaussian_blur(t, float(rng.uniform(0.2, 1.2)))
+        if rng.random() < 0.5 and min(h, w) >= 4:
+            r = float(rng.uniform(1.0, 1.6))
+            small = (max(2, int(round(h / r))), max(2, int(round(w / r))))
+            t = F.interpolate(F.interpolate(t, size=small, mode="bilinear", align_corners=False, antialias=True),
+                              size=(h, w), mode="bilinear", align_corners=False)
+        if rng.random() < 0.7:
+            t = t + float(rng.uniform(0, 0.03)) * torch.from_numpy(rng.standard_normal(t.shape).astype("float32"))
+    return t[0].numpy()
+
+
+# ---------------------------------------------------------------- samples over a range of scales
+class ScaleSampleDataset(Dataset):
+    """Items ``(x, y, queries, coarse)``: x (C, p, p) normalised coarse input, y (Q,) physical
+    fine values at the queries, queries (Q, 4) = normalised (y, x) and cell size (coarse
+    cells), coarse (1, p, p) the clean physical coarse window. Depends only on
+    ``(seed, epoch, index)`` (``fixed``: not on the epoch), so runs are reproducible."""
+
+    def __init__(self, field, row_weights: np.ndarray, stats: dict, times, *, scales: tuple[float, float],
+                 lr_patch: int, queries: int, n_samples: int, seed: int, degradation: str = "none",
+                 fixed: bool = False):
+        self.field, self.row_weights, self.stats = field, np.asarray(row_weights, "float64"), stats
+        self.times, self.n_samples, self.seed, self.fixed = np.asarray(times), int(n_samples), int(seed), fixed
+        self.lr_patch, self.queries, self.degradation, self.epoch = int(lr_patch), int(queries), degradation, 0
+        ny, nx = field.shape[-2:]
+        top = min(float(scales[1]), min(ny, nx) / self.lr_patch)
+        if top < float(scales[0]):
+            raise DataError(f"the field ({ny}x{nx}) is too small for lr_patch={lr_patch} at scale {scales[0]}: "
+                            f"use a smaller lr_patch (at most {int(min(ny, nx) / scales[0])})")
+        if top < float(scales[1]):
+            log.warning("largest training scale limited to %.2f by the field size (%dx%d)", top, ny, nx)
+        self.scales = (float(scales[0]), top)
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng((self.seed, 0 if self.fixed else self.epoch + 1, int(index)))
+        p = self.lr_patch
+        big = int(min(round(p * rng.uniform(*self.scales)), *self.field.shape[-2:]))
+        t = int(self.times[rng.integers(len(self.times))])
+        y0 = int(rng.integers(self.field.shape[-2] - big + 1))
+        x0 = int(rng.integers(self.field.shape[-1] - big + 1))
+        window = self.field[t, y0 : y0 + big, x0 : x0 + big]
+        fine = np.asarray(window.compute() if hasattr(window, "compute") else window, dtype="float64")
+        coarse = resample_area(fine, (p, p), self.row_weights[y0 : y0 + big])
+        x = np.nan_to_num((coarse - self.stats["mean"]) / self.stats["std"], nan=0.0)[None]
+        if self.degradation == "high-order":
+            x = degrade(x, rng)
+        pick = rng.choice(big * big, self.queries, replace=big * big < self.queries)
+        iy, ix = np.divmod(pick, big)
+        centre = lambda i: -1 + (2 * i + 1) / big  # noqa: E731
+        cell = np.full(self.queries, p / big)
+        q = np.stack([centre(iy), centre(ix), cell, cell], axis=-1)
+        return (torch.from_numpy(x.astype("float32")), torch.from_numpy(fine[iy, ix].astype("float32")),
+                torch.from_numpy(q.astype("float32")),
+                torch.from_numpy(np.nan_to_num(coarse, nan=self.stats["mean"])[None].astype("float32")))
+
+
+# ---------------------------------------------------------------- the fit_with hook
+def _check_options(options: dict) -> None:
+    for key in options:
+        if key not in OPTIONS:
+            raise DataError(f"fit() got an unknown option {key!r} for model 'liif'.{suggest(key, OPTIONS)} "
+                            f"Model options: {', '.join(OPTIONS)}")
+    deg = options.get("degradation", "none")
+    if deg not in DEGRADATIONS:
+        raise DataError(f"degradation={deg!r}: use one of {', '.join(DEGRADATIONS)}")
+    lo, hi = (float(s) for s in options.get("scales", (1.5, 8.0)))
+    if not 1.0 <= lo <= hi:
+        raise DataError(f"scales={options.get('scales')!r}: give (smallest, largest) with 1 <= smallest <= largest")
+
+
+def fit_liif(hr, *, lr=None, model: str = "liif", factor=None, constraint: str = "none", var=None, predictors=None,
+             covariates=None, cfg, skip="bicubic", checkpoint=None, resume=None, trim=False, scadd_lower=None,
+             scadd_upper=None, **options) -> Downscaler:
+    """``fit(hr, model="liif", scales=(1.5, 8), ...)``: one model for every scale in ``scales``.
+
+    Options: ``width`` (encoder channels, 32), ``n_blocks`` (4), ``hidden`` (decoder width, 32),
+    ``scales`` ((1.5, 8.0)), ``degradation`` ("none" or "high-order"), ``lr_patch`` (coarse
+    cells per training window side, 16), ``queries`` (fine cells per window, 512).
+    ``factor=k`` trains at the single scale k. The coarse inputs are made from ``hr``."""
+    _check_options(options)
+    if lr is not None:
+        raise DataError("liif trains on coarsenings of hr at random scales; drop lr= (real pairs have one scale: "
+                        "use model='cnn' or 'espcn' for them)")
+    if constraint not in (None, "none"):
+        raise DataError(f"liif trains scale-free, without a constraint layer; drop constraint={constraint!r} here "
+                        f"and pass it to predict(model=m, factor=<integer>, constraint={constraint!r})")
+    if predictors or covariates is not None:
+        raise DataError("liif takes the target variable only: drop predictors= and covariates=")
+    if skip not in (None, "bicubic"):
+        raise DataError(f"liif samples its base by bicubic interpolation: skip must be 'bicubic' or None, got {skip!r}")
+    scales = [float(factor)] * 2 if factor is not None else [float(s) for s in options.pop("scales", (1.5, 8.0))]
+    options.pop("scales", None)
+    degradation = options.pop("degradation", "none")
+    lr_patch, n_queries = int(options.pop("lr_patch", 16)), int(options.pop("queries", 512))
+    setup = prepare(hr, model=model, factor=1, constraint="none", var=var, cfg=cfg, skip=None, trim=trim,
+                    checkpoint=checkpoint or model_store.default_path(_name(hr, var), model, ANY_SCALE))
+    if resume is not None:
+        payload = read_checkpoint(resume)
+        if payload["network"]["model"] != model or payload.get("resume") is None:
+            raise DataError(f"cannot resume from {str(resume)!r}: it holds no {model!r} training state")
+        setup.resume_state = payload["resume"]
+    field = setup.pair.hr.data if hasattr(setup.pair.hr.data, "dask") else np.asarray(setup.pair.hr.values)
+    if field.ndim == 2:  # a single field without a time axis
+        field = field[None]
+    sample = np.asarray(setup.pair.hr.isel({setup.pair.axes.time: setup.train_t[:8]}).values
+                        if setup.pair.axes.time else setup.pair.hr.values[None], dtype="float64")
+    ny4, nx4 = (sample.shape[-2] // 4) * 4, (sample.shape[-1] // 4) * 4
+    rscale = residual_std(sample[..., :ny4, :nx4], 4, setup.pair.row_weights[:ny4], "bicubic") if skip else None
+    network = {"model": model, "factor": ANY_SCALE, "in_channels": 1, "constraint": "none", "skip": skip,
+               "mean": setup.stats["mean"], "std": setup.stats["std"], "residual_scale": rscale,
+               "constraint_kwargs": None, "scales": scales, "degradation": degradation, **options}
+    setup.network = network
+    setup.meta["network"] = network
+    side = min(field.shape[-2:])
+    if lr_patch * scales[1] > side and int(side // scales[1]) >= 4:
+        # a smaller window keeps the largest scale inside the training range on a small domain
+        log.warning("lr_patch %d x scale %.2f exceeds the field (%d cells): using lr_patch=%d", lr_patch, scales[1],
+                    side, int(side // scales[1]))
+        lr_patch = int(side // scales[1])
+    setup.meta["training"].update(scales=scales, degradation=degradation, lr_patch=lr_patch, queries=n_queries)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    net = LIIFNet(**network)
+    n_train = cfg.samples_per_epoch or max(cfg.batch_size, min(len(setup.train_t) * 16, 20_000))
+    common = dict(scales=scales, lr_patch=lr_patch, queries=n_queries, degradation=degradation)
+    train_ds = ScaleSampleDataset(field, setup.pair.row_weights, setup.stats, setup.train_t, n_samples=n_train,
+                                  seed=cfg.seed, **common)
+    val_ds = ScaleSampleDataset(field, setup.pair.row_weights, setup.stats, setup.val_t, fixed=True,
+                                n_samples=cfg.val_samples or max(cfg.batch_size, n_train // 4), seed=cfg.seed + 1,
+                                **common)
+    setup.meta["training"].update(samples_per_epoch=n_train, val_samples=len(val_ds))
+    log.info("training liif over scales %.2f-%.2f on %d+%d time steps, %d windows/epoch", *train_ds.scales,
+             len(setup.train_t), len(setup.val_t), n_train)
+    t0 = time.perf_counter()
+    result = train(net, train_ds, val_ds, cfg, resolve_device(cfg.device), resume=setup.resume_state,
+                   on_epoch_end=setup.save_epoch)
+    result["train_seconds"] = time.perf_counter() - t0
+    setup.meta["training"].update(result)
+    net.cpu()
+    downscaler = Downscaler(net, setup.meta)
+    downscaler.checkpoint = setup.path
+    downscaler.checkpoint_hash = sha256(setup.path) if setup.path.exists() else None
+    if downscaler.checkpoint_hash:
+        model_store.register(setup.path, variable=setup.meta["variable"], model=model, factor=ANY_SCALE,
+                             constraint="none", sha256=downscaler.checkpoint_hash)
+    return downscaler
+
+
+def _name(hr, var):
+    if var is not None:
+        return var
+    return None if getattr(hr, "name", None) is None else str(hr.name)
