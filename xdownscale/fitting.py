@@ -203,7 +203,7 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
         skip: str | None = "bicubic", checkpoint: str | os.PathLike | None = None,
         resume: str | os.PathLike | None = None, trim: bool = False, device: str = "auto",
         num_workers: int = 0, progress: bool = True, scadd_lower: float | None = None,
-        scadd_upper: float | None = None, **model_kwargs) -> Downscaler:
+        scadd_upper: float | None = None, nproc: int = 1, **model_kwargs) -> Downscaler:
     """Train a downscaling model and save a self-describing checkpoint.
 
     ``hr``: the fine field (DataArray, or Dataset with ``var``); the coarse
@@ -211,6 +211,9 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
     ``lr=coarse, hr=fine``. ``predictors``: further Dataset variables used as
     inputs; ``covariates``: static fine-grid fields (orography, land-sea mask).
     ``model_kwargs`` go to the model body (e.g. ``width=32, n_blocks=4``).
+    ``nproc``: train data-parallel on this many processes (PyTorch DDP, gloo on CPU, nccl on
+    CUDA; ``batch_size`` is the global batch, split evenly); inside a ``torchrun`` launch every
+    rank calls ``fit`` and joins the group (see :mod:`xdownscale.engine.distributed`).
     """
     import torch
 
@@ -225,10 +228,19 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
     common = dict(lr=lr, model=model, factor=factor, constraint=constraint, var=var, predictors=predictors,
                   covariates=covariates, cfg=cfg, skip=skip, checkpoint=checkpoint, resume=resume, trim=trim,
                   scadd_lower=scadd_lower, scadd_upper=scadd_upper)
+    if info["fit_with"] and nproc != 1:
+        raise DataError(f"nproc={nproc}: data-parallel training is available for the models trained by fit's own "
+                        f"loop; {model!r} has its own training (use nproc=1)")
     if info["fit_with"]:
         # a family with its own training (GAN, diffusion, ...): it checks its own options
         return resolve_hook(info["fit_with"])(hr, **common, **model_kwargs)
     _check_model_kwargs(model, model_kwargs)
+    from .engine import distributed
+
+    if distributed.launched_by_torchrun():
+        return distributed.fit_torchrun(hr, common=common, model_kwargs=model_kwargs)
+    if distributed.check_nproc(nproc, cfg) > 1:
+        return distributed.fit_distributed(hr, nproc=nproc, common=common, model_kwargs=model_kwargs)
     setup = prepare(hr, **common, model_kwargs=model_kwargs)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)

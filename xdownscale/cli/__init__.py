@@ -80,7 +80,8 @@ run '{PROG} COMMAND --help' for the options of each command.""")
         epilog=f"""examples:
   {PROG} fit era5_tcwv.nc --var tcwv --model cnn --factor 4 --constraint softmax --out tcwv_x4.pt
   {PROG} fit t2m.zarr --var t2m --model espcn --factor 3 --constraint add --epochs 50 --out t2m_x3.pt
-  {PROG} fit fine.nc --lr-data coarse.nc --var tp --model cnn --constraint softmax --out tp.pt""")
+  {PROG} fit fine.nc --lr-data coarse.nc --var tp --model cnn --constraint softmax --out tp.pt
+  {PROG} fit era5_tcwv.zarr --var tcwv --model cnn --factor 4 --nproc 4 --batch-size 64 --out tcwv_x4.pt""")
     p.add_argument("data", metavar="DATA", help="high-resolution training file (.nc, .zarr, .grib)")
     p.add_argument("--var", help="variable to downscale (default: the file's only variable)")
     p.add_argument("--model", default="cnn", help="trainable model (see: xdownscale models)")
@@ -99,6 +100,9 @@ run '{PROG} COMMAND --help' for the options of each command.""")
     p.add_argument("--covariates", metavar="FILE", help="static fine-grid inputs (orography, land-sea mask)")
     p.add_argument("--trim", action="store_true", help="drop the last rows/columns so the grid divides by --factor")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--nproc", type=int, metavar="N", default=1,
+                   help="train data-parallel on N processes (PyTorch DDP: gloo on CPU, nccl with one GPU each); "
+                        "--batch-size is the global batch and must divide by N")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
     p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (*.pt)")
     p.set_defaults(func=cmd_fit)
@@ -114,7 +118,8 @@ run '{PROG} COMMAND --help' for the options of each command.""")
         epilog=f"""examples:
   {PROG} predict coarse.nc --model tcwv_x4.pt --out fine.nc
   {PROG} predict coarse.nc --var tcwv --model bicubic --factor 4 --out bicubic.zarr
-  {PROG} predict coarse.grib --var tcwv --model cnn --factor 4 --chunks 128 --out fine.zarr""")
+  {PROG} predict coarse.grib --var tcwv --model cnn --factor 4 --chunks 128 --out fine.zarr
+  {PROG} predict coarse.nc --model tcwv_x4.pt --out fine.zarr --resume   # rerun after a kill to finish""")
     p.add_argument("data", metavar="DATA", help="coarse input file (.nc, .zarr, .grib)")
     p.add_argument("--model", required=True, metavar="NAME|CKPT", help="checkpoint path or model name")
     p.add_argument("--factor", type=int, metavar="N",
@@ -124,6 +129,9 @@ run '{PROG} COMMAND --help' for the options of each command.""")
     p.add_argument("--chunks", type=int, metavar="N", help="spatial tile size in coarse cells (default: automatic)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--resume", action="store_true",
+                   help="Zarr only: write region by region and, after a crash or kill, rerun the same command "
+                        "to compute only the missing regions")
     p.add_argument("--out", required=True, metavar="PATH", help="output file: *.nc (NetCDF) or *.zarr (Zarr)")
     p.set_defaults(func=cmd_predict)
 

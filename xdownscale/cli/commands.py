@@ -37,7 +37,8 @@ def cmd_fit(args) -> int:
         model = xd.fit(hr, lr=lr, model=args.model, factor=args.factor, constraint=args.constraint,
                        covariates=cov, epochs=args.epochs, batch_size=args.batch_size, patch_size=args.patch_size,
                        seed=args.seed, learning_rate=args.learning_rate, samples_per_epoch=args.samples_per_epoch,
-                       checkpoint=out, trim=args.trim, device=args.device, progress=_progress(args), **kwargs)
+                       checkpoint=out, trim=args.trim, device=args.device, progress=_progress(args), nproc=args.nproc,
+                       **kwargs)
     train = model.meta.get("training", {})
     best = train.get("best_val_loss")
     best_txt = "" if best is None else f"; best validation loss {best:.4g} at epoch {train.get('best_epoch', -1) + 1}"
@@ -61,7 +62,10 @@ def cmd_predict(args) -> int:
     from ..prediction import resolve_model
 
     out = Path(args.out).expanduser()
-    _check_out(out, args.overwrite)
+    if args.resume and out.suffix.lower() != ".zarr":
+        raise CLIError(f"--resume writes Zarr: name the output '*.zarr', got {str(out)!r}")
+    if not args.resume:
+        _check_out(out, args.overwrite)
     if out.suffix.lower() not in (".nc", ".nc4", ".zarr"):
         raise CLIError(f"name the output '*.nc' (NetCDF) or '*.zarr' (Zarr), got {str(out)!r}")
     ds = open_data(args.data, chunks={}, role="input")
@@ -95,7 +99,15 @@ def cmd_predict(args) -> int:
 
     bar = contextlib.nullcontext() if not _progress(args) else ProgressBar(minimum=1.0, out=sys.stderr)
     with bar:
-        xd.write(pred, out, mode="w" if args.overwrite else "w-")
+        if args.resume:
+            from ..io import to_cf_dataset
+            from ..io.resumable import write_resumable
+
+            rep = write_resumable(to_cf_dataset(pred), out, overwrite=args.overwrite)
+            print(f"regions: {rep.regions} in the product, {rep.reused} reused from an earlier run, "
+                  f"{rep.computed} computed now")
+        else:
+            xd.write(pred, out, mode="w" if args.overwrite else "w-")
     print(f"wrote {downscaler.model_name} x{downscaler.factor} prediction of {da.name!r} to {out}")
     return EXIT_OK
 

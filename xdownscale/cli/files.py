@@ -84,7 +84,11 @@ def _open(p: Path, chunks, role: str):
         if _is_zarr(p):
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*consolidated.*", category=RuntimeWarning)
-                return xr.open_dataset(p, engine="zarr", chunks=chunks)
+                ds = xr.open_dataset(p, engine="zarr", chunks=chunks)
+            if ds.attrs.get("xdownscale_complete") is False:  # an unfinished 'predict --resume' product
+                raise CLIError(f"{role} {str(p)!r} is an unfinished resumable product (xdownscale_complete: false); "
+                               "finish it by rerunning the same 'predict ... --resume' command")
+            return ds
         if p.is_dir():
             raise CLIError(f"{role} {str(p)!r} is a directory but not a Zarr store")
         if suffix in GRIB_SUFFIXES:

@@ -127,6 +127,7 @@ def write(
     mode: str = "w-",
     chunks: dict | int | str | None = None,
     progress: bool = False,
+    resume: bool = False,
 ) -> pathlib.Path:
     """Write a (downscaled) field to NetCDF (``.nc``/``.nc4``) or Zarr (``.zarr``), atomically.
 
@@ -138,12 +139,32 @@ def write(
     ``mode="w-"`` (default) refuses to overwrite an existing ``path``;
     ``mode="w"`` replaces it, but only once the new output is complete.
     ``progress=True`` shows a Dask progress bar. Returns the path written.
+
+    ``resume=True`` (Zarr only) writes region by region (one Dask chunk each) into
+    ``.<name>.partial`` next to ``path``, marking each finished region, and renames it onto
+    ``path`` when complete; after a crash or kill, the same call computes only the missing
+    regions (see :mod:`xdownscale.io.resumable`). With an active ``dask.distributed``
+    ``Client`` the regions are computed and written by the cluster's workers.
     """
     path = pathlib.Path(os.fspath(path)).expanduser()
     if mode not in ("w", "w-"):
         raise DataError(f"mode must be 'w-' (refuse to overwrite) or 'w' (overwrite), got {mode!r}")
     fmt = _format(path, format)
     overwrite = mode == "w"
+    if resume:
+        if fmt != "zarr":
+            raise DataError(f"resume=True needs a Zarr output ('*.zarr'), not {fmt} ({str(path)!r})")
+        from .resumable import write_resumable
+
+        ds = to_cf_dataset(obj)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        bar = contextlib.nullcontext()
+        if progress:
+            from dask.diagnostics import ProgressBar
+
+            bar = ProgressBar()
+        with bar:
+            return write_resumable(ds.chunk(chunks) if chunks is not None else ds, path, overwrite=overwrite).path
     if not overwrite and (path.exists() or path.is_symlink()):
         raise FileExistsError(f'{str(path)!r} already exists; pass mode="w" to overwrite it')
     ds = to_cf_dataset(obj)
