@@ -96,6 +96,9 @@ run '{PROG} COMMAND --help' for the options of each command.""")
     p.add_argument("--seed", type=int, metavar="N", default=0, help="random seed")
     p.add_argument("--width", type=int, metavar="N", help="channels of the network (model default: 64)")
     p.add_argument("--n-blocks", type=int, metavar="N", help="residual blocks (model default: 4)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a further model or training option, repeatable, e.g. --option scales=(1.5,8) for liif "
+                        "or --option window=3 for convgru (see 'xdownscale models')")
     p.add_argument("--lr-data", metavar="COARSE_FILE", help="real coarse input on a grid --factor times coarser")
     p.add_argument("--covariates", metavar="FILE", help="static fine-grid inputs (orography, land-sea mask)")
     p.add_argument("--trim", action="store_true", help="drop the last rows/columns so the grid divides by --factor")
@@ -122,8 +125,15 @@ run '{PROG} COMMAND --help' for the options of each command.""")
   {PROG} predict coarse.nc --model tcwv_x4.pt --out fine.zarr --resume   # rerun after a kill to finish""")
     p.add_argument("data", metavar="DATA", help="coarse input file (.nc, .zarr, .grib)")
     p.add_argument("--model", required=True, metavar="NAME|CKPT", help="checkpoint path or model name")
-    p.add_argument("--factor", type=int, metavar="N",
-                   help="downscaling factor (baselines; checked against a checkpoint)")
+    p.add_argument("--factor", type=float, metavar="N",
+                   help="downscaling factor (baselines; checked against a checkpoint; any real number >= 1 for "
+                        "arbitrary-scale models such as liif)")
+    p.add_argument("--target", metavar="FILE", help="arbitrary-scale models: predict onto this file's lat/lon grid")
+    p.add_argument("--points", metavar="FILE",
+                   help="arbitrary-scale models: predict at this file's lat/lon points (e.g. stations)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a model family's own prediction option, repeatable: members=10, seed=1, steps=20, "
+                        "time_factor=3 (see 'xdownscale models')")
     p.add_argument("--var", help="variable to downscale (default: the checkpoint's or the file's only one)")
     p.add_argument("--covariates", metavar="FILE", help="static fine-grid inputs the model was trained with")
     p.add_argument("--chunks", type=int, metavar="N", help="spatial tile size in coarse cells (default: automatic)")

@@ -7,14 +7,56 @@ import io
 import sys
 from pathlib import Path
 
+from .files import (
+    EXIT_OK,
+    PROG,
+    CLIError,
+    _atomic_text,
+    _check_out,
+    _progress,
+    _remove_on_error,
+    check_not_all_nan,
+    field_names,
+    format_table,
+    log,
+    open_data,
+    pick_variable,
+)
 
-from .files import (EXIT_OK, CLIError, PROG, _atomic_text, _check_out, _progress, _remove_on_error, check_not_all_nan, field_names, format_table, log, open_data, pick_variable)
+
+def parse_options(items) -> dict:
+    """``KEY=VALUE`` pairs from ``--option``; values are Python literals (numbers, tuples, True)
+    where they parse as such, else strings."""
+    import ast
+
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise CLIError(f"--option takes KEY=VALUE (e.g. --option members=10), got {item!r}")
+        try:
+            out[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value
+    return out
+
+
+def _factor(value):
+    """An integer factor stays an int (fixed-factor models); 2.5 stays a float (arbitrary-scale models)."""
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else float(value)
+
+
 def cmd_fit(args) -> int:
     import xdownscale as xd
 
     out = Path(args.out).expanduser()
     _check_out(out, args.overwrite)
-    if args.factor is None and args.lr_data is None:
+    from ..models import model_info
+
+    scale_free = model_info(args.model)["family"] == "implicit"  # trains over a range of scales
+    if args.factor is None and args.lr_data is None and not scale_free:
         raise CLIError("give the downscaling factor with --factor N (or a real coarse file with --lr-data)")
     if out.suffix.lower() not in (".pt", ".pth"):
         raise CLIError(f"name the checkpoint '*.pt' (got {str(out)!r}) so that predict --model recognises it")
@@ -27,7 +69,7 @@ def cmd_fit(args) -> int:
                            role="coarse")
         check_not_all_nan(lr, args.lr_data)
     cov = _open_covariates(args.covariates)
-    kwargs = {}
+    kwargs = parse_options(args.option)
     if args.width is not None:
         kwargs["width"] = args.width
     if args.n_blocks is not None:
@@ -59,7 +101,7 @@ def _open_covariates(path):
 
 def cmd_predict(args) -> int:
     import xdownscale as xd
-    from ..prediction import resolve_model
+    from ..prediction import _family_predictor, resolve_model
 
     out = Path(args.out).expanduser()
     if args.resume and out.suffix.lower() != ".zarr":
@@ -72,12 +114,19 @@ def cmd_predict(args) -> int:
     fallback = None
     model = args.model
     looks_like_file = Path(model).suffix.lower() in (".pt", ".pth") or Path(model).expanduser().is_file()
+    factor = _factor(args.factor)
+    options = parse_options(args.option)
     if looks_like_file:
-        model = resolve_model(str(Path(model).expanduser()), factor=args.factor)
+        model = resolve_model(str(Path(model).expanduser()), check_factor=False)
         fallback = model.variable
     da = pick_variable(ds, args.var, path=args.data, fallback=fallback)
-    downscaler = model if looks_like_file else resolve_model(model, factor=args.factor, variable=str(da.name))
     check_not_all_nan(da, args.data)
+    family = _family_predictor(model)
+    if family is not None or options or args.target or args.points:
+        return _predict_family(args, ds, da, model, factor, options, out)
+    downscaler = model if looks_like_file else resolve_model(model, factor=factor, variable=str(da.name))
+    if looks_like_file and factor is not None and factor != downscaler.factor:
+        raise CLIError(f"--factor {factor} but {args.model} was trained for x{downscaler.factor}; drop --factor")
     from ..grid.cf import find_axes
 
     axes = find_axes(da)
@@ -94,6 +143,34 @@ def cmd_predict(args) -> int:
         obj[str(da.name)] = da
     pred = xd.predict(obj, model=downscaler, var=str(da.name), covariates=_open_covariates(args.covariates),
                       chunks=chunks, device=args.device)
+    _write_prediction(args, pred, out)
+    print(f"wrote {downscaler.model_name} x{downscaler.factor} prediction of {da.name!r} to {out}")
+    return EXIT_OK
+
+
+def _predict_family(args, ds, da, model, factor, options, out) -> int:
+    """Models with their own prediction (ensembles, time interpolation, arbitrary scales):
+    ``--option KEY=VALUE`` pairs, ``--target`` and ``--points`` go straight to ``predict``."""
+    import xdownscale as xd
+
+    if args.target:
+        options["target"] = open_data(args.target, role="target grid (--target)")
+    if args.points:
+        options["points"] = open_data(args.points, role="points (--points)")
+    with_predictors = getattr(model, "meta", {}).get("predictors") if not isinstance(model, str) else None
+    obj = ds[[str(da.name)] + list(with_predictors)] if with_predictors else da
+    pred = xd.predict(obj, model=model, factor=factor, var=str(da.name),
+                      covariates=_open_covariates(args.covariates), chunks=args.chunks, device=args.device,
+                      **options)
+    _write_prediction(args, pred, out)
+    name = getattr(model, "model_name", model)
+    print(f"wrote {name} prediction of {da.name!r} to {out}")
+    return EXIT_OK
+
+
+def _write_prediction(args, pred, out) -> None:
+    import xdownscale as xd
+
     log.info("writing %s", out)
     from dask.diagnostics import ProgressBar
 
@@ -108,8 +185,6 @@ def cmd_predict(args) -> int:
                   f"{rep.computed} computed now")
         else:
             xd.write(pred, out, mode="w" if args.overwrite else "w-")
-    print(f"wrote {downscaler.model_name} x{downscaler.factor} prediction of {da.name!r} to {out}")
-    return EXIT_OK
 
 
 _EVAL_SHORT = ["rmse", "mae", "bias", "ssim", "psnr", "pearson_r", "mass_violation", "negative_count"]
