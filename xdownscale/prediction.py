@@ -15,7 +15,7 @@ from .data.pairs import select_variable
 from .downscaler import Downscaler
 from .engine.infer import ModelRunner, _default_chunks, tiled_predict
 from .errors import DataError
-from .grid.cf import find_axes, latitude_weights
+from .grid.cf import find_axes, latitude_weights, wraps_longitude
 from .io.cf import add_cf_attrs, fine_coordinates
 from .models import model_info
 from .models._registry import UnknownModelError, list_models, resolve_hook, suggest
@@ -128,7 +128,8 @@ def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), cov
     fine_shape = (lr.sizes[axes.y] * f, lr.sizes[axes.x] * f)
     cov = fold_covariates(as_dataset(covariates), norm.get("covariates", {}), fine_shape, f)
     data = tiled_predict(ModelRunner(downscaler, device), stacked, stats=stats, factor=f, halo=halo,
-                         row_weights=_fine_weights(coords, axes), covariates=cov, batch_size=batch_size)
+                         row_weights=_fine_weights(coords, axes), covariates=cov, batch_size=batch_size,
+                         periodic_x=wraps_longitude(lr, axes))
     out_coords = {d: lr.coords[d] for d in lead if d in lr.coords}
     out_coords.update(coords)
     for name, c in lr.coords.items():  # scalar and lead-only coordinates (e.g. a time label)

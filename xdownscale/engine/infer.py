@@ -1,9 +1,13 @@
 """Lazy tiled inference with halos.
 
-The coarse field is split into Dask chunks; each chunk is extended by a halo
-of at least the network's receptive radius (in coarse cells, edge values
-replicated at the domain boundary) with ``dask.array.map_overlap``, run
-through the network, and trimmed by ``halo * factor`` fine cells. A chunked
+The coarse field is split into Dask chunks; each chunk is extended towards its
+neighbours by a halo of at least the network's receptive radius (in coarse
+cells) with ``dask.array.map_overlap``, run through the network, and trimmed by
+``halo * factor`` fine cells. No halo is invented beyond the domain edge: the
+network sees the edge as it does in a whole-field pass and in training (on a
+global grid the longitude halo wraps round instead). Missing (NaN) coarse cells
+are filled from their nearest valid neighbour before the network sees them and
+are NaN again in the output. A chunked
 prediction therefore equals the single-chunk prediction to float precision,
 and grids larger than memory stream chunk by chunk. Output chunks are the
 input chunks times the factor, as Zarr writes need.
@@ -113,6 +117,22 @@ class ModelRunner:
         return np.concatenate(out, axis=0)
 
 
+def _fill_nearest(x: np.ndarray) -> np.ndarray:
+    """Replace NaN cells of each (sample, channel) map by their nearest finite neighbour, so missing
+    cells (sea in a land-only product, outside radar range) do not drag interpolations towards an
+    arbitrary fill value. Maps with no finite cell are left for the caller's fill."""
+    from scipy import ndimage
+
+    x = x.copy()
+    for i in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            bad = ~np.isfinite(x[i, c])
+            if bad.any() and not bad.all():
+                idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
+                x[i, c] = x[i, c][tuple(idx)]
+    return x
+
+
 def _starts(chunks: tuple[int, ...]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(chunks)[:-1]]).astype(int)
 
@@ -149,10 +169,13 @@ def tiled_predict(
     row_weights: np.ndarray | None,
     covariates: np.ndarray | None = None,
     batch_size: int = 16,
+    periodic_x: bool = False,
 ) -> dsa.Array:
     """Predict lazily. ``stacked``: (C, *lead, ny, nx) coarse inputs in physical units (channel 0:
-    the variable). ``row_weights``: (ny * factor,) fine row weights or None. Returns a dask array
-    (*lead, ny*factor, nx*factor) float32."""
+    the variable). ``row_weights``: (ny * factor,) fine row weights or None. ``periodic_x``: the
+    last axis closes on itself (global longitude), so halos wrap round instead of repeating the
+    edge and no seam appears at the date line. Returns a dask array (*lead, ny*factor, nx*factor)
+    float32."""
     ny, nx = stacked.shape[-2:]
     stacked = stacked.rechunk({stacked.ndim - 2: _min_chunks(stacked.chunks[-2], halo),
                                stacked.ndim - 1: _min_chunks(stacked.chunks[-1], halo)})
@@ -166,11 +189,18 @@ def tiled_predict(
     def run_block(block: np.ndarray, block_info=None) -> np.ndarray:
         iy, ix = block_info[0]["chunk-location"][-2:]
         c, *lead, h, w = block.shape
-        rows = np.clip(np.arange(ystart[iy] - depth_y, ystart[iy] - depth_y + h), 0, ny - 1)
-        cols = np.clip(np.arange(xstart[ix] - depth_x, xstart[ix] - depth_x + w), 0, nx - 1)
+        # halos only between tiles (and round a periodic axis): at the domain edge the network
+        # sees the edge itself, as in a whole-field pass and in training
+        top, bottom = (depth_y if iy > 0 else 0), (depth_y if iy < len(ychunks) - 1 else 0)
+        left = depth_x if (periodic_x or ix > 0) else 0
+        right = depth_x if (periodic_x or ix < len(xchunks) - 1) else 0
+        rows = np.arange(ystart[iy] - top, ystart[iy] - top + h)
+        cols = np.mod(np.arange(xstart[ix] - left, xstart[ix] - left + w), nx)
         n = int(np.prod(lead)) if lead else 1
         x = block.reshape(c, n, h, w).transpose(1, 0, 2, 3).astype("float32")  # the network's precision
         missing = ~np.isfinite(x[:, 0])
+        if missing.any():
+            x = _fill_nearest(x)
         coarse = np.where(missing, mean[0], x[:, 0])
         x -= mean[None, :, None, None]
         x /= std[None, :, None, None]
@@ -180,9 +210,8 @@ def tiled_predict(
             x = np.concatenate([x, np.broadcast_to(cov, (n, *cov.shape))], axis=1)
         wts = None if row_weights is None else row_weights.reshape(ny, f)[rows].reshape(-1)
         y = runner(x, coarse, wts, batch_size)
-        ty, tx = depth_y * f, depth_x * f
-        y = y[:, ty : y.shape[1] - ty, tx : y.shape[2] - tx]
-        miss = missing[:, depth_y : h - depth_y, depth_x : w - depth_x]
+        y = y[:, top * f : y.shape[1] - bottom * f, left * f : y.shape[2] - right * f]
+        miss = missing[:, top : h - bottom, left : w - right]
         if miss.any():
             y = np.where(miss.repeat(f, axis=1).repeat(f, axis=2), np.nan, y)
         return y.reshape(*lead, y.shape[1], y.shape[2]).astype("float32", copy=False)
@@ -190,6 +219,8 @@ def tiled_predict(
     out_chunks = stacked.chunks[1:-2] + (tuple(c * f for c in ychunks), tuple(c * f for c in xchunks))
     depth = {i: 0 for i in range(stacked.ndim)}
     depth[stacked.ndim - 2], depth[stacked.ndim - 1] = depth_y, depth_x
-    return dsa.map_overlap(run_block, stacked, depth=depth, boundary="nearest", trim=False,
+    boundary = {i: "none" for i in range(stacked.ndim)}
+    boundary[stacked.ndim - 1] = "periodic" if periodic_x else "none"
+    return dsa.map_overlap(run_block, stacked, depth=depth, boundary=boundary, trim=False,
                            drop_axis=0, chunks=out_chunks, dtype="float32",
                            meta=np.empty((0,) * (stacked.ndim - 1), dtype="float32"))

@@ -163,3 +163,15 @@ def regular_spacing(values: np.ndarray, name: str, rtol: float = 1e-3) -> float:
             "regrid it to a regular grid first with xdownscale.grid.regrid(da, target)."
         )
     return float(d[0])
+
+
+def wraps_longitude(obj, axes: GridAxes) -> bool:
+    """True for a regular lat/lon grid whose longitudes close the full circle (a global grid):
+    its east and west edges are neighbours, so halos there wrap instead of repeating edge values."""
+    if axes.kind != "latlon" or obj.sizes[axes.x] < 3:
+        return False
+    lon = np.asarray(obj[axes.x].values, dtype="float64")
+    step = np.diff(lon)
+    if not np.allclose(step, step[0], rtol=1e-4, atol=0):
+        return False
+    return bool(abs(abs(step[0]) * lon.size - 360.0) < 1e-3 * abs(step[0]))
