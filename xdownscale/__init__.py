@@ -15,6 +15,7 @@ from ._version import __version__
 from .api import (Downscaler, coarsen, evaluate, fit, list_catalog, list_models, load, model_info, open_catalog,
                   predict, regrid, write)
 from . import models  # noqa: F401  (xds.models.DownscalingNet)
+from .ensemble import ensemble_mean  # ens.mean("member") keeping attrs
 from .errors import CheckpointError, DataError, GridError, ModelNotFoundError, XDownscaleError
 
 logging.getLogger("xdownscale").addHandler(logging.NullHandler())
@@ -29,5 +30,5 @@ def __getattr__(name):  # lazy: matplotlib/cartopy only when plotting
 
 
 __all__ = ["CheckpointError", "DataError", "Downscaler", "GridError", "ModelNotFoundError", "XDownscaleError",
-           "__version__", "coarsen", "evaluate", "fit", "list_catalog", "list_models", "load", "model_info",
+           "__version__", "coarsen", "ensemble_mean", "evaluate", "fit", "list_catalog", "list_models", "load", "model_info",
            "open_catalog", "plot", "predict", "regrid", "write"]

@@ -17,13 +17,14 @@ from .deterministic import (
     MS_SSIM_WEIGHTS, acc, bias, check_pair, mae, max_abs_error, ms_ssim, mse, pearson_r, psnr,
     rmse, squared_units, ssim, weights_for, wmean,
 )
-from .probabilistic import crps_ensemble, rank_histogram, spread_skill
-from .spectral import power_spectrum
+from .probabilistic import crps_ensemble, ensemble_scores, rank_flatness, rank_histogram, spread_skill
+from .spectral import log_spectral_distance, power_spectrum
 
 __all__ = [
     "evaluate", "mse", "rmse", "mae", "bias", "max_abs_error", "psnr", "ssim", "ms_ssim",
     "pearson_r", "acc", "mass_violation", "relative_mass_violation", "negative_pixels",
-    "infer_factor", "crps_ensemble", "rank_histogram", "spread_skill", "power_spectrum",
+    "infer_factor", "crps_ensemble", "rank_histogram", "rank_flatness", "spread_skill", "power_spectrum",
+    "log_spectral_distance",
     "MS_SSIM_WEIGHTS",
 ]
 
@@ -43,15 +44,24 @@ _LONG_NAMES = {
     "negative_count": "number of negative values in the prediction",
     "negative_mean": "mean of the negative values in the prediction (0 if none)",
     "crps": "continuous ranked probability score",
+    "spread": "ensemble spread (root mean ensemble variance)",
+    "spread_skill_ratio": "spread-skill ratio sqrt((m+1)/m) spread / rmse of the ensemble mean (1: calibrated)",
+    "rank_histogram": "rank histogram counts of the truth among the members",
+    "rank_flatness": "rank histogram reliability index sum |p_k - 1/(m+1)| (0: flat)",
+    "spectrum": "radially averaged power spectrum of the members",
+    "spectrum_truth": "radially averaged power spectrum of the truth",
+    "lsd": "log spectral distance of the member spectra from the truth spectrum",
 }
 
 
 def _units(name: str, u: str) -> str:
     if name == "mse":
         return squared_units(u)
-    if name in ("rmse", "mae", "bias", "max_abs_error", "mass_violation", "negative_mean", "crps"):
+    if name in ("rmse", "mae", "bias", "max_abs_error", "mass_violation", "negative_mean", "crps", "spread"):
         return u
-    return "dB" if name == "psnr" else "1"
+    if name in ("spectrum", "spectrum_truth"):
+        return squared_units(u)
+    return "dB" if name in ("psnr", "lsd") else "1"
 
 
 def evaluate(
@@ -101,6 +111,9 @@ def evaluate(
         mse, rmse, mae, bias, max_abs_error, psnr, ssim, ms_ssim, pearson_r,
         [acc], [mass_violation, relative_mass_violation], negative_count,
         negative_mean, [crps]; each with ``long_name`` and ``units`` attrs.
+        Ensembles also get (:func:`ensemble_scores`): spread,
+        spread_skill_ratio, rank_histogram (dim ``rank``), rank_flatness,
+        spectrum and spectrum_truth (dim ``wavenumber``) and lsd (dB).
         ``psnr``/``ssim`` use the range of ``truth`` as data range; ``ms_ssim``
         is NaN (with a warning) for fields smaller than 22 cells a side.
     """
@@ -151,6 +164,7 @@ def evaluate(
     if ensemble:
         c = crps_ensemble(pred, truth, member_dim)
         out["crps"] = wmean(c, weights_for(truth, axes, weighted), list(c.dims) if d is None else d)
+        out.update(ensemble_scores(pred, truth, member_dim, weighted=weighted, dim=d))
     units = str(truth.attrs.get("units") or pred.attrs.get("units") or "")
     ds = xr.Dataset({k: v.drop_vars([c for c in v.coords if c not in v.dims]) for k, v in out.items()})
     for name in ds.data_vars:

@@ -11,7 +11,8 @@ import xarray as xr
 from ..errors import DataError
 from .deterministic import Dim, check_pair, reduce_dims, weights_for, wmean
 
-__all__ = ["crps_ensemble", "rank_histogram", "spread_skill"]
+__all__ = ["crps_ensemble", "rank_histogram", "rank_flatness", "spread_skill", "ensemble_scores"]
+FLATNESS_KINDS = ("ri", "delta", "entropy")
 
 
 def _check_ens(ens: xr.DataArray, truth: xr.DataArray, member_dim: str):
@@ -129,3 +130,68 @@ def spread_skill(ens: xr.DataArray, truth: xr.DataArray, member_dim: str = "memb
     skill = np.sqrt(wmean(err2, w, dims))
     ratio = np.sqrt((m + 1.0) / m) * spread / skill
     return xr.Dataset({"spread": spread, "rmse": skill, "ratio": ratio})
+
+
+def rank_flatness(hist, kind: str = "ri") -> float:
+    """How flat a rank histogram is (the counts of :func:`rank_histogram`).
+
+    With ``p_k`` the relative frequencies of the ``m + 1`` ranks:
+
+    * ``"ri"`` (default): reliability index ``sum_k |p_k - 1/(m+1)|``
+      (Delle Monache et al. 2006): 0 for a flat histogram, up to
+      ``2 m / (m + 1)`` when every observation falls in one rank; independent
+      of the number of points;
+    * ``"delta"``: ``sum_k (s_k - n/(m+1))^2 / (n m / (m+1))`` for counts
+      ``s_k`` of ``n`` points (Candille & Talagrand 2005): about 1 for
+      independent draws from a calibrated ensemble, much larger when not
+      (spatially correlated points inflate it);
+    * ``"entropy"``: ``-sum_k p_k log p_k / log(m + 1)``: 1 when flat.
+    """
+    counts = np.asarray(hist.values if isinstance(hist, xr.DataArray) else hist, dtype="float64").ravel()
+    if counts.size < 2 or np.any(counts < 0):
+        raise DataError(f"a rank histogram needs >= 2 non-negative counts, got {counts.size} values")
+    n, bins = counts.sum(), counts.size
+    if n == 0:
+        raise DataError("the rank histogram is empty (no valid points)")
+    p = counts / n
+    if kind == "ri":
+        return float(np.abs(p - 1.0 / bins).sum())
+    if kind == "delta":
+        m = bins - 1
+        return float(((counts - n / bins) ** 2).sum() / (n * m / bins))
+    if kind == "entropy":
+        nz = p[p > 0]
+        return float(-(nz * np.log(nz)).sum() / np.log(bins))
+    raise DataError(f"kind must be one of {FLATNESS_KINDS}, got {kind!r}")
+
+
+def ensemble_scores(ens: xr.DataArray, truth: xr.DataArray, member_dim: str = "member", *, weighted: bool = True,
+                    dim: Dim = None) -> dict:
+    """The ensemble-only entries of :func:`xdownscale.evaluate` (besides ``crps``).
+
+    ``spread`` and ``spread_skill_ratio`` (:func:`spread_skill`, over ``dim``),
+    ``rank_histogram`` (over dim ``rank``) and ``rank_flatness`` (reliability
+    index, :func:`rank_flatness`) over all points, and the radially averaged
+    power spectra of the members and of the truth (over ``wavenumber``) with
+    their log spectral distance ``lsd`` in dB, with a Hann taper (limited-area
+    fields are not periodic: without it the edge jump's leakage hides the
+    small scales). ``lsd`` is NaN when every field has a missing cell (e.g.
+    land-only data: spectra need complete fields).
+    """
+    from .spectral import log_spectral_distance, power_spectrum
+
+    out = {}
+    if ens.sizes[member_dim] >= 2:
+        ss = spread_skill(ens, truth, member_dim, weighted=weighted, dim=dim)
+        out["spread"], out["spread_skill_ratio"] = ss["spread"], ss["ratio"]
+    hist = rank_histogram(ens, truth, member_dim)
+    out["rank_histogram"] = hist
+    out["rank_flatness"] = xr.DataArray(rank_flatness(hist) if int(hist.sum()) else np.nan)
+    try:
+        spec_p, spec_t = power_spectrum(ens, window="hann"), power_spectrum(truth, window="hann")
+        out["spectrum"] = spec_p.drop_vars("wavelength")
+        out["spectrum_truth"] = spec_t.drop_vars("wavelength")
+        out["lsd"] = xr.DataArray(log_spectral_distance(ens, truth, window="hann"))
+    except DataError:
+        out["lsd"] = xr.DataArray(np.nan)
+    return out

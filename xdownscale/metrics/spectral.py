@@ -13,7 +13,7 @@ from ..errors import DataError
 from ..grid.cf import coordinate_values, find_axes, regular_spacing
 from .deterministic import Dim, squared_units
 
-__all__ = ["power_spectrum"]
+__all__ = ["power_spectrum", "log_spectral_distance"]
 
 
 def _spacing(da: xr.DataArray, axes, spacing, units):
@@ -138,3 +138,30 @@ def power_spectrum(da: xr.DataArray, *, dim: Dim = None, spacing=None, units: st
         "units": squared_units(field_units),
     }
     return spec
+
+
+def log_spectral_distance(pred: xr.DataArray, truth: xr.DataArray, *, min_wavenumber: float | None = None,
+                          **spectrum_kwargs) -> float:
+    """Log spectral distance in dB between the mean power spectra of ``pred`` and ``truth``.
+
+    ``LSD = sqrt(mean_k (10 log10(P_pred(k) / P_truth(k)))^2)`` over the
+    wavenumber bins of :func:`power_spectrum` (every field's spectrum,
+    averaged over all other dims, e.g. time and ensemble members), from
+    ``min_wavenumber`` up (all bins by default). 0 when the spectra agree; a
+    model that smooths away small scales has a large LSD from its deficit at
+    high wavenumbers. Bins where either power is 0 or NaN are skipped.
+    ``spectrum_kwargs`` (``spacing``, ``window``, ...) go to both spectra.
+    """
+    p = power_spectrum(pred, **spectrum_kwargs)
+    t = power_spectrum(truth, **spectrum_kwargs)
+    if p.sizes["wavenumber"] != t.sizes["wavenumber"]:
+        raise DataError(f"pred and truth give {p.sizes['wavenumber']} and {t.sizes['wavenumber']} wavenumber bins: "
+                        "the fields must have the same grid size")
+    pv, tv = np.asarray(p.values, "float64"), np.asarray(t.values, "float64")
+    k = np.asarray(t["wavenumber"].values)
+    ok = np.isfinite(pv) & np.isfinite(tv) & (pv > 0) & (tv > 0)
+    if min_wavenumber is not None:
+        ok &= k >= min_wavenumber
+    if not ok.any():
+        raise DataError("no wavenumber bin with positive power in both spectra")
+    return float(np.sqrt(np.mean((10.0 * np.log10(pv[ok] / tv[ok])) ** 2)))

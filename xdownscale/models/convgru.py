@@ -1,0 +1,164 @@
+"""``convgru``: deterministic ConvGRU downscaling over a window of consecutive time steps.
+
+After Leinonen et al. (2021) and Harder et al. (2023): every frame of the
+window is encoded by a 3x3 convolution; an *initial-state network* sees the
+whole window (frames stacked as channels) and gives the first hidden state;
+a ConvGRU (:mod:`xdownscale.nn.convgru`) runs over the frames; its hidden
+state at the target frame goes through residual blocks and a sub-pixel
+(PixelShuffle) upsampling by any integer factor to a normalised residual.
+
+:class:`TemporalNet` wraps the body like :class:`~xdownscale.models.network.DownscalingNet`:
+bicubic skip of the target frame + residual in physical units, then the
+constraint layer against the target frame's coarse field, so every output
+frame conserves exactly under a hard constraint. With ``flow_channels > 0``
+(model ``flowconvgru``) frames between input times are first synthesised by
+deep voxel flow (:mod:`xdownscale.nn.flow`).
+
+Packed input (what the tiled inference and the sequence dataset feed in),
+``x`` of shape ``(B, 3 + M, h, w)``, normalised:
+
+- channel 0: the target frame's coarse field (the conserved field when the
+  target is an input time; for a synthesised frame only its NaN mask is used);
+- channel 1: the phase ``r`` (constant), channel 2: the time factor ``tf``
+  (constant): the dense window covers positions ``r .. r + window - 1`` on a
+  grid of ``tf`` steps per input interval, position ``p`` being input frame
+  ``p // tf`` when ``p % tf == 0`` and a synthesised frame otherwise;
+- channels 3..: ``M`` input frames in time order (edge frames repeated).
+
+``convgru`` always has ``r = 0``, ``tf = 1`` and ``M = window``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..nn.blocks import INTERP_RADIUS, ResidualBlock, conv3x3, interpolate, zero_last
+from ..nn.constraints import make_constraint
+from ..nn.convgru import ConvGRU
+from ..nn.flow import VoxelFlow
+from ._registry import create_model, register_model
+
+N_SCHEDULE = 3  # target, phase, time factor
+POOL = 4  # total pooling of the voxel-flow U-Net
+
+
+def inputs_needed(window: int, time_factor: int) -> int:
+    """``M``: input frames a window of ``window`` dense steps can touch for any phase."""
+    last = time_factor - 1 + window - 1  # furthest dense position (largest phase)
+    return -(-last // time_factor) + 1
+
+
+@register_model("convgru", family="temporal", wrapper="xdownscale.models.convgru:TemporalNet",
+                fit_with="xdownscale.temporal:fit_temporal", predict_with="xdownscale.temporal:predict_temporal",
+                description="ConvGRU over a window of consecutive time steps (Leinonen 2021, Harder 2023)",
+                factors="any integer (2, 3, 4, 8, ...)")
+class ConvGRUBody(nn.Module):
+    """Initial-state net + ConvGRU over the window + residual blocks + sub-pixel upsampling."""
+
+    def __init__(self, in_channels: int = 1, factor: int = 4, channels: int = 32, residual_blocks: int = 3,
+                 window: int = 3):
+        super().__init__()
+        if factor < 1 or window < 1:
+            raise ValueError(f"factor and window must be >= 1, got factor={factor}, window={window}")
+        self.window, self.target = int(window), int(window) // 2
+        self.encode = nn.Sequential(conv3x3(in_channels, channels), nn.ReLU(inplace=True))
+        self.initial_state = nn.Sequential(conv3x3(window * channels, channels), nn.ReLU(inplace=True),
+                                           conv3x3(channels, channels), nn.Tanh())
+        self.gru = ConvGRU(channels, channels)
+        self.blocks = nn.Sequential(*[ResidualBlock(channels) for _ in range(residual_blocks)])
+        self.upsample = nn.Sequential(conv3x3(channels, factor * factor), nn.PixelShuffle(factor))
+        zero_last(self.upsample[0])
+        self.receptive_radius = 1 + 2 + self.window + 2 * residual_blocks + 1
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames``: (B, window, C, h, w) normalised; returns the (B, 1, h*f, w*f) residual
+        of the target (centre) frame."""
+        b, w, c, h, wd = frames.shape
+        if w != self.window:
+            raise ValueError(f"expected a window of {self.window} frames, got {w}")
+        enc = self.encode(frames.reshape(b * w, c, h, wd)).reshape(b, w, -1, h, wd)
+        h0 = self.initial_state(enc.reshape(b, -1, h, wd))
+        states = self.gru(enc, h0)
+        hidden = states[:, self.target]
+        return self.upsample(hidden + self.blocks(hidden))
+
+
+class TemporalNet(nn.Module):
+    """Skip + residual + constraint around a temporal body, optional voxel-flow frame synthesis."""
+
+    def __init__(self, model: str, factor: int, in_channels: int = 1, constraint: str = "none",
+                 skip: str | None = "bicubic", mean: float = 0.0, std: float = 1.0,
+                 residual_scale: float | None = None, constraint_kwargs: dict | None = None,
+                 flow_channels: int = 0, max_flow: float = 2.0, **body_config):
+        super().__init__()
+        if in_channels != 1:
+            raise ValueError("temporal models take one variable (no predictors or covariates yet)")
+        self.model_name, self.factor, self.skip = model, int(factor), skip
+        self.body = create_model(model, in_channels=1, factor=self.factor, **body_config)
+        self.window, self.target = self.body.window, self.body.target
+        self.flow = VoxelFlow(1, flow_channels, max_flow) if flow_channels else None
+        self.constraint = make_constraint(constraint, self.factor, **(constraint_kwargs or {}))
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+        scale = residual_scale if residual_scale and skip is not None else std
+        self.register_buffer("residual_scale", torch.tensor(float(scale)))
+
+    @property
+    def receptive_radius(self) -> int:
+        """Halo in coarse cells. With voxel flow it is a multiple of its U-Net's pooling size (4),
+        so tiles whose starts are multiples of 4 pool on the same grid as the whole field."""
+        radius = self.body.receptive_radius + INTERP_RADIUS[self.skip]
+        if self.flow is None:
+            return int(radius)
+        return int(math.ceil((radius + self.flow.receptive_radius) / POOL) * POOL)
+
+    def _dense_window(self, real: torch.Tensor, r: int, tf: int) -> torch.Tensor:
+        """(B, window, 1, h, w) frames at dense positions r..r+window-1 from real (B, M, h, w)."""
+        frames, cache = [], {}
+        for n in range(self.window):
+            i, q = divmod(r + n, tf)
+            if q == 0:
+                frames.append(real[:, i : i + 1])
+                continue
+            if self.flow is None:
+                raise ValueError(f"model {self.model_name!r} has no temporal interpolation: use time_factor=1")
+            if (i, q) not in cache:
+                tau = torch.full((real.shape[0],), q / tf, device=real.device, dtype=real.dtype)
+                cache[(i, q)] = self.flow(real[:, i : i + 1], real[:, i + 1 : i + 2], tau)
+            frames.append(cache[(i, q)])
+        return torch.stack(frames, dim=1)
+
+    def frames(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dense window (B, window, 1, h, w) and whether each target is an input time (B,)."""
+        phase = x[:, 1, 0, 0].round().long()
+        factor = x[:, 2, 0, 0].round().long().clamp(min=1)
+        real = x[:, N_SCHEDULE:]
+        out = real.new_empty(x.shape[0], self.window, 1, *x.shape[-2:])
+        keys = torch.stack([phase, factor], dim=1)
+        for key in torch.unique(keys, dim=0).tolist():
+            sel = ((phase == key[0]) & (factor == key[1])).nonzero().view(-1)
+            out[sel] = self._dense_window(real[sel], int(key[0]), int(key[1]))
+        is_input = (phase + self.target) % factor == 0
+        return out, is_input
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None,
+                coarse: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: packed (B, 3 + M, h, w) normalised input (module docstring); ``weights``: fine
+        cell weights or None; ``coarse``: physical coarse field of the target (B, 1, h, w), used
+        when the target is an input time. Returns the (B, 1, H, W) target frame, physical units."""
+        frames, is_input = self.frames(x)
+        target = frames[:, self.target]
+        synthesised = target * self.std + self.mean
+        if self.constraint.name in ("softmax", "mult"):
+            synthesised = synthesised.clamp(min=0)
+        if coarse is None:
+            coarse = x[:, :1] * self.std + self.mean
+        x_phys = torch.where(is_input.view(-1, 1, 1, 1), coarse.to(x.dtype), synthesised)
+        base = None
+        if self.skip is not None:
+            base = interpolate(target, self.factor, self.skip) * self.std + self.mean
+        residual = self.body(frames)
+        pre = self.constraint.combine(base, residual, self.mean, self.residual_scale)
+        return self.constraint(pre, x_phys, weights)

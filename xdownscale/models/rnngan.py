@@ -1,0 +1,246 @@
+"""Recurrent stochastic GAN for time-evolving fields (after Leinonen, Nerini & Berne 2021).
+
+Generator (registered as ``rnngan``): for a sequence of coarse frames with
+``noise_channels`` noise maps per frame, an initial-state network maps the
+first frame to the hidden state of a ConvGRU; every frame is encoded, updates
+the state, and the state is decoded (residual blocks, sub-pixel upsampling by
+any integer factor) to that frame's fine residual. The wrapper
+:class:`RecurrentStochasticNet` adds the interpolated coarse frame and applies
+the constraint layer to every frame of every member. Fully convolutional and
+recurrent: it runs on larger domains and longer sequences than it saw in
+training.
+
+Critic (:class:`SequenceDiscriminator`): the patch critic's strided
+convolutions on every frame, a ConvGRU over time on their features, and a
+patch score per frame, so it judges the temporal evolution too.
+
+Time handling. Training samples are sequences of ``window`` consecutive
+frames (trailing windows built by :func:`trailing_windows` from the time
+coordinate: gaps split the series, never bridged; the first frames of a
+segment repeat the segment's first frame). Prediction gives every time step
+``t`` exactly one value: the last output of the window ending at ``t``
+(``window`` frames, so the state is warmed up on ``window - 1`` earlier
+frames); the noise of a frame depends on its absolute time index, so
+overlapping windows see the same noise. Windows are packed as channels, so
+the ordinary tiled inference (halos, seeds) serves ensembles.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.patches import PatchDataset
+from ..data.windows import segment_ids
+from ..errors import DataError
+from ..nn.blocks import ResidualBlock, conv3x3, interpolate, zero_last
+from ..nn.convgru import ConvGRU, ConvGRUCell
+from ._registry import register_model
+from .gan import PatchDiscriminator, StochasticNet
+
+
+def trailing_windows(times, window: int) -> np.ndarray:
+    """``(n_times, window)`` indices of the ``window`` steps ending at each step (last column:
+    ``arange(n)``); clipped to the step's contiguous segment (edge frame repeated)."""
+    if int(window) < 1:
+        raise DataError(f"window must be a positive integer, got {window}")
+    n = len(times)
+    ids = segment_ids(times) if n > 1 else np.zeros(n, dtype=int)
+    starts = np.searchsorted(ids, ids, side="left")  # first step of each step's segment (labels ascend)
+    idx = np.arange(n)[:, None] + np.arange(1 - int(window), 1)[None, :]
+    return np.maximum(idx, starts[:, None])
+
+
+@register_model("rnngan", family="stochastic-temporal", wrapper="xdownscale.models.rnngan:RecurrentStochasticNet",
+                fit_with="xdownscale.models.rnngan:fit_rnngan", predict_with="xdownscale.ensemble:predict_ensemble",
+                probabilistic=True,
+                description="recurrent stochastic GAN (Leinonen et al. 2021): ConvGRU generator and critic over "
+                            "sequences, noise per frame; predict(members=N, seed=s)",
+                factors="any integer (2, 3, 4, 8, ...)")
+class RecurrentGenerator(nn.Module):
+    """ConvGRU generator body over ``(B, T, C, h, w)`` (a ``(B, C, h, w)`` input is one frame)."""
+
+    def __init__(self, in_channels: int = 1, factor: int = 4, width: int = 32, n_blocks: int = 2,
+                 out_channels: int = 1):
+        super().__init__()
+        if factor < 1:
+            raise ValueError(f"factor must be a positive integer, got {factor}")
+        self.initial = nn.Sequential(conv3x3(in_channels, width), nn.ReLU(inplace=True), conv3x3(width, width),
+                                     nn.Tanh())
+        self.encoder = nn.Sequential(conv3x3(in_channels, width), nn.ReLU(inplace=True), ResidualBlock(width))
+        self.cell = ConvGRUCell(width, width)
+        self.decoder = nn.Sequential(*[ResidualBlock(width) for _ in range(n_blocks)],
+                                     conv3x3(width, out_channels * factor * factor), nn.PixelShuffle(factor))
+        zero_last(self.decoder[-2])
+        self.n_blocks = n_blocks
+        self.receptive_radius = self.radius(1)
+
+    def radius(self, frames: int) -> int:
+        """Coarse-cell radius of the last output of a ``frames``-long sequence (the state
+        widens by 2 cells a step)."""
+        return 2 * int(frames) + 4 + 2 * self.n_blocks + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        single = x.ndim == 4
+        if single:
+            x = x[:, None]
+        h = self.initial(x[:, 0])
+        out = []
+        for t in range(x.shape[1]):
+            h = self.cell(self.encoder(x[:, t]), h)
+            out.append(self.decoder(h))
+        y = torch.stack(out, dim=1)
+        return y[:, 0] if single else y
+
+
+class RecurrentStochasticNet(StochasticNet):
+    """:class:`StochasticNet` over sequences: ``forward`` takes ``(B, T, C, h, w)`` and returns
+    ``(B, T, 1, H, W)``, every frame constrained; a packed window ``(B, window * ..., h, w)``
+    (prediction) returns its last frame; a plain ``(B, C, h, w)`` is a one-frame sequence."""
+
+    def __init__(self, model: str, factor: int, in_channels: int = 1, noise_channels: int = 4, window: int = 8,
+                 **config):
+        config.setdefault("noise_at", 1)  # right after the variable (covariates follow the noise)
+        super().__init__(model, factor, in_channels=in_channels, noise_channels=noise_channels, **config)
+        if self.noise_at != 1:
+            raise DataError("rnngan takes no predictors: the noise goes right after the variable")
+        self.window = int(window)
+
+    @property
+    def receptive_radius(self) -> int:
+        return max(self.body.radius(self.window), super().receptive_radius)
+
+    def sequence(self, x: torch.Tensor, weights=None, coarse=None, noise=None) -> torch.Tensor:
+        """(B, T, C[+noise], h, w) -> (B, T, 1, H, W) in physical units, constraint on every frame."""
+        x = self.with_noise(x, noise)
+        b, t = x.shape[:2]
+        residual = self.body(x).flatten(0, 1)
+        x0 = x[:, :, :1].flatten(0, 1)
+        x_phys = x0 * self.std + self.mean if coarse is None else coarse.flatten(0, 1).to(x.dtype)
+        base = None
+        if self.skip is not None:
+            base = interpolate(x0, self.factor, self.skip) * self.std + self.mean
+        if weights is not None and weights.shape[0] == b and b > 1:
+            weights = weights[:, None].expand(b, t, *weights.shape[1:]).flatten(0, 1)
+        pre = self.constraint.combine(base, residual, self.mean, self.residual_scale)
+        out = self.constraint(pre, x_phys, weights)
+        return out.reshape(b, t, *out.shape[1:])
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """Packed prediction input -> (B, window, 1 + noise + covariates, h, w).
+
+        Packed channels: the variable at the target step, the variable at the
+        window's earlier steps (oldest first), the noise of every step (oldest
+        first), then the static covariates."""
+        w, n = self.window, self.noise_channels
+        var = torch.cat([x[:, 1:w], x[:, :1]], dim=1)  # (B, w, h, w): oldest first, target last
+        noise = x[:, w: w + w * n].unflatten(1, (w, n))
+        covs = x[:, w + w * n:][:, None].expand(-1, w, -1, -1, -1)
+        return torch.cat([var[:, :, None], noise, covs], dim=2)
+
+    @property
+    def packed_channels(self) -> int:
+        return self.window * (1 + self.noise_channels) + self.data_channels - 1
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None, coarse: torch.Tensor | None = None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        if x.ndim == 5:
+            return self.sequence(x, weights, coarse, noise)
+        if self.window > 1 and x.shape[1] == self.packed_channels:
+            c = None if coarse is None else coarse[:, None]
+            seq = self.unpack(x)
+            if c is not None:  # only the target frame's coarse field is given: conserve that one exactly
+                c = torch.cat([seq[:, :-1, :1] * self.std + self.mean, c], dim=1)
+            return self.sequence(seq, weights, c)[:, -1]
+        return super().forward(x, weights, coarse, noise)
+
+
+class SequenceDiscriminator(PatchDiscriminator):
+    """Patch critic over sequences: per-frame strided convolutions, a ConvGRU over time, a patch
+    score map per frame. Inputs (B, T, ...) as the generator's outputs and conditions."""
+
+    def __init__(self, *args, width: int = 32, **kwargs):
+        super().__init__(*args, width=width, **kwargs)
+        self.gru = ConvGRU(width, width)
+
+    def forward(self, fine: torch.Tensor, cond: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        b, t = fine.shape[:2]
+        h = self.head(self.features(fine.flatten(0, 1), cond.flatten(0, 1), coarse.flatten(0, 1)))
+        for down in self.downs:
+            if min(h.shape[-2:]) < 4:
+                break
+            h = down(h)
+        h = self.gru(h.unflatten(0, (b, t)))
+        return self.tail(h.flatten(0, 1)).unflatten(0, (b, t))
+
+
+class SequencePatchDataset(PatchDataset):
+    """A view of a :class:`PatchDataset` whose items are sequences: the trailing ``window``
+    frames (within the dataset's own times) at one random patch location.
+
+    Items: x (T, C, h, w), y (T, 1, H, W), w (1, H, 1), c (T, 1, h, w)."""
+
+    @classmethod
+    def from_patches(cls, patches: PatchDataset, time_values, window: int) -> SequencePatchDataset:
+        obj = cls.__new__(cls)
+        obj.__dict__.update(patches.__dict__)
+        own = np.asarray(patches.times)
+        idx = trailing_windows(np.asarray(time_values)[own], window) if own.size else np.zeros((0, window), int)
+        obj.frames = {int(t): own[row] for t, row in zip(own, idx)}
+        obj._pinned = None
+        return obj
+
+    def window(self, index: int):
+        return self._pinned if self._pinned is not None else super().window(index)
+
+    def __getitem__(self, index: int):
+        t, y0, x0 = super().window(index)
+        items = []
+        for frame in self.frames[t]:
+            self._pinned = (int(frame), y0, x0)
+            try:
+                items.append(super().__getitem__(index))
+            finally:
+                self._pinned = None
+        x, y, w, c = (torch.stack([it[i] for it in items]) for i in range(4))
+        return x, y, w[0], c
+
+
+RNNGAN_NETWORK_OPTIONS = ("width", "n_blocks", "noise_channels", "window")
+
+
+def fit_rnngan(hr=None, *, lr=None, model: str = "rnngan", factor=None, constraint: str = "none", var=None,
+               predictors=None, covariates=None, cfg, skip="bicubic", checkpoint=None, resume=None, trim=False,
+               scadd_lower=None, scadd_upper=None, **options):
+    """``fit_with`` hook of ``rnngan`` (see :func:`xdownscale.fit`). Options: ``width``,
+    ``n_blocks``, ``noise_channels`` (per frame), ``window`` (training sequence length) and
+    those of :class:`~xdownscale.engine.adversarial.AdversarialConfig`."""
+    from ..engine.adversarial import split_options, train_adversarial
+    from ..engine.device import resolve_device
+    from ..fitting import finish, prepare
+
+    net_opts, adv = split_options(model, options, RNNGAN_NETWORK_OPTIONS)
+    net_opts.setdefault("noise_channels", 4)
+    net_opts.setdefault("window", 8)
+    if int(net_opts["window"]) < 2:
+        raise DataError(f"rnngan trains on sequences: window must be >= 2, got {net_opts['window']}")
+    setup = prepare(hr, lr=lr, model=model, factor=factor, constraint=constraint, var=var, predictors=predictors,
+                    covariates=covariates, cfg=cfg, skip=skip, checkpoint=checkpoint, resume=resume, trim=trim,
+                    scadd_lower=scadd_lower, scadd_upper=scadd_upper, model_kwargs=net_opts)
+    if setup.extra_names:
+        raise DataError(f"rnngan takes no predictors (got {setup.extra_names}); use covariates= for static fields")
+    tdim = setup.pair.axes.time
+    if tdim is None:
+        raise DataError("rnngan needs a time dimension (sequences of consecutive time steps)")
+    setup.network["noise_at"] = 1
+    setup.meta["training"]["adversarial"] = adv.to_dict()
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    gen = RecurrentStochasticNet(**setup.network)
+    disc = SequenceDiscriminator(gen.data_channels, setup.factor, setup.stats["mean"], setup.stats["std"],
+                                 float(gen.residual_scale), width=adv.disc_width, n_down=adv.disc_down)
+    times = setup.pair.hr[tdim].values
+    train_ds, val_ds = (SequencePatchDataset.from_patches(d, times, gen.window) for d in setup.datasets())
+    result = train_adversarial(gen, disc, train_ds, val_ds, cfg, adv, resolve_device(cfg.device),
+                               cond_of=gen.condition, resume=setup.resume_state, on_epoch_end=setup.save_epoch)
+    return finish(setup, gen, result)
