@@ -53,11 +53,14 @@ def evaluate_loss(net, ds, cfg: TrainConfig, device) -> float:
     return total / max(n, 1)
 
 
-def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | None = None, on_epoch_end=None) -> dict:
+def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | None = None, on_epoch_end=None,
+          loss_fn=None) -> dict:
     """Train ``net`` in place; returns {history, best_epoch, best_val_loss}.
 
     ``on_epoch_end(state)`` is called after every epoch (to
     write the checkpoint: best weights plus what ``resume`` needs).
+    ``loss_fn(pred, x, y, w, c)``, if given, replaces the training loss (e.g. a
+    distillation loss); validation always uses the MSE against the truth.
     """
     net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
@@ -82,7 +85,7 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
         for x, y, w, c in bar:
             x, y, w, c = x.to(device), y.to(device), w.to(device), c.to(device)
             pred = net(x, w, c)
-            loss = _loss(pred, y, net.std, cfg.loss)
+            loss = _loss(pred, y, net.std, cfg.loss) if loss_fn is None else loss_fn(pred, x, y, w, c)
             if net.constraint.name == "soft":
                 loss = loss + cfg.soft_weight * _soft_term(net, c, pred, w)
             opt.zero_grad(set_to_none=True)
