@@ -12,8 +12,8 @@ import_pyproj_first()  # before anything can load ecCodes: see _compat
 
 from . import accessor as _accessor  # noqa: F401  (registers .downscale)
 from ._version import __version__
-from .api import (Downscaler, coarsen, evaluate, fit, list_catalog, list_models, load, model_info, open_catalog,
-                  predict, regrid, write)
+from .api import (Downscaler, bias_correct, coarsen, distill, evaluate, export, fit, list_catalog, list_models,
+                  load, model_info, open_catalog, predict, regrid, write)
 from . import models  # noqa: F401  (xds.models.DownscalingNet)
 from .ensemble import ensemble_mean  # ens.mean("member") keeping attrs
 from .errors import CheckpointError, DataError, GridError, ModelNotFoundError, XDownscaleError
@@ -30,5 +30,5 @@ def __getattr__(name):  # lazy: matplotlib/cartopy only when plotting
 
 
 __all__ = ["CheckpointError", "DataError", "Downscaler", "GridError", "ModelNotFoundError", "XDownscaleError",
-           "__version__", "coarsen", "ensemble_mean", "evaluate", "fit", "list_catalog", "list_models", "load", "model_info",
-           "open_catalog", "plot", "predict", "regrid", "write"]
+           "__version__", "bias_correct", "coarsen", "distill", "ensemble_mean", "evaluate", "export", "fit",
+           "list_catalog", "list_models", "load", "model_info", "open_catalog", "plot", "predict", "regrid", "write"]

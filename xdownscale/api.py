@@ -1,8 +1,11 @@
 """The public functions. The ``.downscale`` accessor and the CLI are thin faces over these."""
 from __future__ import annotations
 
+from .bias_correction import bias_correct
 from .catalog import list_catalog, open_catalog
 from .downscaler import Downscaler, load
+from .engine.distill import distill
+from .export import export
 from .fitting import fit
 from .grid import coarsen, regrid
 from .io import write
@@ -10,5 +13,5 @@ from .metrics import evaluate
 from .models import list_models, model_info
 from .prediction import predict
 
-__all__ = ["Downscaler", "coarsen", "evaluate", "fit", "list_catalog", "list_models", "load", "model_info",
-           "open_catalog", "predict", "regrid", "write"]
+__all__ = ["Downscaler", "bias_correct", "coarsen", "distill", "evaluate", "export", "fit", "list_catalog",
+           "list_models", "load", "model_info", "open_catalog", "predict", "regrid", "write"]

@@ -150,7 +150,12 @@ def prepare(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, 
     constraint_kwargs = scadd_bounds(stats, scadd_lower, scadd_upper) if constraint == "scadd" else None
     sample_t = train_t[np.linspace(0, len(train_t) - 1, min(8, len(train_t))).round().astype(int)]
     sample = np.asarray((pair.hr.isel({tdim: sample_t}) if tdim else pair.hr).values, dtype="float64")
-    stats["residual_std"] = residual_std(sample.reshape(-1, *sample.shape[-2:]), f, pair.row_weights, skip)
+    coarse_sample = None
+    if pair.lr is not None:  # a real pair: the residual includes the source's bias
+        coarse_sample = np.asarray((pair.lr.isel({tdim: sample_t}) if tdim else pair.lr).values, dtype="float64")
+        coarse_sample = coarse_sample.reshape(-1, *coarse_sample.shape[-2:])
+    stats["residual_std"] = residual_std(sample.reshape(-1, *sample.shape[-2:]), f, pair.row_weights, skip,
+                                         coarse=coarse_sample)
     network = {"model": model, "factor": f, "in_channels": in_channels, "constraint": constraint, "skip": skip,
                "mean": stats["mean"], "std": stats["std"], "residual_scale": stats["residual_std"],
                "constraint_kwargs": constraint_kwargs, **(network_extra or {}), **model_kwargs}

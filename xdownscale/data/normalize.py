@@ -54,9 +54,12 @@ def denormalize(values: np.ndarray, stats: dict) -> np.ndarray:
     return values * stats["std"] + stats["mean"]
 
 
-def residual_std(hr_values: np.ndarray, factor: int, row_weights: np.ndarray, skip: str | None) -> float | None:
+def residual_std(hr_values: np.ndarray, factor: int, row_weights: np.ndarray, skip: str | None,
+                 coarse: np.ndarray | None = None) -> float | None:
     """Spread of (fine - interpolation of its coarsening) on sample fields (T, H, W): the
-    physical size of what a residual network has to learn. None without a skip."""
+    physical size of what a residual network has to learn. None without a skip.
+    ``coarse``: the real coarse fields of a pair (T, h, w); then the root-mean-square of
+    (fine - interpolation of coarse), which includes a systematic bias of the source."""
     if skip is None:
         return None
     import torch
@@ -64,9 +67,10 @@ def residual_std(hr_values: np.ndarray, factor: int, row_weights: np.ndarray, sk
     from ..nn.blocks import interpolate
     from .pairs import coarsen_block
 
-    coarse = coarsen_block(hr_values, factor, row_weights)
+    real = coarse is not None
+    coarse = coarsen_block(hr_values, factor, row_weights) if coarse is None else coarse.astype("float64")
     fill = np.nanmean(hr_values)
     base = interpolate(torch.from_numpy(np.nan_to_num(coarse, nan=fill)[:, None]), factor, skip)[:, 0].numpy()
     resid = hr_values - base
-    value = float(np.nanstd(resid))
+    value = float(np.sqrt(np.nanmean(resid**2)) if real else np.nanstd(resid))
     return value if np.isfinite(value) and value > 0 else None

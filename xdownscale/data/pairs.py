@@ -9,6 +9,7 @@ import xarray as xr
 from ..errors import DataError, GridError
 from ..grid.cf import GridAxes, find_axes, latitude_weights, coordinate_values
 from ..grid.coarsen import check_divisible, coarsen
+from ..grid.regrid import nest_onto, nested_offset
 
 
 @dataclass
@@ -59,7 +60,10 @@ def make_pair(hr: xr.DataArray, factor: int | None = None, lr: xr.DataArray | No
 
     With ``lr=None`` the coarse field is the exact area-weighted coarsening of
     ``hr`` by ``factor`` (made on the fly per patch). With a real pair, the
-    fine grid must be ``factor`` times the coarse grid on each axis.
+    fine grid must be ``factor`` times the coarse grid on each axis; a coarse
+    grid that is offset from the cell-nested one (e.g. point-nested ARPEGE /
+    AROME) is regridded conservatively onto it, with a warning
+    (:func:`~xdownscale.grid.regrid.nest_onto`).
     """
     hr = _check_field(hr, "hr")
     axes = find_axes(hr)
@@ -71,6 +75,7 @@ def make_pair(hr: xr.DataArray, factor: int | None = None, lr: xr.DataArray | No
         return Pair(hr, None, int(factor), axes, fine_row_weights(hr, axes))
     lr = _check_field(lr, "lr")
     lax = find_axes(lr)
+    lr_full = lr
     ry, rx = hr.sizes[axes.y] / lr.sizes[lax.y], hr.sizes[axes.x] / lr.sizes[lax.x]
     if trim and (ry != int(ry) or rx != int(rx) or ry != rx):
         f = int(factor or round(min(ry, rx)))
@@ -86,6 +91,9 @@ def make_pair(hr: xr.DataArray, factor: int | None = None, lr: xr.DataArray | No
     f = int(ry)
     if factor is not None and int(factor) != f:
         raise GridError(f"factor={factor} but the grids differ by {f}: drop factor= or fix the grids")
+    if nested_offset(lr, hr, f) is not None:  # point-nested or offset grids: regrid the coarse field
+        lr, hr = nest_onto(lr_full, hr, f, trim=trim)
+        lax = find_axes(lr)
     if (axes.time is None) != (lax.time is None) or (axes.time and hr.sizes[axes.time] != lr.sizes[lax.time]):
         raise DataError("hr and lr must have the same time steps; align them first with xr.align(hr, lr, join='inner')")
     hr, lr = _with_time(hr, axes), _with_time(lr, lax)

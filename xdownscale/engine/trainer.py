@@ -123,13 +123,15 @@ def _wrap(net, device, world_size: int):
 
 
 def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | None = None, on_epoch_end=None,
-          rank: int = 0, world_size: int = 1) -> dict:
+          rank: int = 0, world_size: int = 1, loss_fn=None) -> dict:
     """Train ``net`` in place; returns {history, best_epoch, best_val_loss}.
 
     ``on_epoch_end(state)`` is called after every epoch (to
     write the checkpoint: best weights plus what ``resume`` needs).
     ``rank``/``world_size``: this process's place in an initialised ``torch.distributed``
     group (the caller passes ``on_epoch_end`` on rank 0 only).
+    ``loss_fn(pred, x, y, w, c)``, if given, replaces the training loss (e.g. a
+    distillation loss); validation always uses the MSE against the truth.
     """
     net.to(device)
     model = _wrap(net, device, world_size)
@@ -157,7 +159,7 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
         for x, y, w, c in bar:
             x, y, w, c = x.to(device), y.to(device), w.to(device), c.to(device)
             pred = model(x, w, c)
-            loss = _loss(pred, y, net.std, cfg.loss)
+            loss = _loss(pred, y, net.std, cfg.loss) if loss_fn is None else loss_fn(pred, x, y, w, c)
             if net.constraint.name == "soft":
                 loss = loss + cfg.soft_weight * _soft_term(net, c, pred, w)
             opt.zero_grad(set_to_none=True)

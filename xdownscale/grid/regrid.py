@@ -77,3 +77,81 @@ def regrid(
         out = regridder(tgt)
     out.attrs = dict(da.attrs)
     return out
+
+
+def nested_offset(lr: xr.DataArray, hr: xr.DataArray, factor: int) -> tuple[float, float] | None:
+    """Offset (dy, dx) of ``lr``'s centres from the cell-nested coarse grid of ``hr`` (the
+    centres of its ``factor x factor`` blocks), in coarse cells along the index direction, in (-0.5, 0.5];
+    None when both grids have the same size and centres (to 1e-3 of a cell)."""
+    la, ha = find_axes(lr), find_axes(hr)
+    offsets, nested = [], True
+    for ldim, hdim, is_lon in ((la.y, ha.y, False), (la.x, ha.x, ha.kind == "latlon")):
+        centres = block_centres(coordinate_values(hr, hdim), factor, is_longitude=is_lon)
+        mine = coordinate_values(lr, ldim).astype("float64")
+        step = (centres[1] - centres[0]) if centres.size > 1 else 1.0
+        first = (mine[0] - centres[0] + 180.0) % 360.0 - 180.0 if is_lon else mine[0] - centres[0]
+        frac = first / step
+        offsets.append(float(frac - np.round(frac)) if abs(frac - np.round(frac)) > 1e-3 else 0.0)
+        if mine.shape != centres.shape:
+            nested = False
+            continue
+        diff = mine - centres
+        if is_lon:
+            diff = (diff + 180.0) % 360.0 - 180.0
+        nested &= bool(np.max(np.abs(diff)) <= 1e-3 * abs(step))
+    return None if nested else (offsets[0], offsets[1])
+
+
+def _nested_target(hr: xr.DataArray, factor: int) -> xr.DataArray:
+    ha = find_axes(hr)
+    coords = {}
+    for dim, is_lon in ((ha.y, False), (ha.x, ha.kind == "latlon")):
+        centres = block_centres(coordinate_values(hr, dim), factor, is_longitude=is_lon)
+        coords[dim] = xr.DataArray(centres, dims=dim, attrs=dict(hr[dim].attrs))
+    shape = (coords[ha.y].size, coords[ha.x].size)
+    return xr.DataArray(np.zeros(shape), dims=(ha.y, ha.x), coords=coords, name="_target")
+
+
+def nest_onto(lr: xr.DataArray, hr: xr.DataArray, factor: int, *, trim: bool = False):
+    """``lr`` conservatively regridded (xarray-regrid) onto the cell-nested coarse grid of ``hr``.
+
+    Real pairs from two models are often point-nested or offset: e.g. AROME 0.025 deg
+    ``arome[::4, ::4]`` sits on ARPEGE 0.1 deg points, so each ARPEGE cell straddles
+    four AROME blocks. Returns ``(lr_nested, hr)``; coarse rows/columns at the edges
+    that ``lr`` does not cover are dropped with their fine cells when ``trim=True``
+    (a :class:`GridError` otherwise). Leaves a nested ``lr`` untouched.
+    """
+    import logging
+    import warnings
+
+    offset = nested_offset(lr, hr, factor)
+    if offset is None:
+        return lr, hr
+    ha = find_axes(hr)
+    what = f"offset by ({offset[0]:+.3g}, {offset[1]:+.3g}) coarse cells (y, x)"
+    if lr.sizes[find_axes(lr).y] * factor != hr.sizes[ha.y] or lr.sizes[find_axes(lr).x] * factor != hr.sizes[ha.x]:
+        what += f", {lr.sizes[find_axes(lr).y]}x{lr.sizes[find_axes(lr).x]} cells,"
+    msg = (f"the coarse field is {what} from the cell-nested coarse grid of the fine field (the means of its "
+           f"{factor}x{factor} blocks); regridding it conservatively onto that grid with xarray-regrid")
+    logging.getLogger("xdownscale").warning(msg)
+    warnings.warn(msg, stacklevel=3)
+    target = _nested_target(hr, factor)
+    out = regrid(lr, target, method="conservative", backend="xarray-regrid")
+    out = out.assign_coords({d: target[d] for d in target.dims})
+    la = find_axes(out)
+    # coarse rows/columns that the source covers only partly come back NaN everywhere
+    empty_y = out.isnull().all([d for d in out.dims if d != la.y]).values
+    empty_x = out.isnull().all([d for d in out.dims if d != la.x]).values
+    if bool(lr.notnull().all()) and (empty_y.any() or empty_x.any()):
+        ys, xs = np.flatnonzero(~empty_y), np.flatnonzero(~empty_x)
+        inner = (ys.size and np.all(np.diff(ys) == 1)) and (xs.size and np.all(np.diff(xs) == 1))
+        if not trim or not inner:
+            raise GridError(
+                f"the coarse field does not cover {int(empty_y.sum())} coarse rows and {int(empty_x.sum())} columns "
+                "of the fine domain after regridding; pass trim=True to drop them, or select a fine domain "
+                "inside the coarse one"
+            )
+        y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+        out = out.isel({la.y: slice(y0, y1), la.x: slice(x0, x1)})
+        hr = hr.isel({ha.y: slice(y0 * factor, y1 * factor), ha.x: slice(x0 * factor, x1 * factor)})
+    return out.astype(lr.dtype).rename(lr.name), hr

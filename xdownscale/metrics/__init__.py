@@ -12,6 +12,7 @@ import xarray as xr
 
 from ..errors import DataError
 from ..grid.cf import find_axes
+from .bias import DEFAULT_QUANTILES, bias_metrics, quantile_bias, wet_day_frequency
 from .conservation import infer_factor, mass_violation, negative_pixels, relative_mass_violation
 from .deterministic import (
     MS_SSIM_WEIGHTS, acc, bias, check_pair, mae, max_abs_error, ms_ssim, mse, pearson_r, psnr,
@@ -24,8 +25,7 @@ __all__ = [
     "evaluate", "mse", "rmse", "mae", "bias", "max_abs_error", "psnr", "ssim", "ms_ssim",
     "pearson_r", "acc", "mass_violation", "relative_mass_violation", "negative_pixels",
     "infer_factor", "crps_ensemble", "rank_histogram", "rank_flatness", "spread_skill", "power_spectrum",
-    "log_spectral_distance",
-    "MS_SSIM_WEIGHTS",
+    "log_spectral_distance", "MS_SSIM_WEIGHTS", "bias_metrics", "quantile_bias", "wet_day_frequency",
 ]
 
 _LONG_NAMES = {
@@ -51,13 +51,22 @@ _LONG_NAMES = {
     "spectrum": "radially averaged power spectrum of the members",
     "spectrum_truth": "radially averaged power spectrum of the truth",
     "lsd": "log spectral distance of the member spectra from the truth spectrum",
+    "wet_day_frequency": "fraction of predicted values at or above the wet threshold",
+    "wet_day_frequency_bias": "wet-day frequency of the prediction minus that of the truth",
 }
+
+
+def _long_name(name: str) -> str:
+    if name.startswith("quantile_bias_q"):
+        return f"{name[len('quantile_bias_q'):]}% quantile of the prediction minus that of the truth"
+    return _LONG_NAMES[name]
 
 
 def _units(name: str, u: str) -> str:
     if name == "mse":
         return squared_units(u)
-    if name in ("rmse", "mae", "bias", "max_abs_error", "mass_violation", "negative_mean", "crps", "spread"):
+    if name in ("rmse", "mae", "bias", "max_abs_error", "mass_violation", "negative_mean", "crps", "spread") or \
+            name.startswith("quantile_bias"):
         return u
     if name in ("spectrum", "spectrum_truth"):
         return squared_units(u)
@@ -75,6 +84,8 @@ def evaluate(
     per_time: bool = False,
     member_dim: str = "member",
     compute: bool = True,
+    quantiles=DEFAULT_QUANTILES,
+    wet_threshold: float | None = None,
 ) -> xr.Dataset:
     """All verification metrics of a prediction against the truth, as a Dataset.
 
@@ -103,6 +114,12 @@ def evaluate(
         metrics look at every member.
     compute : bool
         Compute the (small) result in one Dask pass; ``False`` keeps it lazy.
+    quantiles : sequence of float
+        Adds ``quantile_bias_qXX`` (per-cell quantile along time of the prediction
+        minus the truth's, grid-averaged) for each; ``()`` or ``per_time`` skips them.
+    wet_threshold : float, optional
+        Adds ``wet_day_frequency`` and ``wet_day_frequency_bias`` (values >= the
+        threshold, in the field's units): for precipitation.
 
     Returns
     -------
@@ -159,6 +176,9 @@ def evaluate(
         dl = dims_of(pred, lr)
         out["mass_violation"] = mass_violation(pred, lr, factor, weighted=weighted, dim=dl)
         out["relative_mass_violation"] = relative_mass_violation(pred, lr, factor, weighted=weighted, dim=dl)
+    if not per_time:
+        out.update(bias_metrics(det, truth, quantiles=tuple(quantiles or ()), wet_threshold=wet_threshold,
+                                weighted=weighted))
     neg = negative_pixels(pred, dim=dims_of(pred))
     out["negative_count"], out["negative_mean"] = neg["negative_count"], neg["negative_mean"]
     if ensemble:
@@ -168,7 +188,7 @@ def evaluate(
     units = str(truth.attrs.get("units") or pred.attrs.get("units") or "")
     ds = xr.Dataset({k: v.drop_vars([c for c in v.coords if c not in v.dims]) for k, v in out.items()})
     for name in ds.data_vars:
-        ds[name].attrs = {"long_name": _LONG_NAMES[name], "units": _units(name, units)}
+        ds[name].attrs = {"long_name": _long_name(name), "units": _units(name, units)}
     ds.attrs = {
         "title": "xdownscale verification metrics",
         "area_weighted": int(bool(weighted and axes.kind == "latlon")),

@@ -107,7 +107,9 @@ class SoftmaxConstraint(Constraint):
     def combine(self, base, residual, mean, scale):
         pre = super().combine(base, residual, mean, scale)
         floor = torch.clamp(torch.as_tensor(scale, dtype=pre.dtype) * 1e-3, min=1e-12)
-        return torch.log(F.softplus(pre, beta=float(1.0 / floor)) + 1e-30)
+        # softplus(pre, beta=1/floor) written with tensor arithmetic (no Python float taken
+        # from a buffer), so the layer exports to ONNX / torch.export as a graph
+        return torch.log(F.softplus(pre / floor) * floor + 1e-30)
 
     def forward(self, y, x, weights=None):
         f = self.factor

@@ -1,0 +1,92 @@
+"""Teacher-student distillation (xds.distill) through the shared trainer."""
+import numpy as np
+import pytest
+import torch
+
+import xdownscale as xds
+from xdownscale.engine import trainer
+from xdownscale.testing import assert_conserves, synthetic_field
+
+OPTS = dict(epochs=2, batch_size=8, patch_size=16, samples_per_epoch=32, progress=False, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _model_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDOWNSCALE_HOME", str(tmp_path / "store"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    hr = synthetic_field("t2m", times=10, ny=16, nx=16, seed=7)
+    lr = xds.coarsen(hr, 2)
+    return hr, (lr + 1.0 + 0.2 * (lr - 285.0)).rename(hr.name).assign_attrs(lr.attrs)
+
+
+@pytest.fixture(scope="module")
+def teacher(data, tmp_path_factory):
+    hr, lr = data
+    path = tmp_path_factory.mktemp("t") / "teacher.pt"
+    return xds.fit(hr, lr=lr, model="maunet", width=8, depth=2, constraint="none", checkpoint=path, **OPTS)
+
+
+def test_alpha_zero_is_plain_training(data, teacher, tmp_path):
+    hr, lr = data
+    plain = xds.fit(hr, lr=lr, model="maunet-light", checkpoint=tmp_path / "a.pt", **OPTS)
+    student = xds.distill(teacher, "maunet-light", hr, lr=lr, alpha=0.0, checkpoint=tmp_path / "b.pt", **OPTS)
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(student.module(x), plain.module(x))
+
+
+def test_the_teacher_term_pulls_the_student_to_the_teacher(data, teacher, tmp_path):
+    hr, lr = data
+    runs = {a: xds.distill(teacher, "maunet-light", hr, lr=lr, alpha=a, checkpoint=tmp_path / f"{a}.pt",
+                           learning_rate=3e-3, **OPTS) for a in (0.0, 1.0)}
+    t_out = xds.predict(lr, model=teacher, like=hr)
+    gap = {a: float(xds.evaluate(xds.predict(lr, model=m, like=hr), t_out)["rmse"]) for a, m in runs.items()}
+    assert gap[1.0] < gap[0.0]
+    assert runs[1.0].meta["distillation"]["alpha"] == 1.0
+    assert runs[1.0].meta["distillation"]["teacher"] == "maunet"
+
+
+def test_student_inherits_normalisation_keeps_constraint_and_round_trips(data, teacher, tmp_path):
+    hr, _ = data
+    t2 = xds.fit(hr, model="maunet", factor=2, width=4, depth=1, constraint="add", checkpoint=tmp_path / "t.pt",
+                 **{**OPTS, "epochs": 1})
+    student = xds.distill(t2, "maunet-light", hr.isel(time=slice(0, 6)), checkpoint=tmp_path / "s.pt",
+                          **{**OPTS, "epochs": 1})
+    assert student.constraint == "add" and student.factor == 2
+    assert student.meta["normalization"]["target"]["mean"] == t2.meta["normalization"]["target"]["mean"]
+    lr = xds.coarsen(hr, 2)
+    pred = xds.predict(lr, model=student).compute()
+    assert_conserves(pred, lr, 2, rtol=1e-5)
+    again = xds.load(tmp_path / "s.pt")
+    np.testing.assert_array_equal(xds.predict(lr, model=again).values, pred.values)
+    assert xds.list_models().count("maunet-light") == 1
+
+
+def test_loss_fn_hook_replaces_the_training_loss(data, tmp_path, monkeypatch):
+    hr, lr = data
+    calls = []
+
+    def loss_fn(pred, x, y, w, c):
+        calls.append(pred.shape)
+        return ((pred - torch.nan_to_num(y)) ** 2).mean()
+
+    real_train = trainer.train
+    monkeypatch.setattr("xdownscale.fitting.train", lambda *a, **k: real_train(*a, **k, loss_fn=loss_fn))
+    xds.fit(hr, lr=lr, model="maunet-light", checkpoint=tmp_path / "l.pt", **{**OPTS, "epochs": 1})
+    assert len(calls) == 4 and calls[0][1:] == (1, 16, 16)
+
+
+def test_bad_distillation_requests_are_explained(data, teacher):
+    hr, lr = data
+    with pytest.raises(xds.DataError, match="alpha"):
+        xds.distill(teacher, "maunet-light", hr, lr=lr, alpha=1.5)
+    with pytest.raises(xds.DataError, match="teacher_on"):
+        xds.distill(teacher, "maunet-light", hr, lr=lr, teacher_on="sea")
+    with pytest.raises(xds.DataError, match="width"):
+        xds.distill(teacher, "maunet-light", hr, lr=lr, widht=4)
+    with pytest.raises(xds.DataError, match="baseline"):
+        xds.distill(teacher, "bicubic", hr, lr=lr)
+    with pytest.raises(xds.DataError, match="covariates"):
+        xds.distill(teacher, "maunet-light", hr, lr=lr, covariates=hr.isel(time=0, drop=True).rename("orog"))
