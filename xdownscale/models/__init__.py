@@ -1,5 +1,5 @@
 """Model registry and the registered models (importing this module registers them)."""
-from . import baselines, cnn, convgru, flowconvgru, gan, liif, rnngan, unet  # noqa: F401  (registration side effects)
+from . import baselines, cnn, convgru, diffusion, flowconvgru, gan, liif, rnngan, unet  # noqa: F401  (registration side effects)
 from ._registry import UnknownModelError, build_network, create_model, list_models, model_info, register_model
 from .network import DownscalingNet
 

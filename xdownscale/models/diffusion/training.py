@@ -1,0 +1,234 @@
+"""``fit(model="diffusion")``: train the denoiser on random fine patches (the ``fit_with`` hook).
+
+Reuses :func:`xdownscale.fitting.prepare` (pairing, time split, normalisation,
+covariates, checkpoint path), the patch streams of ``setup.datasets()``, the
+trainer's loader and learning-rate schedule, ``setup.save_epoch`` (best weights
+plus resume state every epoch) and :func:`xdownscale.fitting.finish`.
+The weights kept are an exponential moving average of the denoiser's (the
+usual practice for diffusion models), chosen by a validation loss computed at
+fixed steps with fixed noise so epochs compare fairly. ``max_minutes`` bounds
+the wall time.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import logging
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ...engine.device import resolve_device
+from ...engine.trainer import _cosine, _loader
+from ...errors import DataError
+from ...nn.constraints import HARD_CONSTRAINTS
+from .._registry import suggest
+from .network import DiffusionNet
+from .schedulers import PREDICTIONS, SAMPLERS, SCHEDULES, NoiseSchedule
+
+log = logging.getLogger("xdownscale")
+
+DPDM_PATCH = 128
+OPTIONS = {
+    "base": None,  # a trained deterministic Downscaler (or checkpoint path): diffuse its residual (CorrDiff)
+    "patch": None,  # training patch side on the fine grid (default 128, as DPDM; or fit's patch_size if given)
+    "base_channels": 32, "channel_mults": (1, 2, 2), "blocks": 1,
+    "timesteps": 1000, "beta_schedule": "cosine", "prediction": "v",
+    "sampler": "ddim", "sample_steps": 20, "eta": 0.0, "clip": None,
+    "overlap": None, "ema": 0.999, "max_minutes": None, "max_updates": None, "residual_samples": 64,
+}
+
+
+def _options(options: dict) -> dict:
+    for key in options:
+        if key not in OPTIONS:
+            raise DataError(f"fit() got an unknown option {key!r} for model 'diffusion'.{suggest(key, OPTIONS)} "
+                            f"Diffusion options: {', '.join(OPTIONS)}")
+    opts = {**OPTIONS, **options}
+    for name, allowed in (("beta_schedule", SCHEDULES), ("prediction", PREDICTIONS), ("sampler", SAMPLERS)):
+        if opts[name] not in allowed:
+            raise DataError(f"{name}={opts[name]!r} is not one of {', '.join(allowed)}")
+    return opts
+
+
+def _patch_size(cfg, opts) -> int:
+    if opts["patch"] is not None:
+        return int(opts["patch"])
+    from ...fitting import fit
+
+    default = inspect.signature(fit).parameters["patch_size"].default
+    return DPDM_PATCH if cfg.patch_size == default else int(cfg.patch_size)
+
+
+def _load_base(base):
+    if base is None:
+        return None
+    from ...prediction import resolve_model
+
+    ds = resolve_model(base, check_factor=False)
+    if ds.meta["network"].get("model") == "diffusion":
+        raise DataError("base= must be a deterministic model (e.g. a trained 'cnn'), not another diffusion model")
+    return ds
+
+
+def _check_base(base, setup) -> None:
+    if base.factor != setup.factor:
+        raise DataError(f"base model is x{base.factor} but the diffusion model is trained for x{setup.factor}")
+    if base.variable and setup.meta["variable"] and base.variable != setup.meta["variable"]:
+        raise DataError(f"base model was trained on {base.variable!r}, not {setup.meta['variable']!r}")
+    if list(base.meta.get("predictors", [])) != list(setup.extra_names):
+        raise DataError(f"base model uses predictors {base.meta.get('predictors')}, the diffusion model "
+                        f"{setup.extra_names}: train both with the same predictors")
+    covs = list(base.meta.get("covariates", []))
+    if covs and covs != list(setup.cov_stats):
+        raise DataError(f"base model uses covariates {covs}: give the diffusion model the same covariates")
+
+
+@torch.no_grad()
+def _residual_scale(net: DiffusionNet, ds, cfg, device, n: int) -> float:
+    """Spread of (fine - first guess) on training patches: the physical unit of the diffused residual."""
+    sq, count = 0.0, 0
+    for k, (x, y, w, c) in enumerate(_loader(ds, cfg, device)):
+        _, mu = net.condition(x.to(device), w.to(device), c.to(device))
+        d = (y.to(device) - mu)[torch.isfinite(y)]
+        sq, count = sq + float((d.double() ** 2).sum()), count + d.numel()
+        if (k + 1) * cfg.batch_size >= n:
+            break
+    value = (sq / max(count, 1)) ** 0.5
+    return value if np.isfinite(value) and value > 0 else float(net.std)
+
+
+@torch.no_grad()
+def _val_loss(net, ds, cfg, device, seed: int) -> float:
+    """Denoising loss at evenly spread steps with fixed noise (comparable across epochs)."""
+    net.eval()
+    gen = torch.Generator().manual_seed(seed)
+    total, n = 0.0, 0
+    for x, y, w, c in _loader(ds, cfg, device):
+        t = torch.linspace(0, net.schedule.timesteps - 1, len(x)).round().long()
+        loss = net.loss(x.to(device), y.to(device), w.to(device), c.to(device), generator=gen, t=t.to(device))
+        total, n = total + float(loss) * len(x), n + len(x)
+    return total / max(n, 1)
+
+
+def _ema_update(ema: dict, net: torch.nn.Module, decay: float) -> None:
+    for k, v in net.state_dict().items():
+        if v.dtype.is_floating_point:
+            ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+        else:
+            ema[k].copy_(v)
+
+
+def fit_diffusion(hr=None, *, lr=None, model: str = "diffusion", factor=None, constraint: str = "none", var=None,
+                  predictors=None, covariates=None, cfg, skip="bicubic", checkpoint=None, resume=None, trim=False,
+                  scadd_lower=None, scadd_upper=None, **options):
+    """Train a conditional diffusion downscaler; see :data:`OPTIONS` for the model options."""
+    from ...fitting import finish, prepare
+
+    opts = _options(options)
+    if constraint not in ("none", *HARD_CONSTRAINTS):
+        raise DataError(f"diffusion applies a hard constraint to each sample after sampling; constraint="
+                        f"{constraint!r} is not one of none, {', '.join(HARD_CONSTRAINTS)}")
+    cfg = dataclasses.replace(cfg, patch_size=_patch_size(cfg, opts))
+    base = _load_base(opts["base"])
+    setup = prepare(hr, lr=lr, model=model, factor=factor, constraint=constraint, var=var, predictors=predictors,
+                    covariates=covariates, cfg=cfg, skip="bicubic", checkpoint=checkpoint, resume=resume, trim=trim,
+                    scadd_lower=scadd_lower, scadd_upper=scadd_upper)
+    schedule = NoiseSchedule(opts["beta_schedule"], opts["timesteps"])
+    setup.network.update(
+        n_extra=len(setup.extra), n_covariates=len(setup.cov_stats), base_channels=int(opts["base_channels"]),
+        channel_mults=[int(m) for m in opts["channel_mults"]], blocks=int(opts["blocks"]),
+        schedule=schedule.to_config(), prediction=opts["prediction"],
+        sampler={"name": opts["sampler"], "steps": opts["sample_steps"], "eta": float(opts["eta"]),
+                 "clip": opts["clip"]},
+        tile=cfg.patch_size, overlap=opts["overlap"])
+    if base is not None:
+        _check_base(base, setup)
+        setup.network["base_network"] = dict(base.meta["network"])
+        setup.meta["base"] = {"model": base.model_name, "checkpoint_sha256": base.checkpoint_hash}
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    net = DiffusionNet(**setup.network)
+    if base is not None:
+        net.base.load_state_dict(base.module.state_dict())
+    net.to(device)
+    train_ds, val_ds = setup.datasets()
+    if base is not None:  # the spread of the base model's residual, measured on training patches
+        scale = _residual_scale(net, train_ds, cfg, device, int(opts["residual_samples"]))
+        net.residual_scale.fill_(scale)
+        setup.network["residual_scale"] = scale
+    log.info("training diffusion x%d (%s, %s) on %d+%d time steps, %d patches of %d/epoch, residual scale %.4g",
+             setup.factor, "residual of " + base.model_name if base else "bicubic residual", opts["prediction"],
+             len(setup.train_t), len(setup.val_t), len(train_ds), cfg.patch_size, float(net.residual_scale))
+    result = _train(net, train_ds, val_ds, cfg, device, opts, setup)
+    return finish(setup, net, result)
+
+
+def _train(net, train_ds, val_ds, cfg, device, opts, setup) -> dict:
+    params = [p for p in net.denoiser.parameters()]
+    opt = torch.optim.Adam(params, lr=cfg.learning_rate)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: _cosine(e, cfg) if cfg.lr_schedule == "cosine" else 1.0)
+    ema = copy.deepcopy(net.state_dict())
+    history, start, best, best_epoch, bad, updates = [], 0, float("inf"), -1, 0, 0
+    best_state = copy.deepcopy(ema)
+    resume = setup.resume_state
+    if resume:
+        net.load_state_dict(resume["last_state_dict"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        ema = resume["ema_state_dict"]
+        history, start, updates = list(resume["history"]), int(resume["epoch"]) + 1, int(resume["updates"])
+        best, best_epoch, bad = float(resume["best_val_loss"]), int(resume["best_epoch"]), int(resume["bad_epochs"])
+        best_state = resume["best_state_dict"]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    deadline = time.perf_counter() + 60 * float(opts["max_minutes"]) if opts["max_minutes"] else None
+    out_of_time = False
+    for epoch in range(start, cfg.epochs):
+        gen.manual_seed(cfg.seed * 100_003 + epoch)
+        train_ds.set_epoch(epoch)
+        net.train()
+        t0, seen, running = time.perf_counter(), 0, 0.0
+        bar = tqdm(_loader(train_ds, cfg, device), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress,
+                   leave=False, unit="batch")
+        for x, y, w, c in bar:
+            loss = net.loss(x.to(device), y.to(device), w.to(device), c.to(device), generator=gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            updates += 1
+            _ema_update(ema, net, min(float(opts["ema"]), (1 + updates) / (10 + updates)))
+            running, seen = running + float(loss.detach()) * len(x), seen + len(x)
+            bar.set_postfix(loss=f"{running / seen:.4g}")
+            if (deadline is not None and time.perf_counter() > deadline) or (
+                    opts["max_updates"] is not None and updates >= int(opts["max_updates"])):
+                out_of_time = True
+                break
+        sched.step()
+        seconds = time.perf_counter() - t0
+        last = copy.deepcopy(net.state_dict())
+        net.load_state_dict(ema)
+        val = _val_loss(net, val_ds, cfg, device, cfg.seed + 7)
+        net.load_state_dict(last)
+        history.append({"epoch": epoch, "train_loss": running / max(seen, 1), "val_loss": val, "seconds": seconds,
+                        "samples_per_s": seen / max(seconds, 1e-9), "updates": updates})
+        if val < best:
+            best, best_epoch, bad, best_state = val, epoch, 0, copy.deepcopy(ema)
+        else:
+            bad += 1
+        log.info("epoch %d/%d: train %.4g, validation (EMA) %.4g%s (%.1f samples/s)", epoch + 1, cfg.epochs,
+                 history[-1]["train_loss"], val, " *" if best_epoch == epoch else "", history[-1]["samples_per_s"])
+        setup.save_epoch({"best_state_dict": best_state, "last_state_dict": last, "ema_state_dict": ema,
+                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
+                          "history": history, "best_val_loss": best, "best_epoch": best_epoch, "bad_epochs": bad,
+                          "updates": updates})
+        if bad >= cfg.patience or out_of_time:
+            log.info("stopping: %s", "time limit reached" if out_of_time else f"no improvement for {bad} epochs")
+            break
+    net.load_state_dict(best_state)
+    net.eval()
+    return {"history": history, "best_epoch": best_epoch, "best_val_loss": best, "updates": updates,
+            "stopped_by_time": out_of_time}
