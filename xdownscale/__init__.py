@@ -22,13 +22,13 @@ logging.getLogger("xdownscale").addHandler(logging.NullHandler())
 
 
 def __getattr__(name):  # lazy: matplotlib/cartopy only when plotting
-    if name == "plot":
+    if name in ("plot", "plot_ensemble"):
         import importlib
 
-        return importlib.import_module(".plot", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'xdownscale' has no attribute {name!r}")
 
 
 __all__ = ["CheckpointError", "DataError", "Downscaler", "GridError", "ModelNotFoundError", "XDownscaleError",
            "__version__", "bias_correct", "coarsen", "distill", "ensemble_mean", "evaluate", "export", "fit",
-           "list_catalog", "list_models", "load", "model_info", "open_catalog", "plot", "predict", "regrid", "write"]
+           "list_catalog", "list_models", "load", "model_info", "open_catalog", "plot", "plot_ensemble", "predict", "regrid", "write"]
