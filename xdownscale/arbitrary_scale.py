@@ -19,16 +19,16 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from . import model_store
 from .data.normalize import residual_std
+from .data.patches import SeededSamples
 from .downscaler import Downscaler
-from .engine.checkpoint import read_checkpoint, sha256
+from .engine.checkpoint import read_checkpoint
 from .engine.device import resolve_device
 from .engine.trainer import train
 from .errors import DataError
-from .fitting import prepare
+from .fitting import finish, prepare
 from .models._registry import suggest
 from .models.liif import ANY_SCALE, LIIFNet
 
@@ -93,7 +93,7 @@ def degrade(x: np.ndarray, rng: np.random.Generator, rounds: int = 2) -> np.ndar
 
 
 # ---------------------------------------------------------------- samples over a range of scales
-class ScaleSampleDataset(Dataset):
+class ScaleSampleDataset(SeededSamples):
     """Items ``(x, y, queries, coarse)``: x (C, p, p) normalised coarse input, y (Q,) physical
     fine values at the queries, queries (Q, 4) = normalised (y, x) and cell size (coarse
     cells), coarse (1, p, p) the clean physical coarse window. Depends only on
@@ -114,14 +114,8 @@ class ScaleSampleDataset(Dataset):
             log.warning("largest training scale limited to %.2f by the field size (%dx%d)", top, ny, nx)
         self.scales = (float(scales[0]), top)
 
-    def __len__(self) -> int:
-        return self.n_samples
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
     def __getitem__(self, index: int):
-        rng = np.random.default_rng((self.seed, 0 if self.fixed else self.epoch + 1, int(index)))
+        rng = self.rng(index)
         p = self.lr_patch
         big = int(min(round(p * rng.uniform(*self.scales)), *self.field.shape[-2:]))
         t = int(self.times[rng.integers(len(self.times))])
@@ -224,15 +218,7 @@ def fit_liif(hr, *, lr=None, model: str = "liif", factor=None, constraint: str =
     result = train(net, train_ds, val_ds, cfg, resolve_device(cfg.device), resume=setup.resume_state,
                    on_epoch_end=setup.save_epoch)
     result["train_seconds"] = time.perf_counter() - t0
-    setup.meta["training"].update(result)
-    net.cpu()
-    downscaler = Downscaler(net, setup.meta)
-    downscaler.checkpoint = setup.path
-    downscaler.checkpoint_hash = sha256(setup.path) if setup.path.exists() else None
-    if downscaler.checkpoint_hash:
-        model_store.register(setup.path, variable=setup.meta["variable"], model=model, factor=ANY_SCALE,
-                             constraint="none", sha256=downscaler.checkpoint_hash)
-    return downscaler
+    return finish(setup, net, result, store_factor=ANY_SCALE)
 
 
 def _name(hr, var):

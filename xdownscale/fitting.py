@@ -186,16 +186,20 @@ def prepare(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, 
                          cov_stats=cov_stats, network=network, meta=meta, path=path, resume_state=resume_state)
 
 
-def finish(setup: TrainingSetup, net, result: dict) -> Downscaler:
-    """Record the training result, register the checkpoint in the model store, return the Downscaler."""
+def finish(setup: TrainingSetup, net, result: dict, store_factor: float | None = None) -> Downscaler:
+    """Record the training result, register the checkpoint in the model store, return the Downscaler.
+
+    ``store_factor``: the factor the model store files it under (default the training factor;
+    scale-free models use 0, "any")."""
     setup.meta["training"].update(result)
     net.cpu()
     downscaler = Downscaler(net, setup.meta)
     downscaler.checkpoint = setup.path
     downscaler.checkpoint_hash = sha256(setup.path) if setup.path.exists() else None
     if downscaler.checkpoint_hash:
-        model_store.register(setup.path, variable=setup.meta["variable"], model=setup.model, factor=setup.factor,
-                             constraint=setup.network["constraint"], sha256=downscaler.checkpoint_hash)
+        model_store.register(setup.path, variable=setup.meta["variable"], model=setup.model,
+                             factor=setup.factor if store_factor is None else store_factor,
+                             constraint=setup.network.get("constraint", "none"), sha256=downscaler.checkpoint_hash)
     return downscaler
 
 

@@ -32,7 +32,28 @@ def _aligned_start(rng: np.random.Generator, size: int, patch: int, factor: int,
     return int(rng.integers((size - patch) // factor + 1) * factor)
 
 
-class PatchDataset(Dataset):
+class SeededSamples(Dataset):
+    """``n_samples`` random samples per epoch; sample ``index`` of an epoch draws from
+    :meth:`rng`, a generator seeded by ``(seed, epoch, index)`` (the same every epoch when
+    ``fixed``, for validation), so any number of DataLoader workers or DDP ranks see the
+    same stream."""
+
+    n_samples: int
+    seed: int
+    fixed: bool = False
+    epoch: int = 0
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng((self.seed, 0 if self.fixed else self.epoch + 1, int(index)))
+
+
+class PatchDataset(SeededSamples):
     """Random (coarse input, fine target, fine row weights) samples from a pair.
 
     ``x``: (C, p/f, p/f) normalised coarse channels: the variable, extra predictors, folded
@@ -60,12 +81,6 @@ class PatchDataset(Dataset):
         self.extra_stats = extra_stats or []
         self._cache = {}
 
-    def __len__(self) -> int:
-        return self.n_samples
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
     def _array(self, key, da):
         """numpy for in-memory fields (read once), the dask array for lazy ones (read per window)."""
         if key not in self._cache:
@@ -79,7 +94,7 @@ class PatchDataset(Dataset):
         return np.asarray(out.compute() if hasattr(out, "compute") else out, dtype="float64")
 
     def window(self, index: int) -> tuple[int, int, int]:
-        rng = np.random.default_rng((self.seed, 0 if self.fixed else self.epoch + 1, int(index)))
+        rng = self.rng(index)
         t = int(self.times[rng.integers(len(self.times))]) if len(self.times) else 0
         chunks = self.pair.hr.chunks if _is_lazy(self.pair.hr) else None
         ychunks = chunks[-2] if chunks else None

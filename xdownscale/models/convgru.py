@@ -39,6 +39,7 @@ from ..nn.constraints import make_constraint
 from ..nn.convgru import ConvGRU
 from ..nn.flow import VoxelFlow
 from ._registry import create_model, register_model
+from .network import register_normalisation
 
 N_SCHEDULE = 3  # target, phase, time factor
 POOL = 4  # total pooling of the voxel-flow U-Net
@@ -100,10 +101,7 @@ class TemporalNet(nn.Module):
         self.window, self.target = self.body.window, self.body.target
         self.flow = VoxelFlow(1, flow_channels, max_flow) if flow_channels else None
         self.constraint = make_constraint(constraint, self.factor, **(constraint_kwargs or {}))
-        self.register_buffer("mean", torch.tensor(float(mean)))
-        self.register_buffer("std", torch.tensor(float(std)))
-        scale = residual_scale if residual_scale and skip is not None else std
-        self.register_buffer("residual_scale", torch.tensor(float(scale)))
+        register_normalisation(self, mean, std, residual_scale, skip)
 
     @property
     def receptive_radius(self) -> int:

@@ -26,6 +26,7 @@ from torch import nn
 from ..nn.constraints import make_constraint
 from ..nn.implicit import ConvEncoder, ImplicitDecoder, ScaleModulator, sample_bicubic
 from ._registry import register_model
+from .network import register_normalisation
 
 ANY_SCALE = 0  # the ``factor`` stored for a scale-free model
 
@@ -98,10 +99,7 @@ class LIIFNet(nn.Module):
         self.body = ImplicitBody(in_channels=in_channels, **body_config)
         # training is scale-free, so no hard constraint inside the net; predict applies one where the target nests
         self.constraint = make_constraint("none", 1)
-        self.register_buffer("mean", torch.tensor(float(mean)))
-        self.register_buffer("std", torch.tensor(float(std)))
-        scale = residual_scale if residual_scale and skip is not None else std
-        self.register_buffer("residual_scale", torch.tensor(float(scale)))
+        register_normalisation(self, mean, std, residual_scale, skip)
 
     @property
     def receptive_radius(self) -> int:

@@ -19,6 +19,18 @@ from ._registry import create_model, model_info
 from .baselines import BASELINE_SKIP
 
 
+def register_normalisation(module: nn.Module, mean: float, std: float, residual_scale: float | None,
+                           skip: str | None) -> None:
+    """The buffers every wrapper carries: the target's ``mean`` and ``std`` (normalisation) and
+    ``residual_scale``, the physical size of one unit of the body's output: the spread of
+    (fine - interpolation) on the training data, so the body learns an O(1) correction (the
+    ``std`` when there is no interpolation skip)."""
+    module.register_buffer("mean", torch.tensor(float(mean)))
+    module.register_buffer("std", torch.tensor(float(std)))
+    scale = residual_scale if residual_scale and skip is not None else std
+    module.register_buffer("residual_scale", torch.tensor(float(scale)))
+
+
 class DownscalingNet(nn.Module):
     def __init__(
         self,
@@ -40,12 +52,7 @@ class DownscalingNet(nn.Module):
         self.model_name, self.factor, self.skip = model, int(factor), skip
         self.body = create_model(model, in_channels=in_channels, factor=self.factor, **body_config)
         self.constraint = make_constraint(constraint, self.factor, **(constraint_kwargs or {}))
-        self.register_buffer("mean", torch.tensor(float(mean)))
-        self.register_buffer("std", torch.tensor(float(std)))
-        # physical size of one unit of the body's output: the spread of (fine - interpolation)
-        # on the training data, so the body learns an O(1) correction
-        scale = residual_scale if residual_scale and skip is not None else std
-        self.register_buffer("residual_scale", torch.tensor(float(scale)))
+        register_normalisation(self, mean, std, residual_scale, skip)
 
     @property
     def receptive_radius(self) -> int:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
+from ..data.patches import SeededSamples
 from ..models.convgru import inputs_needed
 
 __all__ = ["SequencePatchDataset", "pack_indices"]
@@ -28,7 +28,7 @@ def pack_indices(anchor: np.ndarray, stride: int, n_inputs: int, lo: np.ndarray,
     return np.clip(idx, np.asarray(lo)[:, None], np.asarray(hi)[:, None])
 
 
-class SequencePatchDataset(Dataset):
+class SequencePatchDataset(SeededSamples):
     """Samples for a temporal model.
 
     ``coarse``: (T, h, w) physical coarse series; ``fine``: (T, H, W) physical fine series
@@ -53,14 +53,8 @@ class SequencePatchDataset(Dataset):
             raise ValueError(f"patch_size {patch_size} is smaller than the factor {f}")
         self.n_samples, self.seed, self.fixed, self.epoch = int(n_samples), int(seed), fixed, 0
 
-    def __len__(self) -> int:
-        return self.n_samples
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
     def __getitem__(self, index: int):
-        rng = np.random.default_rng((self.seed, 0 if self.fixed else self.epoch + 1, int(index)))
+        rng = self.rng(index)
         f, (py, px) = self.factor, self.patch
         j = int(self.targets[rng.integers(len(self.targets))])
         # with a time factor, half the samples are plain windows of consecutive inputs (tf = 1), so
