@@ -82,6 +82,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--samples-per-epoch", type=int, default=None, help="default: about one pass over the fields")
     ap.add_argument("--learning-rate", type=float, default=1e-3)
+    ap.add_argument("--teacher", metavar="CKPT", help="reuse this trained maunet teacher instead of training one")
+    ap.add_argument("--student-width", type=int, default=None, help="maunet-light width (default: its own)")
+    ap.add_argument("--student-depth", type=int, default=None, help="maunet-light depth (default: its own)")
     ap.add_argument("--teacher-width", type=int, default=32)
     ap.add_argument("--teacher-depth", type=int, default=3)
     ap.add_argument("--teacher-convs", type=int, default=2, help="convolutions per MAUNet unit")
@@ -121,6 +124,7 @@ def main() -> None:
                   constraint=args.constraint, covariates=cov, progress=False)
     teacher_kw = dict(width=args.teacher_width, depth=args.teacher_depth, n_convs=args.teacher_convs,
                       dropout=args.teacher_dropout)
+    student_kw = {k: v for k, v in (("width", args.student_width), ("depth", args.student_depth)) if v is not None}
     ckpt = Path(tempfile.mkdtemp())
     rows: list[dict] = []
     res.mkdir(exist_ok=True)
@@ -142,17 +146,20 @@ def main() -> None:
     score("bicubic", lr.downscale.predict(model="bicubic", factor=FACTOR).compute())
     for seed in seeds:
         t0 = time.perf_counter()
-        teacher = xds.fit(train, model="maunet", factor=FACTOR, seed=seed, checkpoint=ckpt / f"teacher{seed}.pt",
-                          **{**common, "epochs": args.teacher_epochs, "patience": args.teacher_epochs}, **teacher_kw)
+        if args.teacher:
+            teacher = xds.load(args.teacher)
+        else:
+            teacher = xds.fit(train, model="maunet", factor=FACTOR, seed=seed, checkpoint=ckpt / f"teacher{seed}.pt",
+                              **{**common, "epochs": args.teacher_epochs, "patience": args.teacher_epochs}, **teacher_kw)
         score("maunet (teacher)", predicted(teacher), teacher, time.perf_counter() - t0, seed=seed)
         t0 = time.perf_counter()
         alone = xds.fit(train, model="maunet-light", factor=FACTOR, seed=seed, checkpoint=ckpt / f"alone{seed}.pt",
-                        **common)
+                        **common, **student_kw)
         score("maunet-light, alone", predicted(alone), alone, time.perf_counter() - t0, seed=seed)
         for alpha in alphas:
             t0 = time.perf_counter()
             student = xds.distill(teacher, "maunet-light", train, alpha=alpha, teacher_on=args.teacher_on, seed=seed,
-                                  checkpoint=ckpt / f"student{seed}-{alpha}.pt", **common)
+                                  checkpoint=ckpt / f"student{seed}-{alpha}.pt", **common, **student_kw)
             score(f"maunet-light, distilled a={alpha:g}", predicted(student), student, time.perf_counter() - t0,
                   seed=seed, alpha=alpha)
     write(rows, args, res)
