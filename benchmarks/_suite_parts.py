@@ -55,28 +55,29 @@ def train_rate(name: str, size: dict, width: int, n_blocks: int) -> float:
 
 def tiles_for(m, lr, chunk: int, halo: int, batch: int) -> list[tuple]:
     """The (x, weights, coarse) float32 tensors the pipeline feeds the network: blocks of ``batch``
-    time steps x ``chunk`` coarse cells, padded by ``halo`` (edge values at the domain boundary)."""
+    time steps x ``chunk`` coarse cells, extended by ``halo`` towards neighbouring tiles only (as
+    the pipeline does: no halo is invented beyond the domain edge)."""
     stats = m.meta["normalization"]["target"]
     f = m.factor
     x = lr.values.astype("float32")
-    pad = np.pad(x, ((0, 0), (halo, halo), (halo, halo)), mode="edge")
     from xdownscale.grid.cf import latitude_weights
     from xdownscale.io.cf import fine_coordinates
     from xdownscale.grid.cf import find_axes
 
     axes = find_axes(lr)
     wts = latitude_weights(fine_coordinates(lr, f, axes)[axes.y].values).astype("float32")
-    wpad = np.pad(wts.reshape(-1, f), ((halo, halo), (0, 0)), mode="edge").reshape(-1)
     ny, nx = x.shape[-2:]
     out = []
     for t0 in range(0, x.shape[0], batch):
         for y0 in range(0, ny, chunk):
             for x0 in range(0, nx, chunk):
                 h, w = min(chunk, ny - y0), min(chunk, nx - x0)
-                t = pad[t0 : t0 + batch, y0 : y0 + h + 2 * halo, x0 : x0 + w + 2 * halo]
+                ys, ye = max(0, y0 - halo), min(ny, y0 + h + halo)
+                xs, xe = max(0, x0 - halo), min(nx, x0 + w + halo)
+                t = x[t0 : t0 + batch, ys:ye, xs:xe]
                 xb = torch.from_numpy(np.ascontiguousarray((t - stats["mean"]) / stats["std"])[:, None])
                 cb = torch.from_numpy(np.ascontiguousarray(t)[:, None])
-                wb = torch.from_numpy(wpad[y0 * f : (y0 + h + 2 * halo) * f].copy()).view(1, 1, -1, 1)
+                wb = torch.from_numpy(wts[ys * f : ye * f].copy()).view(1, 1, -1, 1)
                 out.append((xb.float(), wb, cb.float()))
     return out
 
