@@ -250,6 +250,19 @@ def train_adversarial(gen, disc, train_ds, val_ds, cfg: TrainConfig, adv: Advers
 GAN_NETWORK_OPTIONS = ("body", "width", "n_blocks", "noise_channels")
 
 
+def build_pair(setup, adv: AdversarialConfig, generator_cls, critic_cls, *, noise_at: int):
+    """Seeded generator and discriminator for a prepared run; records where the noise enters and the
+    adversarial configuration in the checkpoint metadata."""
+    setup.network["noise_at"] = int(noise_at)
+    setup.meta["training"]["adversarial"] = adv.to_dict()
+    torch.manual_seed(setup.cfg.seed)
+    np.random.seed(setup.cfg.seed)
+    gen = generator_cls(**setup.network)
+    disc = critic_cls(gen.data_channels, setup.factor, setup.stats["mean"], setup.stats["std"],
+                      float(gen.residual_scale), width=adv.disc_width, n_down=adv.disc_down)
+    return gen, disc
+
+
 def fit_gan(hr=None, *, lr=None, model: str = "gan", factor=None, constraint: str = "none", var=None,
             predictors=None, covariates=None, cfg: TrainConfig, skip="bicubic", checkpoint=None, resume=None,
             trim: bool = False, scadd_lower=None, scadd_upper=None, **options):
@@ -264,13 +277,7 @@ def fit_gan(hr=None, *, lr=None, model: str = "gan", factor=None, constraint: st
     setup = prepare(hr, lr=lr, model=model, factor=factor, constraint=constraint, var=var, predictors=predictors,
                     covariates=covariates, cfg=cfg, skip=skip, checkpoint=checkpoint, resume=resume, trim=trim,
                     scadd_lower=scadd_lower, scadd_upper=scadd_upper, model_kwargs=net_opts)
-    setup.network["noise_at"] = 1 + len(setup.extra_names)
-    setup.meta["training"]["adversarial"] = adv.to_dict()
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    gen = StochasticNet(**setup.network)
-    disc = PatchDiscriminator(gen.data_channels, setup.factor, setup.stats["mean"], setup.stats["std"],
-                              float(gen.residual_scale), width=adv.disc_width, n_down=adv.disc_down)
+    gen, disc = build_pair(setup, adv, StochasticNet, PatchDiscriminator, noise_at=1 + len(setup.extra_names))
     train_ds, val_ds = setup.datasets()
     log.info("adversarial training of %s x%d (%s, %s) on %d+%d time steps", model, setup.factor, constraint,
              adv.mode, len(setup.train_t), len(setup.val_t))

@@ -215,7 +215,7 @@ def fit_rnngan(hr=None, *, lr=None, model: str = "rnngan", factor=None, constrai
     """``fit_with`` hook of ``rnngan`` (see :func:`xdownscale.fit`). Options: ``width``,
     ``n_blocks``, ``noise_channels`` (per frame), ``window`` (training sequence length) and
     those of :class:`~xdownscale.engine.adversarial.AdversarialConfig`."""
-    from ..engine.adversarial import split_options, train_adversarial
+    from ..engine.adversarial import build_pair, split_options, train_adversarial
     from ..engine.device import resolve_device
     from ..fitting import finish, prepare
 
@@ -232,13 +232,7 @@ def fit_rnngan(hr=None, *, lr=None, model: str = "rnngan", factor=None, constrai
     tdim = setup.pair.axes.time
     if tdim is None:
         raise DataError("rnngan needs a time dimension (sequences of consecutive time steps)")
-    setup.network["noise_at"] = 1
-    setup.meta["training"]["adversarial"] = adv.to_dict()
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    gen = RecurrentStochasticNet(**setup.network)
-    disc = SequenceDiscriminator(gen.data_channels, setup.factor, setup.stats["mean"], setup.stats["std"],
-                                 float(gen.residual_scale), width=adv.disc_width, n_down=adv.disc_down)
+    gen, disc = build_pair(setup, adv, RecurrentStochasticNet, SequenceDiscriminator, noise_at=1)
     times = setup.pair.hr[tdim].values
     train_ds, val_ds = (SequencePatchDataset.from_patches(d, times, gen.window) for d in setup.datasets())
     result = train_adversarial(gen, disc, train_ds, val_ds, cfg, adv, resolve_device(cfg.device),
