@@ -90,3 +90,73 @@ def test_bad_distillation_requests_are_explained(data, teacher):
         xds.distill(teacher, "bicubic", hr, lr=lr)
     with pytest.raises(xds.DataError, match="covariates"):
         xds.distill(teacher, "maunet-light", hr, lr=lr, covariates=hr.isel(time=0, drop=True).rename("orog"))
+
+
+def test_split_labelled_validates_on_fields_with_a_truth_only():
+    from xdownscale.engine.teachers import split_labelled
+
+    has_truth = np.array([True, False, True, False, False, True, True, True, False, True])
+    train_t, val_t = split_labelled(has_truth, 0.4)
+    np.testing.assert_array_equal(val_t, [7, 9])  # the last 40 % of the 6 labelled fields (rounded), not 8
+    np.testing.assert_array_equal(train_t, [0, 1, 2, 3, 4, 5, 6, 8])
+    assert set(split_labelled(has_truth, 0.0)[0]) == set(range(10))
+
+
+def test_unlabelled_coarse_fields_are_learnt_from_the_teacher(data, teacher, tmp_path):
+    hr, lr = data
+    ref, later = slice(0, 4), slice(4, 10)
+    runs = {}
+    for name, extra in (("alone", None), ("with", lr.isel(time=later))):
+        runs[name] = xds.distill(teacher, "maunet-light", hr.isel(time=ref), lr=lr.isel(time=ref), alpha=1.0,
+                                 unlabelled=extra, checkpoint=tmp_path / f"{name}.pt", learning_rate=3e-3,
+                                 **{**OPTS, "epochs": 3})
+    meta = runs["with"].meta
+    assert meta["distillation"]["unlabelled_times"] == 6
+    assert (meta["training"]["train_times"], meta["training"]["val_times"]) == (9, 1)
+    # on the coarse-only fields, the student that saw the teacher's outputs there is closer to the teacher
+    t_out = xds.predict(lr.isel(time=later), model=teacher, like=hr)
+    gap = {k: float(xds.evaluate(xds.predict(lr.isel(time=later), model=m, like=hr), t_out)["rmse"])
+           for k, m in runs.items()}
+    assert gap["with"] < gap["alone"]
+
+
+def test_unlabelled_fields_must_not_repeat_labelled_times(data, teacher, tmp_path):
+    hr, lr = data
+    with pytest.raises(xds.DataError, match="also have a fine truth"):
+        xds.distill(teacher, "maunet-light", hr.isel(time=slice(0, 6)), lr=lr.isel(time=slice(0, 6)),
+                    unlabelled=lr.isel(time=slice(4, 10)), checkpoint=tmp_path / "x.pt", **OPTS)
+
+
+def test_unlabelled_fields_of_a_coarsened_pair(data, teacher, tmp_path):
+    hr, _ = data
+    student = xds.distill(teacher, "maunet-light", hr.isel(time=slice(0, 5)),
+                          unlabelled=xds.coarsen(hr.isel(time=slice(5, 10)), 2), checkpoint=tmp_path / "c.pt",
+                          **{**OPTS, "epochs": 1})
+    assert student.meta["distillation"]["unlabelled_times"] == 5
+
+
+def test_a_teacher_ensemble_is_the_mean_of_its_members(data, teacher, tmp_path):
+    from xdownscale.engine.teachers import TeacherEnsemble
+
+    hr, lr = data
+    second = xds.fit(hr, lr=lr, model="maunet", width=8, depth=2, checkpoint=tmp_path / "t2.pt",
+                     **{**OPTS, "seed": 1, "epochs": 1})
+    ens = TeacherEnsemble([teacher.module.eval(), second.module.eval()])
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(ens(x), (teacher.module(x) + second.module(x)) / 2)
+    student = xds.distill([teacher, second], "maunet-light", hr, lr=lr, checkpoint=tmp_path / "s.pt",
+                          **{**OPTS, "epochs": 1})
+    record = student.meta["distillation"]
+    assert record["teacher"] == ["maunet", "maunet"]
+    assert record["teacher_checkpoint_sha256"] == [teacher.checkpoint_hash, second.checkpoint_hash]
+
+
+def test_ensemble_members_must_share_their_normalisation(data, teacher, tmp_path):
+    hr, lr = data
+    other = xds.fit(hr + 10.0, lr=lr + 10.0, model="maunet", width=8, depth=2, checkpoint=tmp_path / "o.pt",
+                    **{**OPTS, "epochs": 1})
+    with pytest.raises(xds.DataError, match="normalisation"):
+        xds.distill([teacher, other], "maunet-light", hr, lr=lr, checkpoint=tmp_path / "s.pt", **OPTS)
+    with pytest.raises(xds.DataError, match="holds no model"):
+        xds.distill([], "maunet-light", hr, lr=lr, checkpoint=tmp_path / "s.pt", **OPTS)

@@ -14,6 +14,14 @@ extrapolations it was never trained on. ``teacher_on="all"`` uses them too. For 
 softmax to soften, so no temperature: ``alpha`` is the one knob that trades the
 teacher's smoother targets against the truth. Validation and the kept "best"
 weights use the MSE against the truth, as in ``fit``.
+
+``unlabelled=``: coarse fields that have no fine truth (e.g. the years of model
+output outside a short reference period: the usual situation of bias correction).
+The teacher downscales them once (whole fields, tiled as in ``predict``) and its
+output is their only target; they join the training fields, while validation
+keeps to the last ``val_fraction`` of the fields with a truth. This is where a
+teacher can pass on more than the truth alone gives: what it learnt, applied to
+inputs the student would otherwise never see.
 """
 from __future__ import annotations
 
@@ -27,6 +35,13 @@ from ..config import TrainConfig
 from ..data.covariates import as_dataset, fold_covariates
 from ..errors import DataError
 from .device import resolve_device
+from .teachers import (
+    resolve_teachers,
+    split_labelled,
+    teacher_module,
+    teacher_record,
+    with_pseudo_labels,
+)
 from .trainer import _loss, train
 
 log = logging.getLogger("xdownscale")
@@ -68,7 +83,7 @@ def _inherit_normalisation(setup, teacher) -> None:
 
 
 def distill(teacher, student: str = "maunet-light", hr=None, *, lr=None, alpha: float = 0.5,
-            teacher_on: str = "observed", var: str | None = None, predictors: list[str] | None = None,
+            teacher_on: str = "observed", unlabelled=None, var: str | None = None, predictors: list[str] | None = None,
             covariates=None,
             constraint: str | None = None, skip: str | None = "teacher", epochs: int = 20, batch_size: int = 64,
             patch_size: int = 64, learning_rate: float = 1e-3, lr_schedule: str = "cosine", loss: str = "mse",
@@ -78,24 +93,27 @@ def distill(teacher, student: str = "maunet-light", hr=None, *, lr=None, alpha: 
     """Train ``student`` (a registered model name) to imitate ``teacher`` and the truth.
 
     ``teacher``: a trained :class:`~xdownscale.Downscaler`, a checkpoint path or a
-    model name in the store. ``hr``/``lr``: the same kind of data as for ``fit``
+    model name in the store, or a list of them: an ensemble, whose mean output the
+    student learns (:mod:`xdownscale.engine.teachers`). ``hr``/``lr``: the same kind of data as for ``fit``
     (the factor is the teacher's). ``alpha``: weight of the teacher term (0: plain
     training on the truth, 1: on the teacher only). ``teacher_on``: "observed" (the
     teacher term only where the truth exists) or "all". ``constraint`` and ``skip``
     default to the teacher's. Other keywords go to the student body (e.g.
-    ``width=16``). Returns the student's :class:`~xdownscale.Downscaler`; its
+    ``width=16``). ``unlabelled``: coarse fields (same grid and variable as
+    ``lr``, other times) without a fine truth; the teacher's downscaling of them is
+    their target (see the module notes). Returns the student's :class:`~xdownscale.Downscaler`; its
     checkpoint records the teacher and ``alpha``.
     """
     from ..fitting import _check_model_kwargs, finish, prepare
     from ..models import DownscalingNet, model_info
-    from ..prediction import resolve_model
 
     if not 0 <= float(alpha) <= 1:
         raise DataError(f"alpha is the weight of the teacher term and must be in [0, 1], got {alpha}")
     if teacher_on not in TEACHER_ON:
         raise DataError(f"teacher_on must be one of {TEACHER_ON}, got {teacher_on!r}")
-    teacher_ds = resolve_model(teacher, variable=var)
-    if model_info(teacher_ds.model_name).get("probabilistic") or model_info(student).get("probabilistic"):
+    members = resolve_teachers(teacher, variable=var)
+    teacher_ds = members[0]
+    if model_info(student).get("probabilistic"):
         raise DataError("distill() handles deterministic teachers and students only")
     if not model_info(student)["trainable"]:
         raise DataError(f"{student!r} is a baseline with nothing to train; choose e.g. student='maunet-light'")
@@ -103,23 +121,29 @@ def distill(teacher, student: str = "maunet-light", hr=None, *, lr=None, alpha: 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, patch_size=patch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule, loss=loss, seed=seed, val_fraction=val_fraction, patience=patience,
                       samples_per_epoch=samples_per_epoch, val_samples=val_samples, device=device, progress=progress)
-    tnet = teacher_ds.module
+    tnet = teacher_module(members)
+    has_truth = None
+    if unlabelled is not None:
+        hr, lr, has_truth = with_pseudo_labels(members, hr, lr, unlabelled, var=var or teacher_ds.variable,
+                                                covariates=covariates, teacher_on=teacher_on)
     setup = prepare(hr, lr=lr, model=student, factor=teacher_ds.factor, var=var or teacher_ds.variable,
                     predictors=predictors if predictors is not None else teacher_ds.meta.get("predictors"),
                     covariates=covariates, cfg=cfg, constraint=constraint or teacher_ds.constraint,
                     skip=teacher_ds.config.get("skip") if skip == "teacher" else skip, checkpoint=checkpoint,
                     trim=trim, model_kwargs=student_kwargs)
     _inherit_normalisation(setup, teacher_ds)
+    if has_truth is not None:
+        setup.train_t, setup.val_t = split_labelled(has_truth, cfg.val_fraction)
+        setup.meta["training"].update(train_times=len(setup.train_t), val_times=len(setup.val_t))
     if setup.covariates is not None:
         setup.covariates = fold_covariates(as_dataset(covariates), setup.cov_stats, setup.pair.hr.shape[-2:],
                                            setup.factor)
     if int(teacher_ds.config.get("in_channels", 1)) != int(setup.network["in_channels"]):
         raise DataError(f"the teacher takes {teacher_ds.config.get('in_channels', 1)} input channels, the student "
                         f"{setup.network['in_channels']}: give the same predictors and covariates")
-    setup.meta["distillation"] = {"teacher": teacher_ds.model_name, "teacher_checkpoint_sha256":
-                                  teacher_ds.checkpoint_hash, "alpha": float(alpha),
+    setup.meta["distillation"] = {**teacher_record(members), "alpha": float(alpha),
                                   "teacher_on": teacher_on,
-                                  "teacher_parameters": int(sum(p.numel() for p in tnet.parameters()))}
+                                  "unlabelled_times": 0 if has_truth is None else int((~has_truth).sum())}
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     net = DownscalingNet(**setup.network)
@@ -128,7 +152,8 @@ def distill(teacher, student: str = "maunet-light", hr=None, *, lr=None, alpha: 
     tnet.to(dev).eval()
     for p in tnet.parameters():
         p.requires_grad_(False)
-    log.info("distilling %s -> %s x%d (alpha=%.2f) on %d+%d time steps", teacher_ds.model_name, student,
+    log.info("distilling %s -> %s x%d (alpha=%.2f) on %d+%d time steps",
+             "+".join(m.model_name for m in members), student,
              setup.factor, alpha, len(setup.train_t), len(setup.val_t))
     try:
         result = train(net, train_ds, val_ds, cfg, dev, on_epoch_end=setup.save_epoch,
