@@ -160,3 +160,27 @@ def test_ensemble_members_must_share_their_normalisation(data, teacher, tmp_path
         xds.distill([teacher, other], "maunet-light", hr, lr=lr, checkpoint=tmp_path / "s.pt", **OPTS)
     with pytest.raises(xds.DataError, match="holds no model"):
         xds.distill([], "maunet-light", hr, lr=lr, checkpoint=tmp_path / "s.pt", **OPTS)
+
+
+def test_feature_affinity_compares_networks_of_any_width():
+    from xdownscale.engine.feature_hints import affinity, affinity_loss
+
+    torch.manual_seed(0)
+    wide, narrow = torch.randn(2, 32, 12, 12), torch.randn(2, 8, 12, 12)
+    assert affinity(wide, (10, 10)).shape == affinity(narrow, (10, 10)).shape == (2, 100, 100)
+    # per-cell normalisation: scaling the channels changes nothing, and a feature map matches itself
+    torch.testing.assert_close(affinity(3.0 * narrow, (12, 12)), affinity(narrow, (12, 12)))
+    assert float(affinity_loss(narrow, [narrow], (12, 12))) < 1e-10
+    assert float(affinity_loss(narrow, [wide], (12, 12))) > 1e-3
+    assert torch.diagonal(affinity(wide, (12, 12)), dim1=1, dim2=2).allclose(torch.ones(2, 144))
+
+
+def test_feature_hints_train_and_leave_no_hooks_behind(data, teacher, tmp_path):
+    hr, lr = data
+    student = xds.distill(teacher, "maunet-light", hr, lr=lr, hint_weight=1.0, checkpoint=tmp_path / "h.pt",
+                          **{**OPTS, "epochs": 1})
+    assert student.meta["distillation"]["hint_weight"] == 1.0
+    assert not teacher.module.body.decoders[-1]._forward_hooks
+    assert not student.module.body.decoders[-1]._forward_hooks
+    with pytest.raises(xds.DataError, match="U-Net bodies"):
+        xds.distill(teacher, "cnn", hr, lr=lr, hint_weight=1.0, checkpoint=tmp_path / "c.pt", **OPTS)

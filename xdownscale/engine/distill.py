@@ -42,6 +42,7 @@ from .teachers import (
     teacher_record,
     with_pseudo_labels,
 )
+from .feature_hints import FeatureTap, affinity_loss, hint_layer
 from .trainer import _loss, train
 
 log = logging.getLogger("xdownscale")
@@ -50,16 +51,21 @@ log = logging.getLogger("xdownscale")
 TEACHER_ON = ("observed", "all")
 
 
-def _distill_loss(teacher, alpha: float, kind: str, teacher_on: str = "observed"):
+def _distill_loss(teacher, alpha: float, kind: str, teacher_on: str = "observed", hints=None):
+    """``hints``: (weight, student tap, teacher taps) of the feature-affinity term, or None."""
     def loss_fn(pred, x, y, w, c):
         with torch.no_grad():
             target = teacher(x, w, c)
             if teacher_on == "observed":
                 target = torch.where(torch.isfinite(y), target, torch.full_like(target, float("nan")))
-        student_err = _loss(pred, y, teacher.std, kind)
-        if alpha == 0:
-            return student_err
-        return alpha * _loss(pred, target, teacher.std, kind) + (1 - alpha) * student_err
+        loss = _loss(pred, y, teacher.std, kind)
+        if alpha:
+            loss = alpha * _loss(pred, target, teacher.std, kind) + (1 - alpha) * loss
+        if hints is not None:
+            weight, student_tap, teacher_taps = hints
+            loss = loss + weight * affinity_loss(student_tap.features, [t.features for t in teacher_taps],
+                                                 pred.shape[-2:])
+        return loss
 
     return loss_fn
 
@@ -83,7 +89,7 @@ def _inherit_normalisation(setup, teacher) -> None:
 
 
 def distill(teacher, student: str = "maunet-light", hr=None, *, lr=None, alpha: float = 0.5,
-            teacher_on: str = "observed", unlabelled=None, var: str | None = None, predictors: list[str] | None = None,
+            teacher_on: str = "observed", unlabelled=None, hint_weight: float = 0.0, var: str | None = None, predictors: list[str] | None = None,
             covariates=None,
             constraint: str | None = None, skip: str | None = "teacher", epochs: int = 20, batch_size: int = 64,
             patch_size: int = 64, learning_rate: float = 1e-3, lr_schedule: str = "cosine", loss: str = "mse",
@@ -101,7 +107,9 @@ def distill(teacher, student: str = "maunet-light", hr=None, *, lr=None, alpha: 
     default to the teacher's. Other keywords go to the student body (e.g.
     ``width=16``). ``unlabelled``: coarse fields (same grid and variable as
     ``lr``, other times) without a fine truth; the teacher's downscaling of them is
-    their target (see the module notes). Returns the student's :class:`~xdownscale.Downscaler`; its
+    their target (see the module notes). ``hint_weight``: weight of a feature-
+    affinity term between the last decoder features of U-Net teacher and student
+    (:mod:`xdownscale.engine.feature_hints`; 0: outputs only). Returns the student's :class:`~xdownscale.Downscaler`; its
     checkpoint records the teacher and ``alpha``.
     """
     from ..fitting import _check_model_kwargs, finish, prepare
@@ -109,6 +117,8 @@ def distill(teacher, student: str = "maunet-light", hr=None, *, lr=None, alpha: 
 
     if not 0 <= float(alpha) <= 1:
         raise DataError(f"alpha is the weight of the teacher term and must be in [0, 1], got {alpha}")
+    if hint_weight < 0:
+        raise DataError(f"hint_weight must be >= 0, got {hint_weight}")
     if teacher_on not in TEACHER_ON:
         raise DataError(f"teacher_on must be one of {TEACHER_ON}, got {teacher_on!r}")
     members = resolve_teachers(teacher, variable=var)
@@ -143,12 +153,18 @@ def distill(teacher, student: str = "maunet-light", hr=None, *, lr=None, alpha: 
                         f"{setup.network['in_channels']}: give the same predictors and covariates")
     setup.meta["distillation"] = {**teacher_record(members), "alpha": float(alpha),
                                   "teacher_on": teacher_on,
-                                  "unlabelled_times": 0 if has_truth is None else int((~has_truth).sum())}
+                                  "unlabelled_times": 0 if has_truth is None else int((~has_truth).sum()),
+                                  "hint_weight": float(hint_weight)}
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     net = DownscalingNet(**setup.network)
     train_ds, val_ds = setup.datasets()
     dev = resolve_device(cfg.device)
+    taps = []
+    if hint_weight:
+        taps = [FeatureTap(hint_layer(net, "student"))] + [FeatureTap(hint_layer(m.module, f"teacher {i}"))
+                                                           for i, m in enumerate(members)]
+    hints = (float(hint_weight), taps[0], taps[1:]) if taps else None
     tnet.to(dev).eval()
     for p in tnet.parameters():
         p.requires_grad_(False)
@@ -157,8 +173,10 @@ def distill(teacher, student: str = "maunet-light", hr=None, *, lr=None, alpha: 
              setup.factor, alpha, len(setup.train_t), len(setup.val_t))
     try:
         result = train(net, train_ds, val_ds, cfg, dev, on_epoch_end=setup.save_epoch,
-                       loss_fn=_distill_loss(tnet, float(alpha), cfg.loss, teacher_on))
+                       loss_fn=_distill_loss(tnet, float(alpha), cfg.loss, teacher_on, hints))
     finally:
+        for tap in taps:
+            tap.close()
         for p in tnet.parameters():
             p.requires_grad_(True)
         tnet.cpu()
