@@ -35,6 +35,7 @@ from ..config import TrainConfig
 from ..data.covariates import as_dataset, fold_covariates
 from ..errors import DataError
 from .device import resolve_device
+from .feature_hints import FeatureTap, affinity_loss, hint_layer
 from .teachers import (
     resolve_teachers,
     split_labelled,
@@ -42,7 +43,6 @@ from .teachers import (
     teacher_record,
     with_pseudo_labels,
 )
-from .feature_hints import FeatureTap, affinity_loss, hint_layer
 from .trainer import _loss, train
 
 log = logging.getLogger("xdownscale")
