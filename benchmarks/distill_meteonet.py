@@ -38,6 +38,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import xdownscale as xds  # noqa: E402
 from _data import meteonet_msl, meteonet_static  # noqa: E402
+from _seeded import merge_parts, seed_cell  # noqa: E402
+from bias_correction import ms_per_field  # noqa: E402
 
 FACTOR = 4
 METRICS = ["rmse", "mae", "ssim", "mass_violation"]
@@ -57,18 +59,6 @@ def one_field(model, lr_field, cov, fine_lat):
     w = torch.from_numpy(latitude_weights(fine_lat).astype("float32")).view(1, 1, -1, 1)
     coarse = torch.from_numpy(np.nan_to_num(field, nan=norm["target"]["mean"]).astype("float32"))[None, None]
     return torch.from_numpy(x.astype("float32"))[None], w, coarse
-
-
-def ms_per_field(module, inputs, repeats: int = 10) -> float:
-    """Best of ``repeats`` timed calls (one whole 56 x 78 coarse field, batch 1): least disturbed by other jobs."""
-    times = []
-    with torch.inference_mode():
-        for i in range(repeats + 2):
-            t0 = time.perf_counter()
-            module(*inputs)
-            if i >= 2:
-                times.append(1e3 * (time.perf_counter() - t0))
-    return min(times)
 
 
 def main() -> None:
@@ -98,11 +88,7 @@ def main() -> None:
     args = ap.parse_args()
     res = Path(__file__).resolve().parent / "results"
     if args.merge:
-        rows = []
-        for stem in args.merge.split(","):
-            part = json.loads((res / f"{stem}.json").read_text())
-            rows += [r for r in part["rows"] if r["model"] != "bicubic" or not any(q["model"] == "bicubic" for q in rows)]
-        saved = dict(part["args"])
+        rows, saved = merge_parts(res, args.merge)
         saved.update(results=args.results, seeds=",".join(str(r["seed"]) for r in rows if r["model"] == "maunet (teacher)"),
                      merged_from=args.merge)
         margs = argparse.Namespace(**saved)
@@ -135,7 +121,7 @@ def main() -> None:
         if model is not None:
             net = model.module.eval()
             row.update(params=int(sum(p.numel() for p in net.parameters())),
-                       ms_per_field=ms_per_field(net, one_field(model, lr.isel(time=0), cov, fine_lat)))
+                       ms_per_field=ms_per_field(net, one_field(model, lr.isel(time=0), cov, fine_lat), repeats=10))
         rows.append(row)
         print(json.dumps(row), flush=True)
         (res / f"{args.results}.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
@@ -173,11 +159,8 @@ def write(rows, args, res: Path) -> None:
     for name in names:
         rs = [r for r in rows if r["model"] == name]
 
-        def cell(k, fmt):
-            v = np.array([r[k] for r in rs])
-            if len(v) == 1:
-                return format(v[0], fmt)
-            return f"{format(v.mean(), fmt)} ({', '.join(format(x, fmt) for x in v)})"
+        def cell(k, fmt, rs=rs):
+            return seed_cell(rs, k, fmt)
 
         lines.append("| " + " | ".join([
             name, ",".join(str(r.get("seed", "-")) for r in rs), cell("rmse", ".3f"), cell("mae", ".3f"),

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _seeded import merge_parts, seed_cell  # noqa: E402
 from bias_correction import (
     FACTOR,
     N_TRAIN,
@@ -108,13 +109,8 @@ def main() -> None:
     ap.add_argument("--merge", default=None, help="comma-separated result stems to combine into --results")
     args = ap.parse_args()
     if args.merge:
-        rows = []
-        for stem in args.merge.split(","):
-            part = json.loads((RESULTS / f"{stem}.json").read_text())
-            # one row per (model, seed): a network measured in several parts counts once
-            rows += [r for r in part["rows"] if not any(q["model"] == r["model"] and q.get("seed") == r.get("seed")
-                                                        for q in rows)]
-        saved = {**part["args"], "results": args.results, "merged_from": args.merge}
+        rows, saved = merge_parts(RESULTS, args.merge)
+        saved.update(results=args.results, merged_from=args.merge)
         (RESULTS / f"{args.results}.json").write_text(json.dumps({"args": saved, "rows": rows}, indent=1))
         write(rows, argparse.Namespace(**saved))
         return
@@ -164,7 +160,7 @@ def main() -> None:
 
     score("bicubic", xds.predict(lr_te, model="bicubic", factor=FACTOR, like=hr.isel(time=0)).compute())
     score("bicubic + EQM", xds.bias_correct(lr_te, ref=hr_ref, hist=lr_ref, method="eqm"))
-    teachers = []  # fixed across the student seeds: the question is what the student's training does
+    teachers, member_preds = [], []  # fixed across the student seeds: the question is what the student's training does
     tdir = Path(args.teachers_dir or ckpt)
     tdir.mkdir(parents=True, exist_ok=True)
     for k in range(args.teacher_members) if args.train_teacher is None else [args.train_teacher]:
@@ -180,9 +176,10 @@ def main() -> None:
             teachers.append(t)
         if args.train_teacher is not None:
             return
-        score(f"maunet teacher {k}", predicted(teachers[-1]), teachers[-1], s, teacher_seed=100 + k)
+        member_preds.append(predicted(teachers[-1]))
+        score(f"maunet teacher {k}", member_preds[-1], teachers[-1], s, teacher_seed=100 + k)
     ens = teachers if args.teacher_members > 1 else teachers[0]
-    t_pred = sum(predicted(t) for t in teachers) / len(teachers)
+    t_pred = sum(member_preds) / len(member_preds)
     if args.teacher_members > 1:
         score(f"maunet x{args.teacher_members}, mean (teacher)", t_pred)
     reference["teacher"] = t_pred.where(land)
@@ -230,8 +227,7 @@ def write(rows, args) -> None:
         rs = sorted((r for r in rows if r["model"] == name), key=lambda r: r.get("seed", -1))
 
         def cell(k, fmt, rs=rs):
-            v = np.array([r[k] for r in rs])
-            return format(v[0], fmt) if len(v) == 1 else f"{format(v.mean(), fmt)} ({', '.join(format(x, fmt) for x in v)})"
+            return seed_cell(rs, k, fmt)
 
         net = "params" in rs[0]
         lines.append("| " + " | ".join([
