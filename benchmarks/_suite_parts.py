@@ -18,7 +18,7 @@ def suite_models() -> list[str]:
     out = []
     for name in xds.list_models():
         info = xds.model_info(name)
-        if (info["trainable"] and not info["probabilistic"] and not info["fit_with"] and not info["predict_with"]
+        if (info["trainable"] and not info["probabilistic"] and info["family"] == "spatial"
                 and info["wrapper"].endswith(":DownscalingNet")):
             out.append(name)
     return out

@@ -5,7 +5,7 @@
   a different region, so this also tests transfer.
 
 Per factor 2, 2.5, 3, 4, 5.5, 6, 8 the coarse test input is the exact area-weighted
-coarsening of the truth (non-integer factors: :func:`xdownscale.arbitrary_scale.resample_area`
+coarsening of the truth (non-integer factors: :func:`xdownscale.families.implicit.fit.resample_area`
 on a truth cropped to a whole number of coarse cells); bicubic is torch's bicubic onto the
 truth grid; fixed models are ``cnn`` (x2, x4, x8) and ``espcn`` (x3, x6), one trained per
 factor; ``liif`` is ONE model trained over scales 1.5-8. Also: the hard ``add`` constraint
@@ -32,7 +32,7 @@ import xarray as xr
 
 import xdownscale as xds
 from _data import data_dir, meteonet_msl, open_grib
-from xdownscale.arbitrary_scale import degrade, resample_area
+from xdownscale.families.implicit.fit import degrade, resample_area
 from xdownscale.grid.cf import find_axes, latitude_weights
 from xdownscale.metrics import psnr, rmse, ssim
 

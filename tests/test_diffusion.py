@@ -17,7 +17,7 @@ from xdownscale.models.diffusion import (
     make_sampler,
 )
 from xdownscale.models.diffusion.network import blend_window, tile_starts
-from xdownscale.models.diffusion.sampling import conserve
+from xdownscale.families.diffusion.predict import conserve
 from xdownscale.testing import assert_conserves, synthetic_field
 
 TINY = dict(base_channels=8, channel_mults=(1, 2), patch=16, epochs=2, batch_size=8, samples_per_epoch=32,
@@ -140,7 +140,7 @@ def trained(data, tmp_path_factory):
 
 def test_registered_as_a_probabilistic_family():
     info = model_info("diffusion")
-    assert info["probabilistic"] and info["trainable"] and info["fit_with"] and info["predict_with"]
+    assert info["probabilistic"] and info["trainable"] and info["family"] == "diffusion"
 
 
 def test_ensemble_has_members_and_cf_metadata(trained, data):

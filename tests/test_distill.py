@@ -73,7 +73,7 @@ def test_loss_fn_hook_replaces_the_training_loss(data, tmp_path, monkeypatch):
         return ((pred - torch.nan_to_num(y)) ** 2).mean()
 
     real_train = trainer.train
-    monkeypatch.setattr("xdownscale.fitting.train", lambda *a, **k: real_train(*a, **k, loss_fn=loss_fn))
+    monkeypatch.setattr("xdownscale.engine.trainer.train", lambda *a, **k: real_train(*a, **k, loss_fn=loss_fn))
     xds.fit(hr, lr=lr, model="maunet-light", checkpoint=tmp_path / "l.pt", **{**OPTS, "epochs": 1})
     assert len(calls) == 4 and calls[0][1:] == (1, 16, 16)
 
@@ -93,7 +93,7 @@ def test_bad_distillation_requests_are_explained(data, teacher):
 
 
 def test_split_labelled_validates_on_fields_with_a_truth_only():
-    from xdownscale.engine.teachers import split_labelled
+    from xdownscale.families.distillation.teachers import split_labelled
 
     has_truth = np.array([True, False, True, False, False, True, True, True, False, True])
     train_t, val_t = split_labelled(has_truth, 0.4)
@@ -136,7 +136,7 @@ def test_unlabelled_fields_of_a_coarsened_pair(data, teacher, tmp_path):
 
 
 def test_a_teacher_ensemble_is_the_mean_of_its_members(data, teacher, tmp_path):
-    from xdownscale.engine.teachers import TeacherEnsemble
+    from xdownscale.families.distillation.teachers import TeacherEnsemble
 
     hr, lr = data
     second = xds.fit(hr, lr=lr, model="maunet", width=8, depth=2, checkpoint=tmp_path / "t2.pt",
@@ -163,7 +163,7 @@ def test_ensemble_members_must_share_their_normalisation(data, teacher, tmp_path
 
 
 def test_feature_affinity_compares_networks_of_any_width():
-    from xdownscale.engine.feature_hints import affinity, affinity_loss
+    from xdownscale.families.distillation.feature_hints import affinity, affinity_loss
 
     torch.manual_seed(0)
     wide, narrow = torch.randn(2, 32, 12, 12), torch.randn(2, 8, 12, 12)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import xarray as xr
 
 import xdownscale as xds
-from xdownscale.arbitrary_scale import ScaleSampleDataset, degrade, overlap_matrix, resample_area
+from xdownscale.families.implicit.fit import ScaleSampleDataset, degrade, overlap_matrix, resample_area
 from xdownscale.data.pairs import coarsen_block
 from xdownscale.engine.checkpoint import read_checkpoint
 from xdownscale.errors import DataError

@@ -11,6 +11,7 @@ import torch
 import xarray as xr
 
 import xdownscale as xds
+import xdownscale.engine.setup
 from xdownscale.downscaler import Downscaler
 from xdownscale.engine.checkpoint import read_checkpoint
 from xdownscale.io.resumable import partial_path, progress_path, store_status
@@ -149,7 +150,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch)
     kw = dict(model="cnn", factor=4, constraint="add", seed=5, epochs=4, patience=10, **TINY)
     full = xds.fit(hr, checkpoint=tmp_path / "full.pt", **kw)
     with monkeypatch.context() as m:
-        m.setattr(xds.fitting.TrainingSetup, "save_epoch", _stop_after(1))
+        m.setattr(xdownscale.engine.setup.TrainingSetup, "save_epoch", _stop_after(1))
         with pytest.raises(KeyboardInterrupt):
             xds.fit(hr, checkpoint=tmp_path / "cut.pt", **kw)
     state = read_checkpoint(tmp_path / "cut.pt")["resume"]

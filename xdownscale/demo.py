@@ -121,10 +121,10 @@ def _split(da):
 
 
 def _markdown(rows: list[list], header: list[str]) -> str:
-    from .cli.files import _fmt
+    from .cli.files import fmt
 
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt(c) for c in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -171,9 +171,6 @@ def run_demo(out_dir, data=None, var: str | None = None, epochs: int | None = No
 
     import xdownscale as xd
 
-    from .cli.files import _import_pyproj_first
-
-    _import_pyproj_first()  # before any file is opened: see xdownscale.cli._import_pyproj_first
     t_start = time.perf_counter()
     out = Path(os.fspath(out_dir)).expanduser()
     paths = {k: out / v for k, v in PRODUCTS.items()}
@@ -252,13 +249,13 @@ def run_demo(out_dir, data=None, var: str | None = None, epochs: int | None = No
             import csv
             import io
 
-            from .cli.files import _atomic_text, format_table
+            from .cli.files import atomic_text, format_table
 
             buf = io.StringIO()
             writer = csv.writer(buf, lineterminator="\n")
             writer.writerow(header)
             writer.writerows([[r[0]] + [repr(float(v)) for v in r[1:]] for r in rows])
-            _atomic_text(paths["metrics_csv"], buf.getvalue(), overwrite)
+            atomic_text(paths["metrics_csv"], buf.getvalue(), overwrite)
             better = metrics[row_names[0]]["RMSE"] < metrics["bicubic"]["RMSE"]
             md = (f"# xdownscale demo: {name} x{FACTOR}\n\n"
                   f"Data: {label}, {dict(field.sizes)}; {split_note}. Coarse input: exact area-weighted "
@@ -269,7 +266,7 @@ def run_demo(out_dir, data=None, var: str | None = None, epochs: int | None = No
                   f"({metrics[row_names[0]]['RMSE']:.4g} vs {metrics['bicubic']['RMSE']:.4g} {units}). "
                   "Mass violation: mean |coarsened prediction - coarse input|; negative pixels: count over all "
                   "test fields.\n")
-            _atomic_text(paths["metrics_md"], md, overwrite)
+            atomic_text(paths["metrics_md"], md, overwrite)
 
             # -- map -------------------------------------------------------------------------------
             try:

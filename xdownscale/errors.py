@@ -22,3 +22,11 @@ class CheckpointError(XDownscaleError):
 
 class DataError(XDownscaleError):
     """Input data that cannot be downscaled (all NaN, wrong variable, ...)."""
+
+
+def suggest(name: str, choices) -> str:
+    """`` Did you mean 'x'?`` for the closest of ``choices``, or an empty string."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=3, cutoff=0.5)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

@@ -29,9 +29,6 @@ import os
 import warnings
 from pathlib import Path
 
-import torch
-from torch import nn
-
 from .errors import DataError
 
 log = logging.getLogger("xdownscale")
@@ -39,19 +36,10 @@ FORMATS = {".onnx": "onnx", ".ts": "torchscript", ".pt": "torchscript", ".pt2": 
 INPUT_NAMES = ("x", "weights", "coarse")
 
 
-class ExportedNet(nn.Module):
-    """A :class:`DownscalingNet` with all three inputs positional (what exporters trace)."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        return self.net(x, weights, coarse)
-
-
 def example_inputs(downscaler, ny: int = 32, nx: int = 32, batch: int = 2, seed: int = 0):
     """Random example inputs (x, weights, coarse) for the model's channels, with consistent ``coarse``."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     net, f = downscaler.module, downscaler.factor
     c = int(downscaler.config.get("in_channels", 1))
@@ -71,11 +59,15 @@ def _metadata(downscaler) -> str:
 
 
 def _dynamic_batch() -> dict:
+    import torch
+
     batch = torch.export.Dim("batch", min=1, max=4096)
     return {"x": {0: batch}, "weights": None, "coarse": {0: batch}}
 
 
 def _export_onnx(module, inputs, path: Path, meta: str, opset: int | None) -> None:
+    import torch
+
     try:
         import onnx
     except ImportError as exc:
@@ -103,8 +95,11 @@ def export(model, path: str | os.PathLike, *, tile: tuple[int, int] = (32, 32), 
     (x, weights, coarse) tensors to trace with instead (default: random ones of ``tile``).
     Returns the path.
     """
+    import torch
+
+    from .engine.exporters import ExportedNet
+    from .engine.resolve import resolve_model
     from .models import model_info
-    from .prediction import resolve_model
 
     downscaler = resolve_model(model)
     if model_info(downscaler.model_name).get("probabilistic"):
@@ -142,6 +137,8 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         return json.loads(props["xdownscale"])
+    import torch
+
     files = {"meta.json": ""}
     if kind == "torchscript":
         torch.jit.load(str(path), _extra_files=files)

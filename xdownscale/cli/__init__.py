@@ -15,8 +15,10 @@ import sys
 import warnings
 
 from .commands import cmd_demo, cmd_evaluate, cmd_fit, cmd_models, cmd_predict
-from .files import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PROG, _CLI_WORDS, CLIError, _close_opened,
-                    _import_pyproj_first, format_table, log, open_data, pick_variable)
+from .._compat import import_pyproj_first
+from ..errors import XDownscaleError
+from .files import (CLI_WORDS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PROG, CLIError, close_opened, format_table,
+                    log, open_data, pick_variable)
 
 __all__ = ["main", "open_data", "pick_variable", "format_table"]
 
@@ -201,7 +203,7 @@ run '{PROG} COMMAND --help' for the options of each command.""")
 # entry point
 # --------------------------------------------------------------------------------------------
 def _cli_words(message: str) -> str:
-    for api, cli in _CLI_WORDS:
+    for api, cli in CLI_WORDS:
         message = message.replace(api, cli)
     return " ".join(message.split())  # one line
 
@@ -217,10 +219,7 @@ def _showwarning(message, category, filename, lineno, file=None, line=None):
 
 
 def _user_errors() -> tuple:
-    from ..errors import XDownscaleError
-    from ..models._registry import UnknownModelError
-
-    return (CLIError, XDownscaleError, UnknownModelError, FileNotFoundError, FileExistsError, IsADirectoryError,
+    return (CLIError, XDownscaleError, FileNotFoundError, FileExistsError, IsADirectoryError,
             PermissionError, ValueError, ImportError)
 
 
@@ -237,7 +236,7 @@ def main(argv=None) -> int:
     for name, default in (("verbose", 0), ("quiet", False), ("debug", False)):
         if not hasattr(args, name):
             setattr(args, name, default)
-    _import_pyproj_first()
+    import_pyproj_first()
     level = logging.WARNING if not args.verbose else (logging.INFO if args.verbose == 1 else logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
@@ -266,7 +265,7 @@ def main(argv=None) -> int:
         _error(f"{type(e).__name__}: {e} (unexpected; rerun with --debug for the traceback and please report it)")
         return EXIT_FAILURE
     finally:
-        _close_opened()
+        close_opened()
         log.removeHandler(handler)
         log.setLevel(old_level)
 

@@ -1,20 +1,20 @@
 """The CLI subcommands: each a thin face over the Python API."""
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import sys
 from pathlib import Path
+
+import xarray as xr
 
 from .files import (
     EXIT_OK,
     PROG,
     CLIError,
-    _atomic_text,
-    _check_out,
-    _progress,
-    _remove_on_error,
+    atomic_text,
+    check_out,
+    show_progress,
+    remove_on_error,
     check_not_all_nan,
     field_names,
     format_table,
@@ -52,7 +52,7 @@ def cmd_fit(args) -> int:
     import xdownscale as xd
 
     out = Path(args.out).expanduser()
-    _check_out(out, args.overwrite)
+    check_out(out, args.overwrite)
     from ..models import model_info
 
     scale_free = model_info(args.model)["family"] == "implicit"  # trains over a range of scales
@@ -75,11 +75,11 @@ def cmd_fit(args) -> int:
     if args.n_blocks is not None:
         kwargs["n_blocks"] = args.n_blocks
     log.info("fitting %s x%s on %r from %s", args.model, args.factor, hr.name, args.data)
-    with _remove_on_error(out):
+    with remove_on_error(out):
         model = xd.fit(hr, lr=lr, model=args.model, factor=args.factor, constraint=args.constraint,
                        covariates=cov, epochs=args.epochs, batch_size=args.batch_size, patch_size=args.patch_size,
                        seed=args.seed, learning_rate=args.learning_rate, samples_per_epoch=args.samples_per_epoch,
-                       checkpoint=out, trim=args.trim, device=args.device, progress=_progress(args), nproc=args.nproc,
+                       checkpoint=out, trim=args.trim, device=args.device, progress=show_progress(args), nproc=args.nproc,
                        **kwargs)
     train = model.meta.get("training", {})
     best = train.get("best_val_loss")
@@ -100,91 +100,48 @@ def _open_covariates(path):
 
 
 def cmd_predict(args) -> int:
+    """``predict``: the file is opened lazily without Dask, so :func:`xdownscale.predict` chunks it
+    exactly as it chunks an in-memory field (see ``engine.infer.plan_chunks``)."""
     import xdownscale as xd
-    from ..prediction import _family_predictor, resolve_model
 
     out = Path(args.out).expanduser()
     if args.resume and out.suffix.lower() != ".zarr":
         raise CLIError(f"--resume writes Zarr: name the output '*.zarr', got {str(out)!r}")
     if not args.resume:
-        _check_out(out, args.overwrite)
+        check_out(out, args.overwrite)
     if out.suffix.lower() not in (".nc", ".nc4", ".zarr"):
         raise CLIError(f"name the output '*.nc' (NetCDF) or '*.zarr' (Zarr), got {str(out)!r}")
-    ds = open_data(args.data, chunks={}, role="input")
-    fallback = None
-    model = args.model
-    looks_like_file = Path(model).suffix.lower() in (".pt", ".pth") or Path(model).expanduser().is_file()
-    factor = _factor(args.factor)
-    options = parse_options(args.option)
-    if looks_like_file:
-        model = resolve_model(str(Path(model).expanduser()), check_factor=False)
+    ds = open_data(args.data, role="input")
+    model, fallback = args.model, None
+    if Path(model).suffix.lower() in (".pt", ".pth") or Path(model).expanduser().is_file():
+        model = xd.load(Path(model).expanduser())
         fallback = model.variable
     da = pick_variable(ds, args.var, path=args.data, fallback=fallback)
     check_not_all_nan(da, args.data)
-    family = _family_predictor(model)
-    if family is not None or options or args.target or args.points:
-        return _predict_family(args, ds, da, model, factor, options, out)
-    downscaler = model if looks_like_file else resolve_model(model, factor=factor, variable=str(da.name))
-    if looks_like_file and factor is not None and factor != downscaler.factor:
-        raise CLIError(f"--factor {factor} but {args.model} was trained for x{downscaler.factor}; drop --factor")
-    from ..grid.cf import find_axes
-
-    axes = find_axes(da)
-    chunks = args.chunks
-    if chunks is None:  # tiles of about 1024 x 1024 fine cells, ~64 MB of output per chunk
-        from ..engine.infer import DEFAULT_FINE_CHUNK
-
-        chunks = max(DEFAULT_FINE_CHUNK // downscaler.factor, 16)
-    if axes.time and axes.time in da.dims:
-        fine_tile = (min(chunks, da.sizes[axes.y]) * min(chunks, da.sizes[axes.x]) * downscaler.factor ** 2 * 4)
-        da = da.chunk({axes.time: max(1, min(da.sizes[axes.time], (64 << 20) // fine_tile))})
-    obj = ds[[str(da.name)] + list(downscaler.meta.get("predictors", []))] if downscaler.meta.get("predictors") else da
-    if obj is not da:
-        obj[str(da.name)] = da
-    pred = xd.predict(obj, model=downscaler, var=str(da.name), covariates=_open_covariates(args.covariates),
-                      chunks=chunks, device=args.device)
-    _write_prediction(args, pred, out)
-    print(f"wrote {downscaler.model_name} x{downscaler.factor} prediction of {da.name!r} to {out}")
-    return EXIT_OK
-
-
-def _predict_family(args, ds, da, model, factor, options, out) -> int:
-    """Models with their own prediction (ensembles, time interpolation, arbitrary scales):
-    ``--option KEY=VALUE`` pairs, ``--target`` and ``--points`` go straight to ``predict``."""
-    import xdownscale as xd
-
+    name = str(da.name)
+    options = parse_options(args.option)
     if args.target:
         options["target"] = open_data(args.target, role="target grid (--target)")
     if args.points:
         options["points"] = open_data(args.points, role="points (--points)")
-    with_predictors = getattr(model, "meta", {}).get("predictors") if not isinstance(model, str) else None
-    obj = ds[[str(da.name)] + list(with_predictors)] if with_predictors else da
-    pred = xd.predict(obj, model=model, factor=factor, var=str(da.name),
+    others = [n for n in field_names(ds) if n != name]
+    obj = ds[[name] + others] if others else da  # the model picks its predictors, if it has any
+    pred = xd.predict(obj, model=model, factor=_factor(args.factor), var=name,
                       covariates=_open_covariates(args.covariates), chunks=args.chunks, device=args.device,
                       **options)
-    _write_prediction(args, pred, out)
-    name = getattr(model, "model_name", model)
-    print(f"wrote {name} prediction of {da.name!r} to {out}")
+    if isinstance(pred, xr.Dataset):  # the product carries the variable's own attributes, as for one field
+        pred = pred[name]
+    log.info("writing %s", out)
+    xd.write(pred, out, mode="w" if args.overwrite else "w-", progress=show_progress(args), resume=args.resume,
+             on_report=_print_report)
+    model_name = getattr(model, "model_name", model)
+    print(f"wrote {model_name} prediction of {name!r} to {out}")
     return EXIT_OK
 
 
-def _write_prediction(args, pred, out) -> None:
-    import xdownscale as xd
-
-    log.info("writing %s", out)
-    from dask.diagnostics import ProgressBar
-
-    bar = contextlib.nullcontext() if not _progress(args) else ProgressBar(minimum=1.0, out=sys.stderr)
-    with bar:
-        if args.resume:
-            from ..io import to_cf_dataset
-            from ..io.resumable import write_resumable
-
-            rep = write_resumable(to_cf_dataset(pred), out, overwrite=args.overwrite)
-            print(f"regions: {rep.regions} in the product, {rep.reused} reused from an earlier run, "
-                  f"{rep.computed} computed now")
-        else:
-            xd.write(pred, out, mode="w" if args.overwrite else "w-")
+def _print_report(rep) -> None:
+    print(f"regions: {rep.regions} in the product, {rep.reused} reused from an earlier run, "
+          f"{rep.computed} computed now")
 
 
 _EVAL_SHORT = ["rmse", "mae", "bias", "ssim", "psnr", "pearson_r", "mass_violation", "negative_count"]
@@ -197,7 +154,7 @@ def cmd_evaluate(args) -> int:
 
     out = Path(args.out).expanduser() if args.out else None
     if out is not None:
-        _check_out(out, args.overwrite)
+        check_out(out, args.overwrite)
     tds = open_data(args.truth, role="truth")
     truth = pick_variable(tds, args.var, path=args.truth, role="truth")
     name = str(truth.name)
@@ -232,7 +189,7 @@ def cmd_evaluate(args) -> int:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(csv_header)
         w.writerows(csv_rows)
-        _atomic_text(out, buf.getvalue(), args.overwrite)
+        atomic_text(out, buf.getvalue(), args.overwrite)
         print(f"wrote {out}")
     return EXIT_OK
 
@@ -260,7 +217,7 @@ def cmd_demo(args) -> int:
     if args.var is not None and args.data is None:
         raise CLIError("--var goes with --data PATH (the demo's own field needs no --var)")
     run_demo(args.out, data=args.data, var=args.var, epochs=args.epochs, seed=args.seed, overwrite=args.overwrite,
-             progress=_progress(args), verbose=True)
+             progress=show_progress(args), verbose=True)
     return EXIT_OK
 
 

@@ -16,7 +16,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 GRIB_SUFFIXES = (".grib", ".grb", ".grib2", ".grb2")
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
 # API wording -> CLI wording in error messages
-_CLI_WORDS = (("pass trim=True", "pass --trim"), ("trim=True", "--trim"), ("with var=...", "with --var NAME"),
+CLI_WORDS = (("pass trim=True", "pass --trim"), ("trim=True", "--trim"), ("with var=...", "with --var NAME"),
               ("var=...", "--var NAME"))
 
 log = logging.getLogger("xdownscale")
@@ -34,13 +34,13 @@ def _is_zarr(path: Path) -> bool:
         (path / marker).exists() for marker in (".zgroup", ".zmetadata", "zarr.json", ".zarray")))
 
 
-from .._compat import import_pyproj_first as _import_pyproj_first  # noqa: E402
+from .._compat import import_pyproj_first  # noqa: E402
 
 
 _OPENED: list = []  # datasets opened by the running command, closed when it ends
 
 
-def _close_opened() -> None:
+def close_opened() -> None:
     while _OPENED:
         with contextlib.suppress(Exception):
             _OPENED.pop().close()
@@ -92,7 +92,7 @@ def _open(p: Path, chunks, role: str):
         if p.is_dir():
             raise CLIError(f"{role} {str(p)!r} is a directory but not a Zarr store")
         if suffix in GRIB_SUFFIXES:
-            _import_pyproj_first()
+            import_pyproj_first()
             try:
                 import cfgrib  # noqa: F401
             except ImportError:
@@ -100,7 +100,7 @@ def _open(p: Path, chunks, role: str):
             return xr.open_dataset(p, engine="cfgrib", chunks=chunks, backend_kwargs={"indexpath": ""})
         if suffix in NETCDF_SUFFIXES:
             return xr.open_dataset(p, engine=_netcdf_engine(), chunks=chunks)
-        _import_pyproj_first()
+        import_pyproj_first()
         try:  # unknown suffix: let xarray guess
             return xr.open_dataset(p, chunks=chunks)
         except ValueError:
@@ -158,7 +158,9 @@ def pick_variable(ds, var: str | None, *, path=None, role: str = "input", fallba
 
 
 def check_not_all_nan(da, path=None) -> None:
-    """Raise a clear error if ``da`` holds no valid value at all."""
+    """Raise a clear error if ``da`` holds no valid value at all (read chunk by chunk)."""
+    if da.chunks is None and da.size * da.dtype.itemsize > (256 << 20):
+        da = da.chunk("auto")
     if bool(da.isnull().all()):
         where = f" in {str(path)!r}" if path is not None else ""
         raise CLIError(f"variable {da.name!r}{where} is NaN everywhere: nothing to learn from or downscale "
@@ -168,7 +170,7 @@ def check_not_all_nan(da, path=None) -> None:
 # --------------------------------------------------------------------------------------------
 # output helpers
 # --------------------------------------------------------------------------------------------
-def _fmt(value) -> str:
+def fmt(value) -> str:
     if isinstance(value, str):
         return value
     try:
@@ -194,7 +196,7 @@ def _is_number(value) -> bool:
 
 def format_table(rows: list[list], header: list[str]) -> str:
     """A plain fixed-width text table (numeric columns right-aligned, text left-aligned)."""
-    cells = [[str(h) for h in header]] + [[_fmt(c) for c in r] for r in rows]
+    cells = [[str(h) for h in header]] + [[fmt(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     numeric = [i > 0 and bool(rows) and all(_is_number(r[i]) for r in rows) for i in range(len(header))]
 
@@ -205,7 +207,7 @@ def format_table(rows: list[list], header: list[str]) -> str:
     return "\n".join([line(cells[0]), line(["-" * w for w in widths])] + [line(r) for r in cells[1:]])
 
 
-def _atomic_text(path: Path, text: str, overwrite: bool) -> None:
+def atomic_text(path: Path, text: str, overwrite: bool) -> None:
     """Write a small text file through a temporary sibling (never half-written)."""
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} already exists; pass --overwrite to replace it")
@@ -219,13 +221,13 @@ def _atomic_text(path: Path, text: str, overwrite: bool) -> None:
         raise
 
 
-def _check_out(path: Path, overwrite: bool) -> None:
+def check_out(path: Path, overwrite: bool) -> None:
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise FileExistsError(f"output {str(path)!r} already exists; pass --overwrite to replace it")
 
 
 @contextlib.contextmanager
-def _remove_on_error(path: Path):
+def remove_on_error(path: Path):
     """Delete ``path`` if the block fails and ``path`` did not exist before it."""
     existed = path.exists()
     try:
@@ -241,7 +243,7 @@ def _remove_on_error(path: Path):
 # --------------------------------------------------------------------------------------------
 # subcommands
 # --------------------------------------------------------------------------------------------
-def _progress(args) -> bool:
+def show_progress(args) -> bool:
     """Progress bars on an interactive terminal only, and not with -q."""
     return not args.quiet and sys.stderr.isatty()
 

@@ -16,9 +16,10 @@ import torch
 
 from .._version import __version__
 from ..errors import CheckpointError
+from .record import RECORD_VERSION, ModelRecord, migrate
 
 FORMAT = "xdownscale-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = RECORD_VERSION
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -43,14 +44,15 @@ def _plain(obj):
 
 
 def save_checkpoint(path: str | os.PathLike, state_dict: dict, meta: dict, resume: dict | None = None) -> Path:
-    """Write a checkpoint atomically (temporary file, then rename)."""
+    """Write a checkpoint atomically (temporary file, then rename); ``meta`` is the flat
+    :class:`~xdownscale.engine.record.ModelRecord` view, stored as the typed record."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "xdownscale_version": __version__,
-        **_plain(meta),
+        "record": _plain(ModelRecord.from_meta(meta).to_dict()),
         "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
     }
     if resume is not None:
@@ -67,7 +69,10 @@ def save_checkpoint(path: str | os.PathLike, state_dict: dict, meta: dict, resum
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Read and validate a checkpoint; never unpickles code."""
+    """Read, validate and migrate a checkpoint; never unpickles code.
+
+    Returns the payload with the record's flat view merged in (``payload["network"]``,
+    ``payload["variable"]``, ...), plus ``state_dict`` and, if saved, ``resume``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
@@ -81,4 +86,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(
             f"{str(path)!r} was written by a newer xdownscale ({payload.get('xdownscale_version')}); upgrade xdownscale"
         )
-    return payload
+    payload = migrate(payload)
+    record = ModelRecord(**payload["record"])
+    return {**payload, **record.to_meta()}
+
+
+def read_record(path: str | os.PathLike) -> ModelRecord:
+    """The typed model record of a checkpoint (any format version)."""
+    return ModelRecord(**read_checkpoint(path)["record"])

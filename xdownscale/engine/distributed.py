@@ -8,7 +8,7 @@ the same network, and trains it wrapped in ``DistributedDataParallel``; each glo
 batch of the patch stream (items depend only on (seed, epoch, index)) is split into N
 equal shards, so with the same global ``batch_size`` a DDP step is the single-process
 step up to float round-off. Rank 0 writes the checkpoints; the calling process gets
-the trained :class:`~xdownscale.downscaler.Downscaler`.
+the trained :class:`~xdownscale.engine.downscaler.Downscaler`.
 
 Scripts launched by ``torchrun`` (``WORLD_SIZE``/``RANK`` in the environment) call
 ``fit(...)`` as usual: every rank joins the group with ``env://`` and trains its shard.
@@ -62,7 +62,7 @@ def _rank_device(cfg, rank: int) -> torch.device:
 
 def train_rank(rank: int, world_size: int, hr, common: dict, model_kwargs: dict) -> tuple[dict, dict]:
     """Train this rank's shard in an initialised process group; returns (result, best state dict)."""
-    from ..fitting import prepare
+    from .setup import prepare
     from ..models import DownscalingNet
     from .trainer import train
 
@@ -107,7 +107,7 @@ def fit_distributed(hr, *, nproc: int, common: dict, model_kwargs: dict):
     """Train on ``nproc`` spawned processes and return the Downscaler (rank 0's weights)."""
     import torch.multiprocessing as mp
 
-    from ..fitting import finish, prepare
+    from .setup import finish, prepare
     from ..models import DownscalingNet
 
     setup = prepare(hr, **common, model_kwargs=model_kwargs)  # checks the input before spawning
@@ -139,7 +139,7 @@ def fit_distributed(hr, *, nproc: int, common: dict, model_kwargs: dict):
 def fit_torchrun(hr, *, common: dict, model_kwargs: dict):
     """``fit`` inside a ``torchrun`` launch: join the group from the environment, train, and return the
     Downscaler on every rank (rank 0 has written the checkpoint)."""
-    from ..fitting import finish, prepare
+    from .setup import finish, prepare
     from ..models import DownscalingNet
 
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -164,7 +164,7 @@ def fit_torchrun(hr, *, common: dict, model_kwargs: dict):
     net.load_state_dict(state)
     if rank == 0:
         return finish(setup, net, result)
-    from ..downscaler import Downscaler
+    from .downscaler import Downscaler
 
     setup.meta["training"].update(result)  # the model store is updated by rank 0 only
     return Downscaler(net.cpu(), setup.meta, checkpoint=setup.path if setup.path.exists() else None)

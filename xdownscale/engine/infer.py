@@ -30,6 +30,7 @@ import torch
 from .device import resolve_device
 
 DEFAULT_FINE_CHUNK = 1024  # fine cells per side of an output chunk when the input is not chunked
+TARGET_CHUNK_BYTES = 64 << 20  # fine float32 output per chunk: time steps are grouped up to this
 _CACHE: dict = {}
 _LOCK = threading.Lock()
 
@@ -61,14 +62,14 @@ def _runner_from_checkpoint(path: str, digest: str | None, device: str):
     key = (path, digest, device)
     with _LOCK:
         if key not in _CACHE:
-            from ..downscaler import Downscaler
+            from .downscaler import Downscaler
 
             _CACHE[key] = ModelRunner(Downscaler.load(path), device)
         return _CACHE[key]
 
 
 def _runner_from_meta(meta: dict, device: str):
-    from ..downscaler import Downscaler
+    from .downscaler import Downscaler
 
     return ModelRunner(Downscaler.from_meta(meta), device)
 
@@ -151,12 +152,32 @@ def _min_chunks(chunks: tuple[int, ...], halo: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _default_chunks(shape, factor: int, halo: int, spatial_chunks=None):
+def default_chunks(shape, factor: int, halo: int, spatial_chunks=None):
     """Input chunks: one sample per chunk along leading dims, spatial tiles of ~1024 fine cells."""
     side = max(DEFAULT_FINE_CHUNK // factor, 2 * halo, 16)
     lead = tuple(1 for _ in shape[1:-2])
     ys, xs = spatial_chunks or (min(shape[-2], side), min(shape[-1], side))
     return (shape[0],) + lead + (ys, xs)
+
+
+def plan_chunks(sizes: dict, lead: list[str], axes, factor: int, halo: int, chunks=None,
+                time_dim: str | None = None) -> dict:
+    """Input chunks for a field that is not a Dask array yet (in memory, or read lazily from a
+    file): spatial tiles of about ``DEFAULT_FINE_CHUNK`` fine cells (or ``chunks``: an int per
+    spatial axis, or a dict by dimension), and along ``time_dim`` as many steps as make about
+    ``TARGET_CHUNK_BYTES`` of fine output, so the network sees real batches; other leading dims 1.
+    The Python API and the CLI both chunk through here."""
+    named = chunks if isinstance(chunks, dict) else ({axes.y: chunks, axes.x: chunks} if chunks else {})
+    side = max(DEFAULT_FINE_CHUNK // factor, 2 * halo, 16)
+    ys = int(named.get(axes.y, min(sizes[axes.y], side)))
+    xs = int(named.get(axes.x, min(sizes[axes.x], side)))
+    ys, xs = (sizes[axes.y] if ys == -1 else ys), (sizes[axes.x] if xs == -1 else xs)
+    fine_tile = min(ys, sizes[axes.y]) * min(xs, sizes[axes.x]) * factor ** 2 * 4
+    out = {axes.y: ys, axes.x: xs}
+    for d in lead:
+        steps = max(1, min(sizes[d], TARGET_CHUNK_BYTES // max(fine_tile, 1))) if d == time_dim else 1
+        out[d] = named.get(d, steps)
+    return out
 
 
 def tiled_predict(

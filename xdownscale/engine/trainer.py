@@ -26,7 +26,7 @@ from ..nn.constraints import block_mean
 log = logging.getLogger("xdownscale")
 
 
-def _loss(pred, target, std, kind: str):
+def masked_loss(pred, target, std, kind: str):
     mask = torch.isfinite(target)
     diff = (pred - torch.nan_to_num(target)) / std
     err = diff.abs() if kind == "l1" else diff**2
@@ -37,7 +37,7 @@ def _soft_term(net, coarse, pred, w):
     return (((block_mean(pred, net.factor, w) - coarse) / net.std) ** 2).mean()
 
 
-def _cosine(epoch: int, cfg: TrainConfig) -> float:
+def cosine_factor(epoch: int, cfg: TrainConfig) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(epoch, cfg.epochs) / max(cfg.epochs, 1)))
 
 
@@ -88,7 +88,7 @@ class ShardedBatches(Sampler):
         return sum(1 for share in self._shares() if share)
 
 
-def _loader(ds, cfg: TrainConfig, device, rank: int = 0, world_size: int = 1) -> DataLoader:
+def make_loader(ds, cfg: TrainConfig, device, rank: int = 0, world_size: int = 1) -> DataLoader:
     return DataLoader(ds, batch_sampler=ShardedBatches(len(ds), cfg.batch_size, rank, world_size),
                       num_workers=cfg.num_workers, worker_init_fn=_worker_init if cfg.num_workers else None,
                       pin_memory=device.type == "cuda")
@@ -106,9 +106,9 @@ def _sum_over_ranks(values: list[float], device, world_size: int) -> list[float]
 def evaluate_loss(net, ds, cfg: TrainConfig, device, rank: int = 0, world_size: int = 1) -> float:
     net.eval()
     total, n = 0.0, 0
-    for x, y, w, c in _loader(ds, cfg, device, rank, world_size):
+    for x, y, w, c in make_loader(ds, cfg, device, rank, world_size):
         x, y, w, c = x.to(device), y.to(device), w.to(device), c.to(device)
-        total += float(_loss(net(x, w, c), y, net.std, "mse")) * len(x)
+        total += float(masked_loss(net(x, w, c), y, net.std, "mse")) * len(x)
         n += len(x)
     total, n = _sum_over_ranks([total, n], device, world_size)
     return total / max(n, 1)
@@ -137,7 +137,7 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
     model = _wrap(net, device, world_size)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     # cosine decay to 1% of the initial rate over the planned epochs (or a constant rate)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: _cosine(e, cfg) if cfg.lr_schedule == "cosine" else 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: cosine_factor(e, cfg) if cfg.lr_schedule == "cosine" else 1.0)
     history, start, best, best_epoch, bad = [], 0, float("inf"), -1, 0
     best_state = copy.deepcopy(net.state_dict())
     if resume:
@@ -154,12 +154,12 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
         train_ds.set_epoch(epoch)
         net.train()
         t0, seen, running = time.perf_counter(), 0, 0.0
-        bar = tqdm(_loader(train_ds, cfg, device, rank, world_size), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        bar = tqdm(make_loader(train_ds, cfg, device, rank, world_size), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not cfg.progress or rank != 0, leave=False, unit="batch")
         for x, y, w, c in bar:
             x, y, w, c = x.to(device), y.to(device), w.to(device), c.to(device)
             pred = model(x, w, c)
-            loss = _loss(pred, y, net.std, cfg.loss) if loss_fn is None else loss_fn(pred, x, y, w, c)
+            loss = masked_loss(pred, y, net.std, cfg.loss) if loss_fn is None else loss_fn(pred, x, y, w, c)
             if net.constraint.name == "soft":
                 loss = loss + cfg.soft_weight * _soft_term(net, c, pred, w)
             opt.zero_grad(set_to_none=True)

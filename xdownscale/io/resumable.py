@@ -39,6 +39,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import DataError
+from .atomic import commit
 
 log = logging.getLogger("xdownscale")
 
@@ -219,9 +220,7 @@ def write_resumable(ds: xr.Dataset, path: pathlib.Path, *, overwrite: bool, regi
     if missing:  # pragma: no cover - a write that raised stops above
         raise RuntimeError(f"{len(missing)} regions of {str(path)!r} were not written")
     _finalise(store)
-    from .store import _commit
-
-    _commit(store, path, overwrite)
+    commit(store, path, overwrite)
     shutil.rmtree(progress, ignore_errors=True)
     log.info("wrote %s: %d regions computed, %d reused", path, len(todo), reused)
     return ResumeReport(path, len(regions), reused, len(todo))

@@ -11,14 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import secrets
-import shutil
 import warnings
 
 import numpy as np
 import xarray as xr
 
 from ..errors import DataError
+from .atomic import commit, remove, sibling
 from .cf import to_cf_dataset
 
 __all__ = ["write"]
@@ -40,21 +39,6 @@ def _format(path: pathlib.Path, format: str | None) -> str:
             "(NetCDF) or '*.zarr' (Zarr), or pass format='netcdf' / format='zarr'."
         )
     return fmt
-
-
-def _remove(p: pathlib.Path) -> None:
-    """Remove a file or directory tree if it exists, ignoring errors."""
-    try:
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        elif p.exists() or p.is_symlink():
-            p.unlink()
-    except OSError:
-        pass
-
-
-def _sibling(path: pathlib.Path, tag: str) -> pathlib.Path:
-    return path.with_name(f".{path.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def _netcdf_encoding(ds: xr.Dataset) -> dict:
@@ -86,39 +70,6 @@ def _write_zarr(ds: xr.Dataset, tmp: pathlib.Path) -> None:
         ds.to_zarr(tmp, mode="w", consolidated=True)
 
 
-def _commit(tmp: pathlib.Path, path: pathlib.Path, overwrite: bool) -> None:
-    """Move the finished temporary output onto ``path``."""
-    exists = path.exists() or path.is_symlink()
-    if exists and not overwrite:
-        raise FileExistsError(f'{str(path)!r} already exists; pass mode="w" to overwrite it')
-    if not tmp.is_dir() and not (exists and path.is_dir()):
-        if not exists:
-            try:  # no-clobber: fails if someone created ``path`` meanwhile
-                os.link(tmp, path)
-                tmp.unlink()
-                return
-            except FileExistsError:
-                if not overwrite:
-                    raise FileExistsError(
-                        f'{str(path)!r} already exists; pass mode="w" to overwrite it') from None
-            except OSError:
-                pass  # no hard links on this filesystem: plain rename below
-        os.replace(tmp, path)
-        return
-    if not exists:
-        os.rename(tmp, path)
-        return
-    # a directory on either side: move the old one aside, rename, then delete the old one
-    aside = _sibling(path, "old")
-    os.rename(path, aside)
-    try:
-        os.rename(tmp, path)
-    except BaseException:
-        os.rename(aside, path)
-        raise
-    _remove(aside)
-
-
 def write(
     obj: xr.DataArray | xr.Dataset,
     path: str | os.PathLike,
@@ -128,6 +79,7 @@ def write(
     chunks: dict | int | str | None = None,
     progress: bool = False,
     resume: bool = False,
+    on_report=None,
 ) -> pathlib.Path:
     """Write a (downscaled) field to NetCDF (``.nc``/``.nc4``) or Zarr (``.zarr``), atomically.
 
@@ -164,14 +116,17 @@ def write(
 
             bar = ProgressBar()
         with bar:
-            return write_resumable(ds.chunk(chunks) if chunks is not None else ds, path, overwrite=overwrite).path
+            report = write_resumable(ds.chunk(chunks) if chunks is not None else ds, path, overwrite=overwrite)
+        if on_report is not None:
+            on_report(report)
+        return report.path
     if not overwrite and (path.exists() or path.is_symlink()):
         raise FileExistsError(f'{str(path)!r} already exists; pass mode="w" to overwrite it')
     ds = to_cf_dataset(obj)
     if chunks is not None:
         ds = ds.chunk(chunks)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _sibling(path, "tmp")
+    tmp = sibling(path, "tmp")
     bar = contextlib.nullcontext()
     if progress:
         from dask.diagnostics import ProgressBar
@@ -180,8 +135,8 @@ def write(
     try:
         with bar:
             (_write_zarr if fmt == "zarr" else _write_netcdf)(ds, tmp)
-        _commit(tmp, path, overwrite)
+        commit(tmp, path, overwrite)
     except BaseException:
-        _remove(tmp)
+        remove(tmp)
         raise
     return path

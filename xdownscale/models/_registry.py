@@ -1,35 +1,27 @@
-"""The one model registry. Imports nothing else from the package (no cycles)."""
+"""The one model registry. Imports only :mod:`xdownscale.errors` from the package (no cycles)."""
 from __future__ import annotations
 
-import difflib
 import importlib
 from typing import Callable
 
+from ..errors import ModelNotFoundError, suggest
+
 _MODELS: dict[str, Callable] = {}
 _INFO: dict[str, dict] = {}
-
-
-class UnknownModelError(KeyError, ValueError):
-    """A model name that is not registered; the message suggests close names."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 DEFAULT_WRAPPER = "xdownscale.models.network:DownscalingNet"
 
 
 def register_model(name: str, *, trainable: bool = True, description: str = "", factors: str = "any integer",
-                   family: str = "spatial", wrapper: str = DEFAULT_WRAPPER, fit_with: str | None = None,
-                   predict_with: str | None = None, probabilistic: bool = False):
+                   family: str = "spatial", wrapper: str = DEFAULT_WRAPPER, probabilistic: bool = False):
     """Class/function decorator: ``@register_model("cnn")`` adds a builder to the registry.
 
-    A model family that needs more than the default spatial path names its own
-    pieces as ``"module:attribute"`` strings, resolved lazily (so this module
-    imports nothing from the package): ``wrapper`` (the ``nn.Module`` that wraps
-    the body and is rebuilt from a checkpoint's ``network`` dict), ``fit_with``
-    (called by :func:`xdownscale.fit` with all its arguments) and ``predict_with``
-    (called by :func:`xdownscale.predict`).
+    ``family`` names the folder ``xdownscale/families/<family>/`` whose ``FAMILY`` object
+    trains and applies the model (:class:`~xdownscale.engine.contract.Family`);
+    ``wrapper`` is the ``nn.Module`` that wraps the body and is rebuilt from a
+    checkpoint's ``network`` dict, as a ``"module:attribute"`` string. Both are
+    resolved lazily, so this module imports nothing above it.
     """
 
     def deco(builder: Callable) -> Callable:
@@ -44,8 +36,6 @@ def register_model(name: str, *, trainable: bool = True, description: str = "", 
             "factors": factors,
             "family": family,
             "wrapper": wrapper,
-            "fit_with": fit_with,
-            "predict_with": predict_with,
             "probabilistic": probabilistic,
         }
         return builder
@@ -53,14 +43,9 @@ def register_model(name: str, *, trainable: bool = True, description: str = "", 
     return deco
 
 
-def suggest(name: str, choices) -> str:
-    close = difflib.get_close_matches(str(name), list(choices), n=3, cutoff=0.5)
-    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-
-
 def get_builder(name: str) -> Callable:
     if name not in _MODELS:
-        raise UnknownModelError(
+        raise ModelNotFoundError(
             f"unknown model {name!r}.{suggest(name, _MODELS)} Registered models: {', '.join(sorted(_MODELS))}"
         )
     return _MODELS[name]
@@ -85,6 +70,14 @@ def resolve_hook(spec: str):
     """The object named by ``"package.module:attribute"``."""
     module, _, attr = spec.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def family_of(name: str):
+    """The :class:`~xdownscale.engine.contract.Family` object of model ``name``.
+
+    Families are plugins found by name (``xdownscale.families.<family>:FAMILY``), resolved
+    only when a model is trained or applied, as ``wrapper`` strings are."""
+    return resolve_hook(f"xdownscale.families.{model_info(name)['family']}:FAMILY")
 
 
 def build_network(network: dict):

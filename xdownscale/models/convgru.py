@@ -52,7 +52,6 @@ def inputs_needed(window: int, time_factor: int) -> int:
 
 
 @register_model("convgru", family="temporal", wrapper="xdownscale.models.convgru:TemporalNet",
-                fit_with="xdownscale.temporal:fit_temporal", predict_with="xdownscale.temporal:predict_temporal",
                 description="ConvGRU over a window of consecutive time steps (Leinonen 2021, Harder 2023)",
                 factors="any integer (2, 3, 4, 8, ...)")
 class ConvGRUBody(nn.Module):

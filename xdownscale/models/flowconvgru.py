@@ -22,7 +22,6 @@ from .convgru import ConvGRUBody
 
 
 @register_model("flowconvgru", family="temporal", wrapper="xdownscale.models.convgru:TemporalNet",
-                fit_with="xdownscale.temporal:fit_temporal", predict_with="xdownscale.temporal:predict_temporal",
                 description="deep voxel flow time interpolation + ConvGRU, end to end (space and time)",
                 factors="any integer (2, 3, 4, 8, ...)")
 def flowconvgru(in_channels: int = 1, factor: int = 4, channels: int = 32, residual_blocks: int = 3,

@@ -37,9 +37,7 @@ def _pick_body(body: str, factor: int) -> str:
     return body
 
 
-@register_model("gan", family="stochastic", wrapper="xdownscale.models.gan:StochasticNet",
-                fit_with="xdownscale.engine.adversarial:fit_gan",
-                predict_with="xdownscale.ensemble:predict_ensemble", probabilistic=True,
+@register_model("gan", family="stochastic", wrapper="xdownscale.models.gan:StochasticNet", probabilistic=True,
                 description="conditional GAN: cnn/espcn generator with low-resolution noise channels, patch "
                             "discriminator; predict(members=N, seed=s) gives an ensemble",
                 factors="any integer (cnn body for powers of two, espcn otherwise)")

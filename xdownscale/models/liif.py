@@ -13,8 +13,8 @@ Two modules:
   queries ``(y, x, cell_y, cell_x)`` to (B, Q) physical values. Checkpoints carry
   ``factor = 0`` ("any scale").
 
-Training (``fit_with``) lives in :mod:`xdownscale.arbitrary_scale`, prediction onto
-a factor, a target grid or points (``predict_with``) in :mod:`xdownscale.implicit_api`.
+Training and prediction onto a factor, a target grid or points live in the implicit
+family, :mod:`xdownscale.families.implicit`.
 """
 from __future__ import annotations
 
@@ -49,8 +49,7 @@ def grid_queries(h: int, w: int, factor: float, batch: int = 1, dtype=torch.floa
 
 @register_model("liif", family="implicit", factors="any real scale (trained over a range, e.g. 1.5-8)",
                 description="LIIF implicit decoder, scale modulator, attention fusion: any scale, grid or points",
-                wrapper="xdownscale.models.liif:LIIFNet", fit_with="xdownscale.arbitrary_scale:fit_liif",
-                predict_with="xdownscale.implicit_api:predict_liif")
+                wrapper="xdownscale.models.liif:LIIFNet")
 class ImplicitBody(nn.Module):
     """Conv encoder on the coarse grid + scale-modulated implicit decoder."""
 

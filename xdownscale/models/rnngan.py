@@ -51,8 +51,7 @@ def trailing_windows(times, window: int) -> np.ndarray:
     return np.maximum(idx, starts[:, None])
 
 
-@register_model("rnngan", family="stochastic-temporal", wrapper="xdownscale.models.rnngan:RecurrentStochasticNet",
-                fit_with="xdownscale.models.rnngan:fit_rnngan", predict_with="xdownscale.ensemble:predict_ensemble",
+@register_model("rnngan", family="stochastic", wrapper="xdownscale.models.rnngan:RecurrentStochasticNet",
                 probabilistic=True,
                 description="recurrent stochastic GAN (Leinonen et al. 2021): ConvGRU generator and critic over "
                             "sequences, noise per frame; predict(members=N, seed=s)",
@@ -204,37 +203,3 @@ class SequencePatchDataset(PatchDataset):
                 self._pinned = None
         x, y, w, c = (torch.stack([it[i] for it in items]) for i in range(4))
         return x, y, w[0], c
-
-
-RNNGAN_NETWORK_OPTIONS = ("width", "n_blocks", "noise_channels", "window")
-
-
-def fit_rnngan(hr=None, *, lr=None, model: str = "rnngan", factor=None, constraint: str = "none", var=None,
-               predictors=None, covariates=None, cfg, skip="bicubic", checkpoint=None, resume=None, trim=False,
-               scadd_lower=None, scadd_upper=None, **options):
-    """``fit_with`` hook of ``rnngan`` (see :func:`xdownscale.fit`). Options: ``width``,
-    ``n_blocks``, ``noise_channels`` (per frame), ``window`` (training sequence length) and
-    those of :class:`~xdownscale.engine.adversarial.AdversarialConfig`."""
-    from ..engine.adversarial import build_pair, split_options, train_adversarial
-    from ..engine.device import resolve_device
-    from ..fitting import finish, prepare
-
-    net_opts, adv = split_options(model, options, RNNGAN_NETWORK_OPTIONS)
-    net_opts.setdefault("noise_channels", 4)
-    net_opts.setdefault("window", 8)
-    if int(net_opts["window"]) < 2:
-        raise DataError(f"rnngan trains on sequences: window must be >= 2, got {net_opts['window']}")
-    setup = prepare(hr, lr=lr, model=model, factor=factor, constraint=constraint, var=var, predictors=predictors,
-                    covariates=covariates, cfg=cfg, skip=skip, checkpoint=checkpoint, resume=resume, trim=trim,
-                    scadd_lower=scadd_lower, scadd_upper=scadd_upper, model_kwargs=net_opts)
-    if setup.extra_names:
-        raise DataError(f"rnngan takes no predictors (got {setup.extra_names}); use covariates= for static fields")
-    tdim = setup.pair.axes.time
-    if tdim is None:
-        raise DataError("rnngan needs a time dimension (sequences of consecutive time steps)")
-    gen, disc = build_pair(setup, adv, RecurrentStochasticNet, SequenceDiscriminator, noise_at=1)
-    times = setup.pair.hr[tdim].values
-    train_ds, val_ds = (SequencePatchDataset.from_patches(d, times, gen.window) for d in setup.datasets())
-    result = train_adversarial(gen, disc, train_ds, val_ds, cfg, adv, resolve_device(cfg.device),
-                               cond_of=gen.condition, resume=setup.resume_state, on_epoch_end=setup.save_epoch)
-    return finish(setup, gen, result)

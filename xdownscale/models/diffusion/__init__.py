@@ -20,8 +20,6 @@ register_model(
     description="DPDM-style conditional diffusion (U-Net denoiser, DDPM/DDIM samplers, patch blending, ensembles)",
     factors="any integer (2, 3, 4, 8, ...)",
     wrapper="xdownscale.models.diffusion.network:DiffusionNet",
-    fit_with="xdownscale.models.diffusion.training:fit_diffusion",
-    predict_with="xdownscale.models.diffusion.sampling:predict_diffusion",
 )(UNetDenoiser)
 
 __all__ = ["DDIMScheduler", "DDPMScheduler", "NoiseSchedule", "UNetDenoiser", "make_sampler"]

@@ -14,6 +14,7 @@ constraint of :mod:`xdownscale.nn.constraints` where the target nests the source
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -22,14 +23,17 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .data.pairs import select_variable
-from .downscaler import Downscaler
-from .engine.device import resolve_device
-from .errors import DataError
-from .grid.cf import cell_bounds, coordinate_values, find_axes, latitude_weights, regular_spacing
-from .io.cf import add_cf_attrs, fine_coordinates
-from .nn.constraints import HARD_CONSTRAINTS, make_constraint
-from .prediction import resolve_model, snap_to
+from ...data.pairs import select_variable
+from ...engine.contract import PredictRequest, parse_options
+from ...engine.device import resolve_device
+from ...engine.downscaler import Downscaler
+from ...engine.field_predict import snap_to
+from ...engine.resolve import resolve_model
+from ...errors import DataError
+from ...grid.cf import cell_bounds, coordinate_values, find_axes, latitude_weights, regular_spacing
+from ...io.cf import add_cf_attrs, fine_coordinates
+from ...nn.constraints import HARD_CONSTRAINTS, make_constraint
+from .options import ImplicitPredictOptions
 
 DEFAULT_TILE = 256  # target cells per side of a chunk
 _LAT_NAMES, _LON_NAMES = ("lat", "latitude"), ("lon", "longitude")
@@ -189,14 +193,16 @@ def _tile_size(chunks, dim) -> int:
     return int(chunks)
 
 
-def predict_liif(lr, *, model, factor=None, var=None, covariates=None, constraint=None, chunks=None, halo=None,
-                 batch_size: int = 16, device: str = "auto", like=None, target=None, points=None,
-                 point_cell: float | None = None, **options):
-    """The ``predict_with`` hook of ``liif``: see the module docstring. Returns a lazy DataArray on the
-    target grid (a Dataset for Dataset input), or the values at ``points`` (computed)."""
-    if options:
-        raise DataError(f"predict() got options {sorted(options)} that 'liif' does not take; it takes factor=, "
-                        "target=, points=, point_cell=, constraint=, chunks=, halo=, like=")
+def predict_liif(request: PredictRequest):
+    """Prediction with ``liif``: see the module docstring. Returns a lazy DataArray on the target
+    grid (a Dataset for Dataset input), or the values at ``points`` (computed). Options:
+    :class:`~.options.ImplicitPredictOptions` (``target=``, ``points=``, ``point_cell=``)."""
+    opts = parse_options(ImplicitPredictOptions, request.options, model="liif", call="predict")
+    target, points, point_cell = opts.target, opts.points, opts.point_cell
+    lr, model, var, factor, constraint, covariates = (request.lr, request.model, request.var, request.factor,
+                                                      request.constraint, request.covariates)
+    chunks, halo, batch_size, device, like = (request.chunks, request.halo, request.batch_size, request.device,
+                                              request.like)
     if covariates is not None:
         raise DataError("liif takes the target variable only: drop covariates=")
     if sum(a is not None for a in (factor, target, points)) != 1:
@@ -210,9 +216,8 @@ def predict_liif(lr, *, model, factor=None, var=None, covariates=None, constrain
         if name is None and isinstance(model, Downscaler) and model.variable in lr:
             name = model.variable
         da = select_variable(lr, name, "input")
-        out = predict_liif(da, model=model, factor=factor, constraint=constraint, chunks=chunks, halo=halo,
-                           batch_size=batch_size, device=device, like=like, target=target, points=points,
-                           point_cell=point_cell)
+        out = predict_liif(dataclasses.replace(request, lr=da, var=None, factor=factor, like=like,
+                                               options={**request.options, "target": target}))
         result = out.to_dataset()
         result.attrs = dict(lr.attrs)
         return result

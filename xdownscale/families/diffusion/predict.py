@@ -1,6 +1,6 @@
 """``predict(model="diffusion", members=N, steps=K, seed=s, scheduler="ddim")``: ensembles as xarray.
 
-The ``predict_with`` hook. Every coarse field (each time step) gets ``members``
+Every coarse field (each time step) gets ``members``
 samples drawn together (members and tiles batched through the denoiser); the
 result is a computed DataArray ``(member, *lr.dims)`` on the fine grid with
 CF metadata and provenance (sampler, steps, seed). The ensemble mean is
@@ -20,14 +20,17 @@ from tqdm.auto import tqdm
 from ...data.covariates import as_dataset, fold_covariates
 from ...data.normalize import scadd_bounds
 from ...data.pairs import select_variable
+from ...engine.contract import PredictRequest, parse_options
 from ...engine.device import resolve_device
+from ...engine.field_predict import fine_weights, snap_to
+from ...engine.resolve import resolve_model
 from ...errors import DataError
 from ...grid.cf import find_axes
 from ...io.cf import add_cf_attrs, fine_coordinates
-from .._registry import suggest
+from ...nn.constraints import HARD_CONSTRAINTS, make_constraint
+from .options import DiffusionPredictOptions
 
 log = logging.getLogger("xdownscale")
-OPTIONS = ("members", "steps", "seed", "scheduler", "eta", "tile", "overlap", "progress", "timing")
 
 
 def _inputs(lr: xr.DataArray, extra: list, meta: dict, factor: int, covariates, axes):
@@ -53,26 +56,20 @@ def _generator(seed: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
 
 
-def predict_diffusion(lr, *, model, factor=None, var=None, covariates=None, constraint=None, chunks=None, halo=None,
-                      batch_size: int = 16, device: str = "auto", like=None, **options):
+def predict_diffusion(request: PredictRequest):
     """Diffusion ensemble of a coarse DataArray (or Dataset with ``var``); see the module docstring.
 
-    Options: ``members`` (1), ``steps`` (the checkpoint's sampler steps), ``seed`` (0),
-    ``scheduler`` ("ddim" or "ddpm"; default: the checkpoint's), ``eta`` (DDIM noise),
-    ``tile``/``overlap`` (fine cells; default: the training patch and a quarter of it),
-    ``progress``, ``timing`` (a dict filled with the sampling wall and CPU seconds).
-    ``constraint``: a hard constraint ("add", "mult", "softmax", "scadd") projected
+    Options (:class:`~.options.DiffusionPredictOptions`): ``members`` (1), ``steps`` (the
+    checkpoint's sampler steps), ``seed`` (0), ``scheduler`` ("ddim" or "ddpm"; default: the
+    checkpoint's), ``eta`` (DDIM noise), ``tile``/``overlap`` (fine cells; default: the training
+    patch and a quarter of it), ``progress``, ``timing`` (a dict filled with the sampling wall and
+    CPU seconds). ``constraint``: a hard constraint ("add", "mult", "softmax", "scadd") projected
     onto every member at the end of sampling; default: the one used in ``fit``.
     """
-    from ...prediction import _fine_weights, resolve_model, snap_to
-
-    for key in options:
-        if key not in OPTIONS:
-            raise DataError(f"predict() got an unknown option {key!r} for model 'diffusion'.{suggest(key, OPTIONS)} "
-                            f"Diffusion options: {', '.join(OPTIONS)}")
-    members, seed = int(options.get("members", 1)), int(options.get("seed", 0))
-    if members < 1:
-        raise DataError(f"members must be >= 1, got {members}")
+    opts = parse_options(DiffusionPredictOptions, request.options, model="diffusion", call="predict")
+    members, seed = int(opts.members), int(opts.seed)
+    lr, model, var, factor, constraint = request.lr, request.model, request.var, request.factor, request.constraint
+    covariates, batch_size, device, like = request.covariates, request.batch_size, request.device, request.like
     source = lr
     if isinstance(lr, xr.Dataset):
         probe = model if not isinstance(model, str) else None
@@ -91,26 +88,26 @@ def predict_diffusion(lr, *, model, factor=None, var=None, covariates=None, cons
     axes = find_axes(lr)
     x, coarse, missing, lead = _inputs(lr, extra, ds.meta, f, covariates, axes)
     coords = fine_coordinates(lr, f, axes)
-    rows = _fine_weights(coords, axes)
+    rows = fine_weights(coords, axes)
     weights = None if rows is None else torch.from_numpy(rows.astype("float32")).view(1, 1, -1, 1).to(dev)
-    sampler = net.make_sampler(options.get("scheduler"), options.get("steps"), options.get("eta"))
+    sampler = net.make_sampler(opts.scheduler, opts.steps, opts.eta)
     name = net.constraint_name if constraint is None else constraint
     kwargs = None
     if name == "scadd":
         kwargs = net.constraint_kwargs or scadd_bounds(ds.meta["normalization"]["target"])
-    bar = tqdm(total=len(x) * sampler.steps, disable=not options.get("progress", False), unit="step",
+    bar = tqdm(total=len(x) * sampler.steps, disable=not opts.progress, unit="step",
                desc=f"diffusion {sampler.name} x{members}")
     t0, c0, out = time.perf_counter(), time.process_time(), []
     for n in range(len(x)):
         y = net.sample(torch.from_numpy(x[n : n + 1]).to(dev), weights, torch.from_numpy(coarse[n : n + 1]).to(dev),
                        members=members, sampler=sampler, generator=_generator(seed, n),
-                       tile=options.get("tile"), overlap=options.get("overlap"), batch_size=batch_size,
+                       tile=opts.tile, overlap=opts.overlap, batch_size=batch_size,
                        constraint=name, constraint_kwargs=kwargs, callback=lambda _: bar.update(1))
         out.append(y[:, 0].float().cpu().numpy())
     bar.close()
     seconds = time.perf_counter() - t0
-    if isinstance(options.get("timing"), dict):
-        options["timing"].update(seconds=seconds, cpu_seconds=time.process_time() - c0, fields=len(x),
+    if isinstance(opts.timing, dict):
+        opts.timing.update(seconds=seconds, cpu_seconds=time.process_time() - c0, fields=len(x),
                                  members=members, steps=sampler.steps,
                                  per_member_s=seconds / (len(x) * members),
                                  per_step_s=seconds / (len(x) * sampler.steps))
@@ -147,9 +144,6 @@ def conserve(ens: xr.DataArray, lr: xr.DataArray, constraint: str = "add", **con
 
     The same projection ``predict(..., constraint=...)`` applies at the end of
     sampling, for ensembles already drawn (e.g. to compare both on one ensemble)."""
-    from ...nn.constraints import HARD_CONSTRAINTS, make_constraint
-    from ...prediction import _fine_weights
-
     if constraint not in HARD_CONSTRAINTS:
         raise DataError(f"constraint {constraint!r} is not a hard projection; choose one of {', '.join(HARD_CONSTRAINTS)}")
     axes, lax = find_axes(ens), find_axes(lr)
@@ -163,7 +157,7 @@ def conserve(ens: xr.DataArray, lr: xr.DataArray, constraint: str = "add", **con
     c = np.asarray(lr.transpose(*lead, *lax.spatial).values, dtype="float64").reshape(-1, 1, *lr.shape[-2:])
     reps = y.shape[0] // c.shape[0]
     c = torch.from_numpy(np.tile(c, (reps, 1, 1, 1)))
-    rows = _fine_weights(fine_coordinates(lr, factor, lax), lax)
+    rows = fine_weights(fine_coordinates(lr, factor, lax), lax)
     w = None if rows is None else torch.from_numpy(rows).view(1, 1, -1, 1)
     layer = make_constraint(constraint, factor, **constraint_kwargs).double()
     pre = torch.log(y.clamp(min=1e-30)) if constraint == "softmax" else y

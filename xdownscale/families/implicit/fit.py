@@ -20,21 +20,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import model_store
-from .data.normalize import residual_std
-from .data.patches import SeededSamples
-from .downscaler import Downscaler
-from .engine.checkpoint import read_checkpoint
-from .engine.device import resolve_device
-from .engine.trainer import train
-from .errors import DataError
-from .fitting import finish, prepare
-from .models._registry import suggest
-from .models.liif import ANY_SCALE, LIIFNet
+from ...data.normalize import residual_std
+from ...data.patches import SeededSamples
+from ...engine.contract import FitRequest, parse_options
+from ...engine.device import resolve_device
+from ...engine.setup import finish, prepare
+from ...engine.trainer import train
+from ...errors import DataError
+from ...models.liif import ANY_SCALE, LIIFNet
+from .options import LiifOptions
 
 log = logging.getLogger("xdownscale")
-DEGRADATIONS = ("none", "high-order")
-OPTIONS = ("width", "n_blocks", "hidden", "scales", "degradation", "lr_patch", "queries", "query_batch")
 
 
 # ---------------------------------------------------------------- exact conservative resampling
@@ -137,75 +133,55 @@ class ScaleSampleDataset(SeededSamples):
                 torch.from_numpy(np.nan_to_num(coarse, nan=self.stats["mean"])[None].astype("float32")))
 
 
-# ---------------------------------------------------------------- the fit_with hook
-def _check_options(options: dict) -> None:
-    for key in options:
-        if key not in OPTIONS:
-            raise DataError(f"fit() got an unknown option {key!r} for model 'liif'.{suggest(key, OPTIONS)} "
-                            f"Model options: {', '.join(OPTIONS)}")
-    deg = options.get("degradation", "none")
-    if deg not in DEGRADATIONS:
-        raise DataError(f"degradation={deg!r}: use one of {', '.join(DEGRADATIONS)}")
-    lo, hi = (float(s) for s in options.get("scales", (1.5, 8.0)))
-    if not 1.0 <= lo <= hi:
-        raise DataError(f"scales={options.get('scales')!r}: give (smallest, largest) with 1 <= smallest <= largest")
-
-
-def fit_liif(hr, *, lr=None, model: str = "liif", factor=None, constraint: str = "none", var=None, predictors=None,
-             covariates=None, cfg, skip="bicubic", checkpoint=None, resume=None, trim=False, scadd_lower=None,
-             scadd_upper=None, **options) -> Downscaler:
+# ---------------------------------------------------------------- training
+def fit_liif(request: FitRequest):
     """``fit(hr, model="liif", scales=(1.5, 8), ...)``: one model for every scale in ``scales``.
 
-    Options: ``width`` (encoder channels, 32), ``n_blocks`` (4), ``hidden`` (decoder width, 32),
-    ``scales`` ((1.5, 8.0)), ``degradation`` ("none" or "high-order"), ``lr_patch`` (coarse
-    cells per training window side, 16), ``queries`` (fine cells per window, 512).
-    ``factor=k`` trains at the single scale k. The coarse inputs are made from ``hr``."""
-    _check_options(options)
-    if lr is not None:
+    Options (:class:`~.options.LiifOptions`): ``width`` (encoder channels, 32), ``n_blocks`` (4),
+    ``hidden`` (decoder width, 32), ``scales`` ((1.5, 8.0)), ``degradation`` ("none" or
+    "high-order"), ``lr_patch`` (coarse cells per training window side, 16), ``queries`` (fine
+    cells per window, 512). ``factor=k`` trains at the single scale k. The coarse inputs are
+    made from ``hr``."""
+    opts = parse_options(LiifOptions, request.options, model=request.model)
+    r, cfg = request, request.cfg
+    if r.lr is not None:
         raise DataError("liif trains on coarsenings of hr at random scales; drop lr= (real pairs have one scale: "
                         "use model='cnn' or 'espcn' for them)")
-    if constraint not in (None, "none"):
-        raise DataError(f"liif trains scale-free, without a constraint layer; drop constraint={constraint!r} here "
-                        f"and pass it to predict(model=m, factor=<integer>, constraint={constraint!r})")
-    if predictors or covariates is not None:
+    if r.constraint not in (None, "none"):
+        raise DataError(f"liif trains scale-free, without a constraint layer; drop constraint={r.constraint!r} here "
+                        f"and pass it to predict(model=m, factor=<integer>, constraint={r.constraint!r})")
+    if r.predictors or r.covariates is not None:
         raise DataError("liif takes the target variable only: drop predictors= and covariates=")
-    if skip not in (None, "bicubic"):
-        raise DataError(f"liif samples its base by bicubic interpolation: skip must be 'bicubic' or None, got {skip!r}")
-    scales = [float(factor)] * 2 if factor is not None else [float(s) for s in options.pop("scales", (1.5, 8.0))]
-    options.pop("scales", None)
-    degradation = options.pop("degradation", "none")
-    lr_patch, n_queries = int(options.pop("lr_patch", 16)), int(options.pop("queries", 512))
-    setup = prepare(hr, model=model, factor=1, constraint="none", var=var, cfg=cfg, skip=None, trim=trim,
-                    checkpoint=checkpoint or model_store.default_path(_name(hr, var), model, ANY_SCALE))
-    if resume is not None:
-        payload = read_checkpoint(resume)
-        if payload["network"]["model"] != model or payload.get("resume") is None:
-            raise DataError(f"cannot resume from {str(resume)!r}: it holds no {model!r} training state")
-        setup.resume_state = payload["resume"]
+    if r.skip not in (None, "bicubic"):
+        raise DataError(f"liif samples its base by bicubic interpolation: skip must be 'bicubic' or None, "
+                        f"got {r.skip!r}")
+    scales = [float(r.factor)] * 2 if r.factor is not None else [float(s) for s in opts.scales]
+    body = {k: request.options[k] for k in ("width", "n_blocks", "hidden", "query_batch") if k in request.options}
+    setup = prepare(r.hr, model=r.model, factor=1, constraint="none", var=r.var, cfg=cfg, skip=None, trim=r.trim,
+                    checkpoint=r.checkpoint, resume=r.resume, record_factor=ANY_SCALE,
+                    network_extra={"scales": scales, "degradation": opts.degradation}, model_kwargs=body)
     field = setup.pair.hr.data if hasattr(setup.pair.hr.data, "dask") else np.asarray(setup.pair.hr.values)
     if field.ndim == 2:  # a single field without a time axis
         field = field[None]
     sample = np.asarray(setup.pair.hr.isel({setup.pair.axes.time: setup.train_t[:8]}).values
                         if setup.pair.axes.time else setup.pair.hr.values[None], dtype="float64")
     ny4, nx4 = (sample.shape[-2] // 4) * 4, (sample.shape[-1] // 4) * 4
-    rscale = residual_std(sample[..., :ny4, :nx4], 4, setup.pair.row_weights[:ny4], "bicubic") if skip else None
-    network = {"model": model, "factor": ANY_SCALE, "in_channels": 1, "constraint": "none", "skip": skip,
-               "mean": setup.stats["mean"], "std": setup.stats["std"], "residual_scale": rscale,
-               "constraint_kwargs": None, "scales": scales, "degradation": degradation, **options}
-    setup.network = network
-    setup.meta["network"] = network
+    # the residual's spread measured at x4 (any scale would do: it only sets the output's unit)
+    rscale = residual_std(sample[..., :ny4, :nx4], 4, setup.pair.row_weights[:ny4], "bicubic") if r.skip else None
+    setup.network.update(skip=r.skip, residual_scale=rscale)
+    lr_patch, n_queries = int(opts.lr_patch), int(opts.queries)
     side = min(field.shape[-2:])
     if lr_patch * scales[1] > side and int(side // scales[1]) >= 4:
         # a smaller window keeps the largest scale inside the training range on a small domain
         log.warning("lr_patch %d x scale %.2f exceeds the field (%d cells): using lr_patch=%d", lr_patch, scales[1],
                     side, int(side // scales[1]))
         lr_patch = int(side // scales[1])
-    setup.meta["training"].update(scales=scales, degradation=degradation, lr_patch=lr_patch, queries=n_queries)
+    setup.meta["training"].update(scales=scales, degradation=opts.degradation, lr_patch=lr_patch, queries=n_queries)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    net = LIIFNet(**network)
+    net = LIIFNet(**setup.network)
     n_train = cfg.samples_per_epoch or max(cfg.batch_size, min(len(setup.train_t) * 16, 20_000))
-    common = dict(scales=scales, lr_patch=lr_patch, queries=n_queries, degradation=degradation)
+    common = dict(scales=scales, lr_patch=lr_patch, queries=n_queries, degradation=opts.degradation)
     train_ds = ScaleSampleDataset(field, setup.pair.row_weights, setup.stats, setup.train_t, n_samples=n_train,
                                   seed=cfg.seed, **common)
     val_ds = ScaleSampleDataset(field, setup.pair.row_weights, setup.stats, setup.val_t, fixed=True,
@@ -218,10 +194,4 @@ def fit_liif(hr, *, lr=None, model: str = "liif", factor=None, constraint: str =
     result = train(net, train_ds, val_ds, cfg, resolve_device(cfg.device), resume=setup.resume_state,
                    on_epoch_end=setup.save_epoch)
     result["train_seconds"] = time.perf_counter() - t0
-    return finish(setup, net, result, store_factor=ANY_SCALE)
-
-
-def _name(hr, var):
-    if var is not None:
-        return var
-    return None if getattr(hr, "name", None) is None else str(hr.name)
+    return finish(setup, net, result)

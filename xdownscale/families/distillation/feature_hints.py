@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import DataError
+from ...errors import DataError
 
 
 class FeatureTap:

@@ -1,9 +1,9 @@
-"""``fit(model="diffusion")``: train the denoiser on random fine patches (the ``fit_with`` hook).
+"""``fit(model="diffusion")``: train the denoiser on random fine patches.
 
-Reuses :func:`xdownscale.fitting.prepare` (pairing, time split, normalisation,
+Reuses :func:`xdownscale.engine.setup.prepare` (pairing, time split, normalisation,
 covariates, checkpoint path), the patch streams of ``setup.datasets()``, the
 trainer's loader and learning-rate schedule, ``setup.save_epoch`` (best weights
-plus resume state every epoch) and :func:`xdownscale.fitting.finish`.
+plus resume state every epoch) and :func:`xdownscale.engine.setup.finish`.
 The weights kept are an exponential moving average of the denoiser's (the
 usual practice for diffusion models), chosen by a validation loss computed at
 fixed steps with fixed noise so epochs compare fairly. ``max_minutes`` bounds
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import logging
 import time
 
@@ -21,53 +20,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ...engine.contract import FitRequest, parse_options
 from ...engine.device import resolve_device
-from ...engine.trainer import _cosine, _loader
+from ...engine.resolve import resolve_model
+from ...engine.setup import finish, prepare
+from ...engine.trainer import cosine_factor, make_loader
 from ...errors import DataError
+from ...models.diffusion.network import DiffusionNet
+from ...models.diffusion.schedulers import NoiseSchedule
 from ...nn.constraints import HARD_CONSTRAINTS
-from .._registry import suggest
-from .network import DiffusionNet
-from .schedulers import PREDICTIONS, SAMPLERS, SCHEDULES, NoiseSchedule
+from .options import DiffusionOptions
 
 log = logging.getLogger("xdownscale")
-
-DPDM_PATCH = 128
-OPTIONS = {
-    "base": None,  # a trained deterministic Downscaler (or checkpoint path): diffuse its residual (CorrDiff)
-    "patch": None,  # training patch side on the fine grid (default 128, as DPDM; or fit's patch_size if given)
-    "base_channels": 32, "channel_mults": (1, 2, 2), "blocks": 1,
-    "timesteps": 1000, "beta_schedule": "cosine", "prediction": "v",
-    "sampler": "ddim", "sample_steps": 20, "eta": 0.0, "clip": None,
-    "overlap": None, "ema": 0.999, "max_minutes": None, "max_updates": None, "residual_samples": 64,
-}
-
-
-def _options(options: dict) -> dict:
-    for key in options:
-        if key not in OPTIONS:
-            raise DataError(f"fit() got an unknown option {key!r} for model 'diffusion'.{suggest(key, OPTIONS)} "
-                            f"Diffusion options: {', '.join(OPTIONS)}")
-    opts = {**OPTIONS, **options}
-    for name, allowed in (("beta_schedule", SCHEDULES), ("prediction", PREDICTIONS), ("sampler", SAMPLERS)):
-        if opts[name] not in allowed:
-            raise DataError(f"{name}={opts[name]!r} is not one of {', '.join(allowed)}")
-    return opts
-
-
-def _patch_size(cfg, opts) -> int:
-    if opts["patch"] is not None:
-        return int(opts["patch"])
-    from ...fitting import fit
-
-    default = inspect.signature(fit).parameters["patch_size"].default
-    return DPDM_PATCH if cfg.patch_size == default else int(cfg.patch_size)
-
 
 def _load_base(base):
     if base is None:
         return None
-    from ...prediction import resolve_model
-
     ds = resolve_model(base, check_factor=False)
     if ds.meta["network"].get("model") == "diffusion":
         raise DataError("base= must be a deterministic model (e.g. a trained 'cnn'), not another diffusion model")
@@ -91,7 +59,7 @@ def _check_base(base, setup) -> None:
 def _residual_scale(net: DiffusionNet, ds, cfg, device, n: int) -> float:
     """Spread of (fine - first guess) on training patches: the physical unit of the diffused residual."""
     sq, count = 0.0, 0
-    for k, (x, y, w, c) in enumerate(_loader(ds, cfg, device)):
+    for k, (x, y, w, c) in enumerate(make_loader(ds, cfg, device)):
         _, mu = net.condition(x.to(device), w.to(device), c.to(device))
         d = (y.to(device) - mu)[torch.isfinite(y)]
         sq, count = sq + float((d.double() ** 2).sum()), count + d.numel()
@@ -107,7 +75,7 @@ def _val_loss(net, ds, cfg, device, seed: int) -> float:
     net.eval()
     gen = torch.Generator().manual_seed(seed)
     total, n = 0.0, 0
-    for x, y, w, c in _loader(ds, cfg, device):
+    for x, y, w, c in make_loader(ds, cfg, device):
         t = torch.linspace(0, net.schedule.timesteps - 1, len(x)).round().long()
         loss = net.loss(x.to(device), y.to(device), w.to(device), c.to(device), generator=gen, t=t.to(device))
         total, n = total + float(loss) * len(x), n + len(x)
@@ -122,29 +90,25 @@ def _ema_update(ema: dict, net: torch.nn.Module, decay: float) -> None:
             ema[k].copy_(v)
 
 
-def fit_diffusion(hr=None, *, lr=None, model: str = "diffusion", factor=None, constraint: str = "none", var=None,
-                  predictors=None, covariates=None, cfg, skip="bicubic", checkpoint=None, resume=None, trim=False,
-                  scadd_lower=None, scadd_upper=None, **options):
-    """Train a conditional diffusion downscaler; see :data:`OPTIONS` for the model options."""
-    from ...fitting import finish, prepare
-
-    opts = _options(options)
+def fit_diffusion(request: FitRequest):
+    """Train a conditional diffusion downscaler; options: :class:`~.options.DiffusionOptions`."""
+    opts = parse_options(DiffusionOptions, request.options, model=request.model)
+    constraint = request.constraint
     if constraint not in ("none", *HARD_CONSTRAINTS):
         raise DataError(f"diffusion applies a hard constraint to each sample after sampling; constraint="
                         f"{constraint!r} is not one of none, {', '.join(HARD_CONSTRAINTS)}")
-    cfg = dataclasses.replace(cfg, patch_size=_patch_size(cfg, opts))
-    base = _load_base(opts["base"])
-    setup = prepare(hr, lr=lr, model=model, factor=factor, constraint=constraint, var=var, predictors=predictors,
-                    covariates=covariates, cfg=cfg, skip="bicubic", checkpoint=checkpoint, resume=resume, trim=trim,
-                    scadd_lower=scadd_lower, scadd_upper=scadd_upper)
-    schedule = NoiseSchedule(opts["beta_schedule"], opts["timesteps"])
+    cfg = request.cfg if opts.patch is None else dataclasses.replace(request.cfg, patch_size=int(opts.patch))
+    base = _load_base(opts.base)
+    kwargs = dict(request.setup_kwargs(), cfg=cfg, skip="bicubic")
+    setup = prepare(request.hr, **kwargs)
+    schedule = NoiseSchedule(opts.beta_schedule, opts.timesteps)
     setup.network.update(
-        n_extra=len(setup.extra), n_covariates=len(setup.cov_stats), base_channels=int(opts["base_channels"]),
-        channel_mults=[int(m) for m in opts["channel_mults"]], blocks=int(opts["blocks"]),
-        schedule=schedule.to_config(), prediction=opts["prediction"],
-        sampler={"name": opts["sampler"], "steps": opts["sample_steps"], "eta": float(opts["eta"]),
-                 "clip": opts["clip"]},
-        tile=cfg.patch_size, overlap=opts["overlap"])
+        n_extra=len(setup.extra), n_covariates=len(setup.cov_stats), base_channels=int(opts.base_channels),
+        channel_mults=[int(m) for m in opts.channel_mults], blocks=int(opts.blocks),
+        schedule=schedule.to_config(), prediction=opts.prediction,
+        sampler={"name": opts.sampler, "steps": opts.sample_steps, "eta": float(opts.eta),
+                 "clip": opts.clip},
+        tile=cfg.patch_size, overlap=opts.overlap)
     if base is not None:
         _check_base(base, setup)
         setup.network["base_network"] = dict(base.meta["network"])
@@ -158,11 +122,11 @@ def fit_diffusion(hr=None, *, lr=None, model: str = "diffusion", factor=None, co
     net.to(device)
     train_ds, val_ds = setup.datasets()
     if base is not None:  # the spread of the base model's residual, measured on training patches
-        scale = _residual_scale(net, train_ds, cfg, device, int(opts["residual_samples"]))
+        scale = _residual_scale(net, train_ds, cfg, device, int(opts.residual_samples))
         net.residual_scale.fill_(scale)
         setup.network["residual_scale"] = scale
     log.info("training diffusion x%d (%s, %s) on %d+%d time steps, %d patches of %d/epoch, residual scale %.4g",
-             setup.factor, "residual of " + base.model_name if base else "bicubic residual", opts["prediction"],
+             setup.factor, "residual of " + base.model_name if base else "bicubic residual", opts.prediction,
              len(setup.train_t), len(setup.val_t), len(train_ds), cfg.patch_size, float(net.residual_scale))
     result = _train(net, train_ds, val_ds, cfg, device, opts, setup)
     return finish(setup, net, result)
@@ -171,7 +135,7 @@ def fit_diffusion(hr=None, *, lr=None, model: str = "diffusion", factor=None, co
 def _train(net, train_ds, val_ds, cfg, device, opts, setup) -> dict:
     params = [p for p in net.denoiser.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.learning_rate)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: _cosine(e, cfg) if cfg.lr_schedule == "cosine" else 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: cosine_factor(e, cfg) if cfg.lr_schedule == "cosine" else 1.0)
     ema = copy.deepcopy(net.state_dict())
     history, start, best, best_epoch, bad, updates = [], 0, float("inf"), -1, 0, 0
     best_state = copy.deepcopy(ema)
@@ -185,14 +149,14 @@ def _train(net, train_ds, val_ds, cfg, device, opts, setup) -> dict:
         best, best_epoch, bad = float(resume["best_val_loss"]), int(resume["best_epoch"]), int(resume["bad_epochs"])
         best_state = resume["best_state_dict"]
     gen = torch.Generator().manual_seed(cfg.seed)
-    deadline = time.perf_counter() + 60 * float(opts["max_minutes"]) if opts["max_minutes"] else None
+    deadline = time.perf_counter() + 60 * float(opts.max_minutes) if opts.max_minutes else None
     out_of_time = False
     for epoch in range(start, cfg.epochs):
         gen.manual_seed(cfg.seed * 100_003 + epoch)
         train_ds.set_epoch(epoch)
         net.train()
         t0, seen, running = time.perf_counter(), 0, 0.0
-        bar = tqdm(_loader(train_ds, cfg, device), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress,
+        bar = tqdm(make_loader(train_ds, cfg, device), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress,
                    leave=False, unit="batch")
         for x, y, w, c in bar:
             loss = net.loss(x.to(device), y.to(device), w.to(device), c.to(device), generator=gen)
@@ -200,11 +164,11 @@ def _train(net, train_ds, val_ds, cfg, device, opts, setup) -> dict:
             loss.backward()
             opt.step()
             updates += 1
-            _ema_update(ema, net, min(float(opts["ema"]), (1 + updates) / (10 + updates)))
+            _ema_update(ema, net, min(float(opts.ema), (1 + updates) / (10 + updates)))
             running, seen = running + float(loss.detach()) * len(x), seen + len(x)
             bar.set_postfix(loss=f"{running / seen:.4g}")
             if (deadline is not None and time.perf_counter() > deadline) or (
-                    opts["max_updates"] is not None and updates >= int(opts["max_updates"])):
+                    opts.max_updates is not None and updates >= int(opts.max_updates)):
                 out_of_time = True
                 break
         sched.step()

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import TrainConfig
-from ..errors import DataError
-from .trainer import _cosine, _loader, _loss
+from ...config import TrainConfig
+from ...engine.trainer import cosine_factor, make_loader, masked_loss
+from ...errors import DataError
 
 log = logging.getLogger("xdownscale")
 MODES = ("gan", "wgan-gp")
@@ -72,20 +72,6 @@ class AdversarialConfig:
 
 
 ADVERSARIAL_OPTIONS = tuple(f.name for f in fields(AdversarialConfig))
-
-
-def split_options(model: str, options: dict, network_options: tuple[str, ...]) -> tuple[dict, AdversarialConfig]:
-    """(network options, AdversarialConfig) from ``fit(**options)``; a clear error for unknown names."""
-    from ..models._registry import suggest
-
-    accepted = list(network_options) + list(ADVERSARIAL_OPTIONS)
-    for key in options:
-        if key not in accepted:
-            raise DataError(f"fit() got an unknown option {key!r} for model {model!r}.{suggest(key, accepted)} "
-                            f"Model options: {', '.join(accepted)}")
-    net = {k: v for k, v in options.items() if k in network_options}
-    adv = AdversarialConfig(**{k: v for k, v in options.items() if k in ADVERSARIAL_OPTIONS})
-    return net, adv
 
 
 def ensemble_crps(samples: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -135,12 +121,12 @@ def validate(gen, val_ds, cfg: TrainConfig, adv: AdversarialConfig, device) -> d
     """CRPS (normalised units) of a ``val_members`` ensemble and MSE of its mean."""
     gen.eval()
     crps, mse, n = 0.0, 0.0, 0
-    for x, y, w, c in _loader(val_ds, cfg, device):
+    for x, y, w, c in make_loader(val_ds, cfg, device):
         x, y, w, c = x.to(device), y.to(device), w.to(device), c.to(device)
         samples = torch.stack([gen(x, w, c) for _ in range(adv.val_members)]) / gen.std
         target = y / gen.std
         crps += float(ensemble_crps(samples, target)) * len(x)
-        mse += float(_loss(samples.mean(0), target, 1.0, "mse")) * len(x)
+        mse += float(masked_loss(samples.mean(0), target, 1.0, "mse")) * len(x)
         n += len(x)
     return {"val_crps": crps / max(n, 1), "val_mse": mse / max(n, 1)}
 
@@ -155,7 +141,7 @@ def train_adversarial(gen, disc, train_ds, val_ds, cfg: TrainConfig, adv: Advers
     disc.to(device)
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.learning_rate, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=adv.disc_learning_rate or cfg.learning_rate, betas=(0.5, 0.9))
-    rate = (lambda e: _cosine(e, cfg)) if cfg.lr_schedule == "cosine" else (lambda e: 1.0)
+    rate = (lambda e: cosine_factor(e, cfg)) if cfg.lr_schedule == "cosine" else (lambda e: 1.0)
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, rate)
     sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, rate)
     history, start, best, best_epoch, bad = [], 0, float("inf"), -1, 0
@@ -177,7 +163,7 @@ def train_adversarial(gen, disc, train_ds, val_ds, cfg: TrainConfig, adv: Advers
         disc.train()
         adversarial = epoch >= adv.pretrain_epochs
         t0, seen, sums = time.perf_counter(), 0, {"content": 0.0, "adv": 0.0, "disc": 0.0}
-        bar = tqdm(_loader(train_ds, cfg, device), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        bar = tqdm(make_loader(train_ds, cfg, device), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not cfg.progress, leave=False, unit="batch")
         for x, y, w, c in bar:
             x, y, w, c = x.to(device), y.to(device), w.to(device), c.to(device)
@@ -196,7 +182,7 @@ def train_adversarial(gen, disc, train_ds, val_ds, cfg: TrainConfig, adv: Advers
             if adv.content == "crps":
                 content = fair_crps(torch.stack(samples) / gen.std, y / gen.std)
             else:
-                content = _loss(torch.stack(samples).mean(0), y, gen.std, cfg.loss)
+                content = masked_loss(torch.stack(samples).mean(0), y, gen.std, cfg.loss)
             loss, g_adv = content, torch.zeros(())
             if adversarial:
                 for p in disc.parameters():
@@ -247,9 +233,6 @@ def train_adversarial(gen, disc, train_ds, val_ds, cfg: TrainConfig, adv: Advers
     return {"history": history, "best_epoch": best_epoch, "best_val_loss": best}
 
 
-GAN_NETWORK_OPTIONS = ("body", "width", "n_blocks", "noise_channels")
-
-
 def build_pair(setup, adv: AdversarialConfig, generator_cls, critic_cls, *, noise_at: int):
     """Seeded generator and discriminator for a prepared run; records where the noise enters and the
     adversarial configuration in the checkpoint metadata."""
@@ -261,26 +244,3 @@ def build_pair(setup, adv: AdversarialConfig, generator_cls, critic_cls, *, nois
     disc = critic_cls(gen.data_channels, setup.factor, setup.stats["mean"], setup.stats["std"],
                       float(gen.residual_scale), width=adv.disc_width, n_down=adv.disc_down)
     return gen, disc
-
-
-def fit_gan(hr=None, *, lr=None, model: str = "gan", factor=None, constraint: str = "none", var=None,
-            predictors=None, covariates=None, cfg: TrainConfig, skip="bicubic", checkpoint=None, resume=None,
-            trim: bool = False, scadd_lower=None, scadd_upper=None, **options):
-    """``fit_with`` hook of ``gan``: see :func:`xdownscale.fit`; extra options are the generator's
-    (``body``, ``width``, ``n_blocks``, ``noise_channels``) and :class:`AdversarialConfig`'s."""
-    from ..fitting import finish, prepare
-    from ..models.gan import PatchDiscriminator, StochasticNet
-    from .device import resolve_device
-
-    net_opts, adv = split_options(model, options, GAN_NETWORK_OPTIONS)
-    net_opts.setdefault("noise_channels", 8)
-    setup = prepare(hr, lr=lr, model=model, factor=factor, constraint=constraint, var=var, predictors=predictors,
-                    covariates=covariates, cfg=cfg, skip=skip, checkpoint=checkpoint, resume=resume, trim=trim,
-                    scadd_lower=scadd_lower, scadd_upper=scadd_upper, model_kwargs=net_opts)
-    gen, disc = build_pair(setup, adv, StochasticNet, PatchDiscriminator, noise_at=1 + len(setup.extra_names))
-    train_ds, val_ds = setup.datasets()
-    log.info("adversarial training of %s x%d (%s, %s) on %d+%d time steps", model, setup.factor, constraint,
-             adv.mode, len(setup.train_t), len(setup.val_t))
-    result = train_adversarial(gen, disc, train_ds, val_ds, cfg, adv, resolve_device(cfg.device),
-                               cond_of=gen.condition, resume=setup.resume_state, on_epoch_end=setup.save_epoch)
-    return finish(setup, gen, result)

@@ -1,7 +1,7 @@
 """Teacher-student distillation: train a compact model on a trained model's outputs.
 
 ``distill(teacher=m, student="maunet-light", hr=..., lr=..., alpha=0.5)`` prepares
-the pair exactly as :func:`xdownscale.fit` does (``fitting.prepare``), gives the
+the pair exactly as :func:`xdownscale.fit` does (:func:`~xdownscale.engine.setup.prepare`), gives the
 student the teacher's normalisation (so both networks see identical inputs),
 and trains it with the shared loop (``engine/trainer.train``) on
 
@@ -31,10 +31,14 @@ import os
 import numpy as np
 import torch
 
-from ..config import TrainConfig
-from ..data.covariates import as_dataset, fold_covariates
-from ..errors import DataError
-from .device import resolve_device
+from ...config import TrainConfig
+from ...data.covariates import as_dataset, fold_covariates
+from ...engine.contract import parse_options
+from ...engine.device import resolve_device
+from ...engine.setup import finish, prepare
+from ...engine.trainer import masked_loss, train
+from ...errors import DataError
+from ...models import DownscalingNet, family_of, model_info
 from .feature_hints import FeatureTap, affinity_loss, hint_layer
 from .teachers import (
     resolve_teachers,
@@ -43,7 +47,6 @@ from .teachers import (
     teacher_record,
     with_pseudo_labels,
 )
-from .trainer import _loss, train
 
 log = logging.getLogger("xdownscale")
 
@@ -58,9 +61,9 @@ def _distill_loss(teacher, alpha: float, kind: str, teacher_on: str = "observed"
             target = teacher(x, w, c)
             if teacher_on == "observed":
                 target = torch.where(torch.isfinite(y), target, torch.full_like(target, float("nan")))
-        loss = _loss(pred, y, teacher.std, kind)
+        loss = masked_loss(pred, y, teacher.std, kind)
         if alpha:
-            loss = alpha * _loss(pred, target, teacher.std, kind) + (1 - alpha) * loss
+            loss = alpha * masked_loss(pred, target, teacher.std, kind) + (1 - alpha) * loss
         if hints is not None:
             weight, student_tap, teacher_taps = hints
             loss = loss + weight * affinity_loss(student_tap.features, [t.features for t in teacher_taps],
@@ -100,7 +103,7 @@ def distill(teacher, student: str = "maunet-light", hr=None, *, lr=None, alpha: 
 
     ``teacher``: a trained :class:`~xdownscale.Downscaler`, a checkpoint path or a
     model name in the store, or a list of them: an ensemble, whose mean output the
-    student learns (:mod:`xdownscale.engine.teachers`). ``hr``/``lr``: the same kind of data as for ``fit``
+    student learns (:mod:`.teachers`). ``hr``/``lr``: the same kind of data as for ``fit``
     (the factor is the teacher's). ``alpha``: weight of the teacher term (0: plain
     training on the truth, 1: on the teacher only). ``teacher_on``: "observed" (the
     teacher term only where the truth exists) or "all". ``constraint`` and ``skip``
@@ -109,12 +112,9 @@ def distill(teacher, student: str = "maunet-light", hr=None, *, lr=None, alpha: 
     ``lr``, other times) without a fine truth; the teacher's downscaling of them is
     their target (see the module notes). ``hint_weight``: weight of a feature-
     affinity term between the last decoder features of U-Net teacher and student
-    (:mod:`xdownscale.engine.feature_hints`; 0: outputs only). Returns the student's :class:`~xdownscale.Downscaler`; its
+    (:mod:`.feature_hints`; 0: outputs only). Returns the student's :class:`~xdownscale.Downscaler`; its
     checkpoint records the teacher and ``alpha``.
     """
-    from ..fitting import _check_model_kwargs, finish, prepare
-    from ..models import DownscalingNet, model_info
-
     if not 0 <= float(alpha) <= 1:
         raise DataError(f"alpha is the weight of the teacher term and must be in [0, 1], got {alpha}")
     if hint_weight < 0:
@@ -127,7 +127,9 @@ def distill(teacher, student: str = "maunet-light", hr=None, *, lr=None, alpha: 
         raise DataError("distill() handles deterministic teachers and students only")
     if not model_info(student)["trainable"]:
         raise DataError(f"{student!r} is a baseline with nothing to train; choose e.g. student='maunet-light'")
-    _check_model_kwargs(student, student_kwargs)
+    if model_info(student)["family"] != "spatial":
+        raise DataError(f"the student must be a spatial model (cnn, espcn, maunet, maunet-light), not {student!r}")
+    parse_options(family_of(student).fit_options(student), student_kwargs, model=student)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, patch_size=patch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule, loss=loss, seed=seed, val_fraction=val_fraction, patience=patience,
                       samples_per_epoch=samples_per_epoch, val_samples=val_samples, device=device, progress=progress)

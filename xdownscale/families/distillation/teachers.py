@@ -15,8 +15,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..errors import DataError
-from ..grid.cf import find_axes
+from ...data.pairs import select_variable
+from ...engine.resolve import resolve_model
+from ...engine.setup import split_times
+from ...errors import DataError
+from ...grid import coarsen
+from ...grid.cf import find_axes
+from ...models import model_info
 
 log = logging.getLogger("xdownscale")
 
@@ -35,9 +40,6 @@ class TeacherEnsemble(torch.nn.Module):
 
 def resolve_teachers(teacher, variable=None) -> list:
     """``teacher`` (a Downscaler, checkpoint path or model name, or a list of them) as Downscalers."""
-    from ..models import model_info
-    from ..prediction import resolve_model
-
     items = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
     if not items:
         raise DataError("teacher=[] holds no model: give a trained model or a list of them")
@@ -75,10 +77,6 @@ def with_pseudo_labels(members, hr, lr, unlabelled, *, var, covariates, teacher_
     """Append the teacher's downscaling of ``unlabelled`` (the members' mean) to the pair.
 
     Returns (hr, lr, has_truth per time step), sorted by time."""
-    from ..data.pairs import select_variable
-    from ..grid import coarsen
-    from ..prediction import predict
-
     first = members[0]
     if first.meta.get("predictors"):
         raise DataError("unlabelled= takes fields of the target variable only; this teacher also uses predictors "
@@ -95,7 +93,7 @@ def with_pseudo_labels(members, hr, lr, unlabelled, *, var, covariates, teacher_
         raise DataError(f"{shared.size} unlabelled time steps (first {shared[0]}) also have a fine truth in hr: "
                         "pass only coarse fields without one, the others belong in hr/lr")
     like = hr_da.isel({tdim: 0})
-    pseudo = sum(predict(unl, model=m, covariates=covariates, like=like).compute() for m in members) / len(members)
+    pseudo = sum(m.predict(unl, covariates=covariates, like=like).compute() for m in members) / len(members)
     if teacher_on == "observed":  # where the truth is never observed, the teacher only extrapolates
         pseudo = pseudo.where(hr_da.notnull().any(tdim))
     pseudo = pseudo.transpose(*hr_da.dims).astype(hr_da.dtype).assign_attrs(hr_da.attrs).rename(hr_da.name)
@@ -111,12 +109,9 @@ def with_pseudo_labels(members, hr, lr, unlabelled, *, var, covariates, teacher_
 
 def split_labelled(has_truth: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Validate on the last ``val_fraction`` of the fields with a truth; train on all the others."""
-    from ..fitting import (
-        _split_times,  # the rule fit() uses, applied to the fields with a truth
-    )
-
     labelled = np.flatnonzero(has_truth)
-    _, val = _split_times(len(labelled), val_fraction)
+    _, val = split_times(  # the rule fit() uses, applied to the fields with a truth
+        len(labelled), val_fraction)
     val_t = labelled[val]
     train_t = np.setdiff1d(np.arange(len(has_truth)), val_t) if val_fraction else np.arange(len(has_truth))
     return train_t, val_t

@@ -1,4 +1,4 @@
-"""The ``predict_with`` hook of the temporal models: windowed, tiled prediction of a series.
+"""Prediction with the temporal models: windowed, tiled prediction of a series.
 
 For every output time the packed window (:mod:`xdownscale.models.convgru`) is
 gathered lazily from the coarse series and stacked along the *channel* axis,
@@ -23,17 +23,18 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from ..data.pairs import select_variable
-from ..data.windows import dense_times, segment_ids
-from ..engine.infer import ModelRunner, _default_chunks, tiled_predict
-from ..errors import DataError
-from ..grid.cf import find_axes
-from ..io.cf import add_cf_attrs, fine_coordinates
-from ..models.convgru import N_SCHEDULE, POOL, inputs_needed
-from ..prediction import _fine_weights, resolve_model, snap_to
+from ...data.pairs import select_variable
+from ...data.windows import dense_times, segment_ids
+from ...engine.contract import PredictRequest, parse_options
+from ...engine.field_predict import fine_weights, snap_to
+from ...engine.infer import ModelRunner, default_chunks, tiled_predict
+from ...engine.resolve import model_name_of, resolve_model
+from ...errors import DataError
+from ...grid.cf import find_axes
+from ...io.cf import add_cf_attrs, fine_coordinates
+from ...models.convgru import N_SCHEDULE, POOL, inputs_needed
 from .dataset import pack_indices
-
-_OPTIONS = ("time_factor", "gaps")
+from .options import TemporalPredictOptions
 
 
 def window_plan(times, window: int, time_factor: int, gaps: str = "split"):
@@ -60,15 +61,15 @@ def _gather(data: dsa.Array, idx: np.ndarray) -> dsa.Array:
     return data[idx]
 
 
-def predict_temporal(lr, *, model, factor=None, var=None, covariates=None, constraint=None, chunks=None, halo=None,
-                     batch_size: int = 16, device: str = "auto", like=None, **options):
+def predict_temporal(request: PredictRequest):
     """Downscale a (time, y, x) coarse series with ``convgru``/``flowconvgru`` (see module doc)."""
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise DataError(f"predict() got options {unknown} that temporal models do not take; they accept "
-                        f"{', '.join(_OPTIONS)}")
-    time_factor, gaps = options.get("time_factor", 1), options.get("gaps", "split")
-    if covariates is not None:
+    opts = parse_options(TemporalPredictOptions, request.options, model=model_name_of(request.model),
+                         call="predict")
+    time_factor, gaps = int(opts.time_factor), opts.gaps
+    lr, model, var, factor, constraint = request.lr, request.model, request.var, request.factor, request.constraint
+    chunks, halo, batch_size, device, like = (request.chunks, request.halo, request.batch_size, request.device,
+                                              request.like)
+    if request.covariates is not None:
         raise DataError("temporal models take the target variable only: drop covariates=")
     name = var
     if isinstance(lr, xr.Dataset) and name is None and not isinstance(model, str):
@@ -77,8 +78,6 @@ def predict_temporal(lr, *, model, factor=None, var=None, covariates=None, const
     downscaler = resolve_model(model, factor=factor, variable=None if da.name is None else str(da.name),
                                constraint=constraint)
     net = downscaler.module
-    if not isinstance(time_factor, (int, np.integer)) or time_factor < 1:
-        raise DataError(f"time_factor must be a positive integer, got {time_factor!r}")
     if time_factor > 1 and net.flow is None:
         raise DataError(f"model {downscaler.model_name!r} cannot make new time steps: use model='flowconvgru' "
                         "for time_factor > 1")
@@ -102,7 +101,7 @@ def predict_temporal(lr, *, model, factor=None, var=None, covariates=None, const
     stacked = dsa.stack([c.rechunk({0: -1}) for c in channels], axis=0)
     spatial = None if chunks is None else ((chunks, chunks) if isinstance(chunks, int) else
                                            (chunks.get(axes.y, -1), chunks.get(axes.x, -1)))
-    spec = _default_chunks(stacked.shape, f, halo, spatial)
+    spec = default_chunks(stacked.shape, f, halo, spatial)
     if net.flow is not None:  # tiles start on the voxel-flow pooling grid (see TemporalNet.receptive_radius)
         spec = spec[:2] + tuple(-1 if c == -1 else int(np.ceil(c / POOL) * POOL) for c in spec[2:])
     stacked = stacked.rechunk((-1, max(1, batch_size)) + tuple(spec[2:]))
@@ -111,7 +110,7 @@ def predict_temporal(lr, *, model, factor=None, var=None, covariates=None, const
     stats = [target_stats, unit, unit] + [target_stats] * (stacked.shape[0] - N_SCHEDULE)
     coords = fine_coordinates(da, f, axes)
     out = tiled_predict(ModelRunner(downscaler, device), stacked, stats=stats, factor=f, halo=halo,
-                        row_weights=_fine_weights(coords, axes), batch_size=batch_size)
+                        row_weights=fine_weights(coords, axes), batch_size=batch_size)
     time_coord = xr.DataArray(new_times, dims=(tdim,), attrs=dict(da[tdim].attrs))
     result = xr.DataArray(out, dims=(tdim, *axes.spatial), coords={tdim: time_coord, **coords}, name=da.name)
     if time_factor > 1:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data.patches import SeededSamples
-from ..models.convgru import inputs_needed
+from ...data.patches import SeededSamples
+from ...models.convgru import inputs_needed
 
 __all__ = ["SequencePatchDataset", "pack_indices"]
 

@@ -1,0 +1,108 @@
+"""Tiled, lazy prediction of one coarse field with a spatial network, on exact fine coordinates."""
+from __future__ import annotations
+
+import warnings
+
+import dask.array as dsa
+import numpy as np
+import xarray as xr
+
+from ..data.covariates import as_dataset, fold_covariates
+from ..data.pairs import select_variable
+from ..errors import DataError
+from ..grid.cf import find_axes, latitude_weights, wraps_longitude
+from ..io.cf import add_cf_attrs, fine_coordinates
+from .downscaler import Downscaler
+from .infer import ModelRunner, plan_chunks, tiled_predict
+
+
+def stack_inputs(lr: xr.DataArray, extra: list[xr.DataArray], axes) -> tuple[dsa.Array, list[str]]:
+    lead = [d for d in lr.dims if d not in axes.spatial]
+    order = lead + list(axes.spatial)
+    arrays = [lr.transpose(*order)] + [e.transpose(*order) for e in extra]
+    data = [a.data if isinstance(a.data, dsa.Array) else a.chunk().data for a in arrays]  # lazy reads stay lazy
+    data = [d.rechunk(data[0].chunks) for d in data]
+    return dsa.stack(data, axis=0), lead
+
+
+def fine_weights(coords: dict, axes) -> np.ndarray | None:
+    if axes.kind != "latlon":
+        return None
+    return latitude_weights(coords[axes.y].values)
+
+
+def snap_to(out: xr.DataArray, like, axes) -> xr.DataArray:
+    """Put ``out`` on the exact fine coordinates of ``like`` (they must agree to 1e-6 of a cell).
+
+    Fine centres rebuilt from coarse bounds differ from the original grid's by
+    float round-off, and xarray aligns on exact labels: without this, ``sr - hr``
+    silently keeps only the labels that happen to match.
+    """
+    lax = find_axes(like)
+    for dim, ldim in zip(axes.spatial, lax.spatial):
+        mine, theirs = out[dim].values.astype("float64"), like[ldim].values.astype("float64")
+        step = abs(mine[1] - mine[0]) if mine.size > 1 else 1.0
+        if mine.shape != theirs.shape or not np.allclose(mine, theirs, rtol=0, atol=1e-6 * step):
+            raise DataError(
+                f"like= grid does not match the prediction on {dim!r}: sizes {mine.size} vs {theirs.size}, "
+                f"largest offset {np.max(np.abs(mine - theirs)) if mine.shape == theirs.shape else 'n/a'}; "
+                "pass the fine field the coarse input was made from (trimmed the same way)"
+            )
+        out = out.assign_coords({dim: (dim, like[ldim].values, out[dim].attrs)})
+    return out
+
+
+def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), covariates=None, chunks=None,
+                      halo: int | None = None, batch_size: int = 16, device: str = "auto",
+                      like=None) -> xr.DataArray:
+    """Lazy fine-resolution prediction of a coarse DataArray (see :func:`predict`)."""
+    if not isinstance(lr, xr.DataArray):
+        raise DataError(f"expected a DataArray, got {type(lr).__name__}")
+    if not np.issubdtype(lr.dtype, np.number):
+        raise DataError(f"{lr.name!r} is not numeric (dtype {lr.dtype})")
+    axes = find_axes(lr)
+    f = downscaler.factor
+    net = downscaler.module
+    halo = net.receptive_radius if halo is None else int(halo)
+    if halo < net.receptive_radius:
+        warnings.warn(f"halo={halo} is below the model's receptive radius ({net.receptive_radius} coarse cells): "
+                      "tiles will show seams", stacklevel=3)
+    planned = not isinstance(lr.data, dsa.Array)
+    if planned:  # in memory or read lazily from a file: the one chunk plan (see plan_chunks)
+        lead_dims = [d for d in lr.dims if d not in axes.spatial]
+        lr = lr.chunk(plan_chunks(dict(lr.sizes), lead_dims, axes, f, halo, chunks, time_dim=axes.time))
+        if bool(lr.isnull().all()):  # chunk by chunk: a file is read once, never whole into memory
+            raise DataError(f"{lr.name!r} is NaN everywhere: nothing to downscale (check the variable and the "
+                            "time selection)")
+    stacked, lead = stack_inputs(lr, list(extra), axes)
+    if chunks is not None and not planned:
+        named = chunks if isinstance(chunks, dict) else {axes.y: chunks, axes.x: chunks}
+        spec = (-1,) + tuple(named.get(d, stacked.chunks[i + 1]) for i, d in enumerate(lead + list(axes.spatial)))
+        stacked = stacked.rechunk(spec)
+    norm = downscaler.meta.get("normalization", {})
+    stats = [norm.get("target", {"mean": 0.0, "std": 1.0})] + list(norm.get("predictors", []))
+    coords = fine_coordinates(lr, f, axes)
+    fine_shape = (lr.sizes[axes.y] * f, lr.sizes[axes.x] * f)
+    cov = fold_covariates(as_dataset(covariates), norm.get("covariates", {}), fine_shape, f)
+    data = tiled_predict(ModelRunner(downscaler, device), stacked, stats=stats, factor=f, halo=halo,
+                         row_weights=fine_weights(coords, axes), covariates=cov, batch_size=batch_size,
+                         periodic_x=wraps_longitude(lr, axes))
+    out_coords = {d: lr.coords[d] for d in lead if d in lr.coords}
+    out_coords.update(coords)
+    for name, c in lr.coords.items():  # scalar and lead-only coordinates (e.g. a time label)
+        if name not in out_coords and set(c.dims) <= set(lead):
+            out_coords[name] = c
+    out = xr.DataArray(data, dims=lead + list(axes.spatial), coords=out_coords, name=lr.name)
+    out = out.transpose(*[d for d in lr.dims])
+    if like is not None:
+        out = snap_to(out, like, axes)
+    out.attrs = dict(lr.attrs)
+    return add_cf_attrs(out, source=lr, model=downscaler.model_name, factor=f, constraint=downscaler.constraint,
+                        checkpoint_hash=downscaler.checkpoint_hash)
+
+
+
+
+def pick(ds: xr.Dataset, name: str | None) -> xr.DataArray:
+    """The variable ``name`` of an input Dataset (or its only data variable)."""
+    return select_variable(ds, name, "input")

@@ -1,0 +1,64 @@
+"""Turn what the user passed as ``model=`` into a :class:`Downscaler`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .. import model_store
+from ..errors import DataError, ModelNotFoundError, suggest
+from ..models import list_models, model_info
+from .downscaler import Downscaler
+from .record import ModelRecord
+
+
+def baseline(name: str, factor: int, constraint: str = "none") -> Downscaler:
+    """A :class:`Downscaler` for an interpolation baseline (no weights, identity normalisation)."""
+    network = {"model": name, "factor": int(factor), "in_channels": 1, "constraint": constraint,
+               "skip": None, "mean": 0.0, "std": 1.0, "constraint_kwargs": None}
+    return Downscaler.from_meta(ModelRecord(network=network).to_meta())
+
+
+def resolve_model(model, *, factor: int | None = None, variable: str | None = None,
+                  constraint: str | None = None, check_factor: bool = True) -> Downscaler:
+    """A Downscaler from a Downscaler, a checkpoint path or a registered model name.
+
+    ``check_factor=False`` leaves the factor to the model family (arbitrary-scale models)."""
+    if isinstance(model, Downscaler):
+        ds = model
+    elif isinstance(model, (str, os.PathLike)) and (Path(model).suffix in (".pt", ".pth") or Path(model).is_file()):
+        ds = Downscaler.load(model)
+    elif isinstance(model, str):
+        try:
+            info = model_info(model)
+        except ModelNotFoundError:
+            raise ModelNotFoundError(
+                f"unknown model {model!r}: neither a registered model nor an existing checkpoint file."
+                f"{suggest(model, list_models())} Registered models: {', '.join(list_models())}"
+            ) from None
+        if not info["trainable"]:
+            if factor is None:
+                raise DataError(f"baseline {model!r} needs a factor: predict(model={model!r}, factor=4)")
+            return baseline(model, factor, constraint or "none")
+        ds = Downscaler.load(model_store.find_latest(variable, model, factor))
+    else:
+        raise DataError(f"model must be a name, a checkpoint path or a Downscaler, got {type(model).__name__}")
+    if check_factor and factor is not None and int(factor) != ds.factor:
+        raise DataError(f"factor={factor} but the model was trained for x{ds.factor}; drop factor= or use another model")
+    if constraint is not None and constraint != ds.constraint:
+        raise DataError(f"the model was trained with constraint {ds.constraint!r}; constraint={constraint!r} cannot "
+                        "be changed at prediction time (train another model)")
+    return ds
+
+
+
+
+def load_if_path(model):
+    """A checkpoint path loaded once into a Downscaler; names and Downscalers as they are."""
+    if isinstance(model, Downscaler) or (isinstance(model, str) and model in list_models()):
+        return model
+    return resolve_model(model, check_factor=False)
+
+
+def model_name_of(model) -> str:
+    """The registered model name behind a name or a Downscaler."""
+    return model.model_name if isinstance(model, Downscaler) else str(model)

@@ -1,0 +1,32 @@
+"""The diffusion family: a conditional denoiser trained on fine patches (DPDM; residual mode as
+CorrDiff) and sampled with the schedulers kept apart in :mod:`xdownscale.models.diffusion`."""
+from __future__ import annotations
+
+from ...engine.contract import FitRequest, PredictRequest
+from .options import DPDM_PATCH, DiffusionOptions, DiffusionPredictOptions
+
+
+class DiffusionFamily:
+    name = "diffusion"
+    train_defaults = {"patch_size": DPDM_PATCH}  # when fit's patch_size= is not given
+
+    def fit_options(self, model: str) -> type:
+        return DiffusionOptions
+
+    def predict_options(self, model: str) -> type:
+        return DiffusionPredictOptions
+
+    def fit(self, request: FitRequest):
+        from .fit import fit_diffusion
+
+        return fit_diffusion(request)
+
+    def predict(self, request: PredictRequest):
+        from .predict import predict_diffusion
+
+        return predict_diffusion(request)
+
+
+FAMILY = DiffusionFamily()
+
+__all__ = ["FAMILY", "DiffusionFamily"]

@@ -1,0 +1,96 @@
+"""``SpatialFamily``: the default training loop and tiled prediction."""
+from __future__ import annotations
+
+import functools
+import logging
+import warnings
+
+import numpy as np
+import xarray as xr
+
+from ...engine.contract import FitRequest, NoOptions, PredictRequest, options_from_signature, parse_options
+from ...errors import DataError
+from ...models import get_builder
+
+log = logging.getLogger("xdownscale")
+
+
+@functools.lru_cache(maxsize=None)
+def body_options(model: str) -> type:
+    """The options dataclass of a spatial model: its body builder's keyword parameters."""
+    return options_from_signature(model, get_builder(model))
+
+
+class SpatialFamily:
+    name = "spatial"
+
+    def fit_options(self, model: str) -> type:
+        return body_options(model)
+
+    def predict_options(self, model: str) -> type:
+        return NoOptions
+
+    def fit(self, request: FitRequest):
+        import torch
+
+        from ...engine import distributed
+        from ...engine.device import resolve_device
+        from ...engine.setup import finish, prepare
+        from ...engine.trainer import train
+        from ...models import DownscalingNet
+
+        parse_options(body_options(request.model), request.options, model=request.model)
+        model_kwargs = dict(request.options)  # only what the user set goes into the checkpoint
+        cfg = request.cfg
+        common = request.setup_kwargs()
+        if distributed.launched_by_torchrun():
+            return distributed.fit_torchrun(request.hr, common=common, model_kwargs=model_kwargs)
+        if distributed.check_nproc(request.nproc, cfg) > 1:
+            return distributed.fit_distributed(request.hr, nproc=request.nproc, common=common, model_kwargs=model_kwargs)
+        setup = prepare(request.hr, **common, model_kwargs=model_kwargs)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        net = DownscalingNet(**setup.network)
+        train_ds, val_ds = setup.datasets()
+        log.info("training %s x%d (%s) on %d+%d time steps, %d patches/epoch", request.model, setup.factor,
+                 request.constraint, len(setup.train_t), len(setup.val_t), len(train_ds))
+        result = train(net, train_ds, val_ds, cfg, resolve_device(cfg.device), resume=setup.resume_state,
+                       on_epoch_end=setup.save_epoch)
+        return finish(setup, net, result)
+
+    def predict(self, request: PredictRequest):
+        from ...engine.downscaler import Downscaler
+        from ...engine.field_predict import pick, predict_dataarray
+        from ...engine.resolve import resolve_model
+
+        r = request
+        model = r.model
+        if r.options:
+            raise DataError(f"predict() got options {sorted(r.options)} that "
+                            f"{getattr(model, 'model_name', model)!r} does not take; see xds.model_info(name) "
+                            "for what each model family accepts")
+        common = dict(covariates=r.covariates, chunks=r.chunks, halo=r.halo, batch_size=r.batch_size,
+                      device=r.device, like=r.like)
+        if isinstance(r.lr, xr.Dataset):
+            name = r.var
+            if name is None and isinstance(model, Downscaler):
+                name = model.variable if model.variable in r.lr else None
+            da = pick(r.lr, name)
+            downscaler = resolve_model(model, factor=r.factor, variable=str(da.name), constraint=r.constraint)
+            extra = [pick(r.lr, p) for p in downscaler.meta.get("predictors", [])]
+            result = predict_dataarray(da, downscaler, extra=extra, **common).to_dataset()
+            result.attrs = dict(r.lr.attrs)
+            return result
+        if not isinstance(r.lr, xr.DataArray):
+            raise DataError(f"expected an xarray DataArray or Dataset, got {type(r.lr).__name__}")
+        downscaler = resolve_model(model, factor=r.factor, variable=None if r.lr.name is None else str(r.lr.name),
+                                   constraint=r.constraint)
+        if downscaler.meta.get("predictors"):
+            raise DataError(f"this model also needs predictors {downscaler.meta['predictors']}: pass the Dataset "
+                            "(ds.downscale.predict(...)) instead of one DataArray")
+        if downscaler.variable and r.lr.name is not None and str(r.lr.name) != downscaler.variable:
+            warnings.warn(f"model trained on {downscaler.variable!r} applied to {r.lr.name!r}", stacklevel=3)
+        return predict_dataarray(r.lr, downscaler, **common)
+
+
+FAMILY = SpatialFamily()

@@ -1,0 +1,31 @@
+"""The stochastic family: noise-driven generators trained adversarially (``gan``, ``rnngan``);
+``predict(members=N, seed=s)`` gives an ensemble with a ``member`` dimension."""
+from __future__ import annotations
+
+from ...engine.contract import FitRequest, PredictRequest
+from .options import EnsembleOptions, GanOptions, RnnganOptions
+
+
+class StochasticFamily:
+    name = "stochastic"
+
+    def fit_options(self, model: str) -> type:
+        return RnnganOptions if model == "rnngan" else GanOptions
+
+    def predict_options(self, model: str) -> type:
+        return EnsembleOptions
+
+    def fit(self, request: FitRequest):
+        from .fit import fit_gan, fit_rnngan
+
+        return (fit_rnngan if request.model == "rnngan" else fit_gan)(request)
+
+    def predict(self, request: PredictRequest):
+        from .predict import predict_ensemble
+
+        return predict_ensemble(request)
+
+
+FAMILY = StochasticFamily()
+
+__all__ = ["FAMILY", "StochasticFamily"]

@@ -1,0 +1,47 @@
+"""Training of the stochastic generators: ``gan`` (patches) and ``rnngan`` (sequences of patches)."""
+from __future__ import annotations
+
+import logging
+
+from ...engine.contract import FitRequest, parse_options
+from ...engine.device import resolve_device
+from ...engine.setup import finish, prepare
+from ...errors import DataError
+from ...models.gan import PatchDiscriminator, StochasticNet
+from ...models.rnngan import RecurrentStochasticNet, SequenceDiscriminator, SequencePatchDataset
+from .adversarial import build_pair, train_adversarial
+from .options import GanOptions, RnnganOptions, split
+
+log = logging.getLogger("xdownscale")
+
+
+def fit_gan(request: FitRequest):
+    """``fit(model="gan")``; options: :class:`~.options.GanOptions`."""
+    net_opts, adv = split(parse_options(GanOptions, request.options, model=request.model), request.options)
+    setup = prepare(request.hr, **request.setup_kwargs(), model_kwargs=net_opts)
+    gen, disc = build_pair(setup, adv, StochasticNet, PatchDiscriminator, noise_at=1 + len(setup.extra_names))
+    train_ds, val_ds = setup.datasets()
+    log.info("adversarial training of %s x%d (%s, %s) on %d+%d time steps", request.model, setup.factor,
+             request.constraint, adv.mode, len(setup.train_t), len(setup.val_t))
+    cfg = request.cfg
+    result = train_adversarial(gen, disc, train_ds, val_ds, cfg, adv, resolve_device(cfg.device),
+                               cond_of=gen.condition, resume=setup.resume_state, on_epoch_end=setup.save_epoch)
+    return finish(setup, gen, result)
+
+
+def fit_rnngan(request: FitRequest):
+    """``fit(model="rnngan")``; options: :class:`~.options.RnnganOptions`."""
+    net_opts, adv = split(parse_options(RnnganOptions, request.options, model=request.model), request.options)
+    setup = prepare(request.hr, **request.setup_kwargs(), model_kwargs=net_opts)
+    if setup.extra_names:
+        raise DataError(f"rnngan takes no predictors (got {setup.extra_names}); use covariates= for static fields")
+    tdim = setup.pair.axes.time
+    if tdim is None:
+        raise DataError("rnngan needs a time dimension (sequences of consecutive time steps)")
+    gen, disc = build_pair(setup, adv, RecurrentStochasticNet, SequenceDiscriminator, noise_at=1)
+    times = setup.pair.hr[tdim].values
+    train_ds, val_ds = (SequencePatchDataset.from_patches(d, times, gen.window) for d in setup.datasets())
+    cfg = request.cfg
+    result = train_adversarial(gen, disc, train_ds, val_ds, cfg, adv, resolve_device(cfg.device),
+                               cond_of=gen.condition, resume=setup.resume_state, on_epoch_end=setup.save_epoch)
+    return finish(setup, gen, result)

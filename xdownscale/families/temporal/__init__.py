@@ -1,0 +1,31 @@
+"""The temporal family: ``convgru`` and ``flowconvgru`` over windows of consecutive time steps."""
+from __future__ import annotations
+
+from ...engine.contract import FitRequest, PredictRequest
+from .dataset import SequencePatchDataset
+from .options import ConvGRUOptions, FlowConvGRUOptions, TemporalPredictOptions
+
+
+class TemporalFamily:
+    name = "temporal"
+
+    def fit_options(self, model: str) -> type:
+        return FlowConvGRUOptions if model == "flowconvgru" else ConvGRUOptions
+
+    def predict_options(self, model: str) -> type:
+        return TemporalPredictOptions
+
+    def fit(self, request: FitRequest):
+        from .fit import fit_temporal
+
+        return fit_temporal(request, self.fit_options(request.model))
+
+    def predict(self, request: PredictRequest):
+        from .predict import predict_temporal
+
+        return predict_temporal(request)
+
+
+FAMILY = TemporalFamily()
+
+__all__ = ["FAMILY", "SequencePatchDataset", "TemporalFamily"]
