@@ -135,7 +135,7 @@ def test_sigkill_then_resume_completes_without_recomputing(tmp_path):
 
 def _stop_after(epoch_to_stop):
     """A TrainingSetup.save_epoch that saves, then 'crashes' once epoch ``epoch_to_stop`` is saved."""
-    original = xds.fitting.TrainingSetup.save_epoch
+    original = xdownscale.engine.setup.TrainingSetup.save_epoch
 
     def save_then_crash(self, state):
         original(self, state)
