@@ -15,8 +15,9 @@ import xarray as xr
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("XDOWNSCALE_HOME", tempfile.mkdtemp(prefix="xds-rss-"))
-import xdownscale  # noqa: E402,F401  (registers the .downscale accessor)
 from _suite_parts import make_model, timed_zarr_write  # noqa: E402
+
+import xdownscale  # noqa: E402,F401  (registers the .downscale accessor)
 
 name, n, times, chunk = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 m = make_model(name, 8, 1)  # small network: this measures memory, not speed

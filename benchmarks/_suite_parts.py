@@ -60,9 +60,8 @@ def tiles_for(m, lr, chunk: int, halo: int, batch: int) -> list[tuple]:
     stats = m.meta["normalization"]["target"]
     f = m.factor
     x = lr.values.astype("float32")
-    from xdownscale.grid.cf import latitude_weights
+    from xdownscale.grid.cf import find_axes, latitude_weights
     from xdownscale.io.cf import fine_coordinates
-    from xdownscale.grid.cf import find_axes
 
     axes = find_axes(lr)
     wts = latitude_weights(fine_coordinates(lr, f, axes)[axes.y].values).astype("float32")

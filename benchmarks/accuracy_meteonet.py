@@ -15,10 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from _data import meteonet_msl, meteonet_static
 
 import xdownscale as xds
-from _data import meteonet_msl, meteonet_static
 
 METRICS = ["rmse", "mae", "ssim", "mass_violation", "relative_mass_violation"]
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
+from _data import data_dir
 
 import xdownscale as xds
-from _data import data_dir
 
 FACTOR, N_TRAIN = 2, 540
 METRICS = ["rmse", "bias", "quantile_bias_q01", "quantile_bias_q50", "quantile_bias_q99", "ssim"]

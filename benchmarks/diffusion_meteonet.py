@@ -25,8 +25,8 @@ import xarray as xr
 from _data import data_dir, meteonet_msl, meteonet_static, open_grib
 
 import xdownscale as xds
-from xdownscale.metrics import power_spectrum, rank_histogram, spread_skill
 from xdownscale.families.diffusion.predict import conserve
+from xdownscale.metrics import power_spectrum, rank_histogram, spread_skill
 
 SETTINGS = {"msl": {"constraint": "add", "units": "Pa"}, "tp": {"constraint": "softmax", "units": "kg m-2"}}
 

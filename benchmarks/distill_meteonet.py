@@ -36,10 +36,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import xdownscale as xds  # noqa: E402
 from _data import meteonet_msl, meteonet_static  # noqa: E402
 from _seeded import merge_parts, seed_cell  # noqa: E402
 from bias_correction import ms_per_field  # noqa: E402
+
+import xdownscale as xds  # noqa: E402
 
 FACTOR = 4
 METRICS = ["rmse", "mae", "ssim", "mass_violation"]

@@ -35,8 +35,9 @@ import numpy as np
 import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import xdownscale as xds  # noqa: E402
 from _data import data_dir  # noqa: E402
+
+import xdownscale as xds  # noqa: E402
 from xdownscale.metrics import log_spectral_distance  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

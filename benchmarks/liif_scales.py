@@ -29,9 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import xarray as xr
+from _data import data_dir, meteonet_msl, open_grib
 
 import xdownscale as xds
-from _data import data_dir, meteonet_msl, open_grib
 from xdownscale.families.implicit.fit import degrade, resample_area
 from xdownscale.grid.cf import find_axes, latitude_weights
 from xdownscale.metrics import psnr, rmse, ssim

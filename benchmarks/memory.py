@@ -8,10 +8,8 @@ whole. Runs each size in a fresh subprocess and reports its peak RSS.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
-import tempfile
 
 CHILD = r"""
 import json, os, resource, sys, tempfile, time

@@ -35,6 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("XDOWNSCALE_HOME", tempfile.mkdtemp(prefix="xds-demo-"))
     from _suite_parts import make_model
+
     from xdownscale.io.resumable import progress_path, store_status
     from xdownscale.testing import synthetic_field
 

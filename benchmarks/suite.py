@@ -26,13 +26,21 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _suite_parts import (bare_forward, count_flops, make_model, matmul_peak, predict_seconds,  # noqa: E402
-                          suite_models, tiles_for, train_rate, zarr_write_rate)
+from _suite_parts import (  # noqa: E402
+    bare_forward,
+    count_flops,
+    make_model,
+    matmul_peak,
+    predict_seconds,
+    suite_models,
+    tiles_for,
+    train_rate,
+    zarr_write_rate,
+)
 
 SIZES = {  # coarse side, time steps, coarse tile side, time steps per tile batch
     "quick": dict(train_times=8, train_side=128, samples=64, infer_side=64, infer_times=8, chunk=32,

@@ -26,6 +26,7 @@ def test_sharded_batches_split_each_global_batch_evenly():
     assert sorted([list(ShardedBatches(1, 8, r, 2)) for r in range(2)]) == [[], [[0]]]
 
 
+@pytest.mark.slow  # spawns processes
 def test_two_process_ddp_matches_single_process(tmp_path):
     """Same global batch (8 = 2 x 4): same weights and losses as one process, and ranks stay in sync."""
     hr = synthetic_field("tcwv", times=6, ny=32, nx=32, seed=2)

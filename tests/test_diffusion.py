@@ -8,6 +8,7 @@ import torch
 
 import xdownscale as xds
 from xdownscale.errors import DataError
+from xdownscale.families.diffusion.predict import conserve
 from xdownscale.models import model_info
 from xdownscale.models.diffusion import (
     DDIMScheduler,
@@ -17,7 +18,6 @@ from xdownscale.models.diffusion import (
     make_sampler,
 )
 from xdownscale.models.diffusion.network import blend_window, tile_starts
-from xdownscale.families.diffusion.predict import conserve
 from xdownscale.testing import assert_conserves, synthetic_field
 
 TINY = dict(base_channels=8, channel_mults=(1, 2), patch=16, epochs=2, batch_size=8, samples_per_epoch=32,

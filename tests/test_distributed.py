@@ -26,6 +26,7 @@ def _torch_threads():
     return torch.get_num_threads()
 
 
+@pytest.mark.slow  # spawns processes
 def test_two_worker_cluster_matches_single_process_and_streams_to_zarr(tmp_path):
     hr = synthetic_field("tcwv", times=4, ny=64, nx=64, seed=1)
     m = xds.fit(hr, model="cnn", factor=4, constraint="softmax", epochs=1, batch_size=8, patch_size=32, width=8,

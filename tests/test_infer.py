@@ -1,10 +1,10 @@
 """Tiled inference: chunked equals whole-field, output chunks aligned, laziness, halos."""
 import dask
 import dask.array as dsa
-import xarray as xr
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 import xdownscale as xds
 from xdownscale.engine.infer import _min_chunks

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 import xarray as xr
 
 import xdownscale as xds
-from xdownscale.families.implicit.fit import ScaleSampleDataset, degrade, overlap_matrix, resample_area
 from xdownscale.data.pairs import coarsen_block
 from xdownscale.engine.checkpoint import read_checkpoint
 from xdownscale.errors import DataError
+from xdownscale.families.implicit.fit import ScaleSampleDataset, degrade, overlap_matrix, resample_area
 from xdownscale.io.cf import fine_coordinates
 from xdownscale.models.liif import LIIFNet, grid_queries
 from xdownscale.testing import assert_conserves, synthetic_field

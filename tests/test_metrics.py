@@ -10,9 +10,24 @@ from skimage.metrics import structural_similarity
 
 from xdownscale.errors import DataError
 from xdownscale.metrics import (
-    acc, bias, crps_ensemble, evaluate, mae, mass_violation, max_abs_error, ms_ssim, mse,
-    negative_pixels, pearson_r, power_spectrum, psnr, rank_histogram, relative_mass_violation,
-    rmse, spread_skill, ssim,
+    acc,
+    bias,
+    crps_ensemble,
+    evaluate,
+    mae,
+    mass_violation,
+    max_abs_error,
+    ms_ssim,
+    mse,
+    negative_pixels,
+    pearson_r,
+    power_spectrum,
+    psnr,
+    rank_histogram,
+    relative_mass_violation,
+    rmse,
+    spread_skill,
+    ssim,
 )
 from xdownscale.metrics.deterministic import ms_ssim_scales
 

@@ -93,6 +93,7 @@ def _chunk_key(marker: str) -> str:
     return "/".join(str(v // size) for v, size in zip(starts, (4, 64, 64)))
 
 
+@pytest.mark.slow  # spawns processes
 def test_sigkill_then_resume_completes_without_recomputing(tmp_path):
     """Kill the CLI with SIGKILL after some regions are done, rerun it: only the missing regions are
     computed (count printed by the CLI, markers untouched), and the product equals an uninterrupted run."""

@@ -7,10 +7,10 @@ import torch
 import xdownscale as xds
 from xdownscale.data import windows
 from xdownscale.errors import DataError
+from xdownscale.families.temporal import SequencePatchDataset
 from xdownscale.models.convgru import TemporalNet, inputs_needed
 from xdownscale.nn.constraints import block_mean
 from xdownscale.nn.flow import VoxelFlow, warp
-from xdownscale.families.temporal import SequencePatchDataset
 from xdownscale.testing import assert_conserves, synthetic_field
 
 TINY = dict(epochs=1, batch_size=4, patch_size=16, samples_per_epoch=8, val_samples=4, channels=6,

@@ -9,6 +9,7 @@ TUTORIALS = sorted((Path(__file__).resolve().parents[1] / "tutorials").glob("*.p
 
 
 @pytest.mark.parametrize("script", TUTORIALS, ids=[p.name for p in TUTORIALS])
+@pytest.mark.slow  # trains and predicts end to end
 def test_tutorial_runs(script, tmp_path, monkeypatch):
     monkeypatch.setenv("XDOWNSCALE_TUTORIAL_FAST", "1")
     monkeypatch.setenv("XDOWNSCALE_HOME", str(tmp_path / "store"))

@@ -20,8 +20,8 @@ class _DownscaleAccessor:
         obj = self._obj
         if isinstance(obj, xr.DataArray):
             return api.coarsen(obj, factor, trim=trim, skipna=skipna)
-        from .grid.coarsen import coarse_bounds
         from .grid.cf import find_axes
+        from .grid.coarsen import coarse_bounds
 
         names = [var] if var else [n for n in obj.data_vars if set(find_axes(obj).spatial) <= set(obj[n].dims)]
         out = xr.Dataset({n: api.coarsen(obj[n], factor, trim=trim, skipna=skipna) for n in names}, attrs=obj.attrs)

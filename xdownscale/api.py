@@ -6,6 +6,7 @@ use, so ``import xdownscale``, ``coarsen``, ``regrid``, ``evaluate`` and ``write
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from .bias_correction import bias_correct
 from .catalog import list_catalog, open_catalog
@@ -13,6 +14,14 @@ from .export import export
 from .grid import coarsen, regrid
 from .io import write
 from .metrics import evaluate
+
+if TYPE_CHECKING:  # the lazy names, for type checkers, linters and editors
+    from .engine.downscaler import Downscaler, load
+    from .families.distillation import distill
+    from .fitting import fit
+    from .model_help import model_options
+    from .models import list_models, model_info
+    from .prediction import predict
 
 # name -> module that defines it, imported on first access (PEP 562)
 LAZY = {
@@ -22,6 +31,7 @@ LAZY = {
     "fit": "xdownscale.fitting",
     "list_models": "xdownscale.models",
     "model_info": "xdownscale.models",
+    "model_options": "xdownscale.model_help",
     "predict": "xdownscale.prediction",
 }
 
@@ -35,4 +45,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["Downscaler", "bias_correct", "coarsen", "distill", "evaluate", "export", "fit", "list_catalog",
-           "list_models", "load", "model_info", "open_catalog", "predict", "regrid", "write"]
+           "list_models", "load", "model_info", "model_options", "open_catalog", "predict", "regrid", "write"]

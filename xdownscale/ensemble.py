@@ -22,7 +22,6 @@ import numpy as np
 import xarray as xr
 
 from .errors import DataError
-from .grid.cf import find_axes
 
 NOISE_TILE = 32  # coarse cells per side of an independently seeded noise tile
 MEMBER_DIM = "member"

@@ -28,7 +28,7 @@ __all__ = ["compare", "spectrum"]
 _INSTALL = 'plotting needs matplotlib and cartopy: pip install "xdownscale[plot]"'
 
 
-def _pyplot():
+def pyplot_module():
     """Import pyplot lazily, choosing Agg when there is no display."""
     try:
         import matplotlib
@@ -52,7 +52,7 @@ def _cartopy():
     return ccrs
 
 
-def _select_time(da: xr.DataArray, axes: GridAxes, time) -> tuple[xr.DataArray, str]:
+def select_time(da: xr.DataArray, axes: GridAxes, time) -> tuple[xr.DataArray, str]:
     """A 2-D (y, x) slice: ``time`` by index if int, else by label; other dims at index 0."""
     label = ""
     if axes.time is not None and axes.time in da.dims:
@@ -70,7 +70,7 @@ def _select_time(da: xr.DataArray, axes: GridAxes, time) -> tuple[xr.DataArray, 
     return da.transpose(*axes.spatial), label
 
 
-def _edges(da: xr.DataArray, axes: GridAxes) -> tuple[np.ndarray, np.ndarray]:
+def cell_edges(da: xr.DataArray, axes: GridAxes) -> tuple[np.ndarray, np.ndarray]:
     """Cell edges (n + 1) of x and y, for pcolormesh."""
     out = []
     for dim in (axes.x, axes.y):
@@ -79,7 +79,7 @@ def _edges(da: xr.DataArray, axes: GridAxes) -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
-def _robust_limits(fields, lo=2.0, hi=98.0) -> tuple[float, float]:
+def robust_limits(fields, lo=2.0, hi=98.0) -> tuple[float, float]:
     vals = np.concatenate([np.ravel(f) for f in fields])
     vals = vals[np.isfinite(vals)]
     if vals.size == 0:
@@ -156,7 +156,7 @@ def compare(
     Saves a PNG (dpi 120) to ``path`` if given. Returns the matplotlib Figure;
     ``fig.axes`` holds the map panels only (colour bars are inset axes).
     """
-    plt = _pyplot()
+    plt = pyplot_module()
     fields = [("Low resolution", lr), ("Prediction", pred)]
     if truth is not None:
         fields.append(("Truth", truth))
@@ -165,12 +165,12 @@ def compare(
         if not isinstance(da, xr.DataArray):
             raise TypeError(f"compare expects xarray DataArrays, got {type(da).__name__} for {name.lower()}")
         axes = find_axes(da)
-        d2, lab = _select_time(da, axes, time)
+        d2, lab = select_time(da, axes, time)
         label = label or lab
         slices.append((name, d2, axes))
     kind = slices[1][2].kind
     values = [np.asarray(d.values, dtype="float64") for _, d, _ in slices]
-    vmin, vmax = _robust_limits(values)
+    vmin, vmax = robust_limits(values)
     err = None
     if truth is not None:
         if values[1].shape != values[2].shape:
@@ -207,7 +207,7 @@ def compare(
     coast_artists = []
     for i, (name, d2, axes, v, cm, lo, hi) in enumerate(panels):
         ax = fig.add_subplot(1, n, i + 1, **subplot_kw)
-        xe, ye = _edges(d2, axes)
+        xe, ye = cell_edges(d2, axes)
         kw = {"cmap": cm, "vmin": lo, "vmax": hi, "shading": "flat"}
         if ccrs is not None:
             kw["transform"] = ccrs.PlateCarree()
@@ -318,7 +318,7 @@ def spectrum(pred: xr.DataArray, truth: xr.DataArray | None = None, lr: xr.DataA
     the horizontal coordinates. Returns the matplotlib Figure (saved as PNG to
     ``path`` if given).
     """
-    plt = _pyplot()
+    plt = pyplot_module()
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 4.2))
     else:

@@ -15,7 +15,7 @@ from .errors import DataError
 from .grid.cf import find_axes
 from .metrics.probabilistic import rank_flatness, rank_histogram
 from .metrics.spectral import power_spectrum
-from .plot import _edges, _pyplot, _robust_limits, _select_time
+from .plot import cell_edges, pyplot_module, robust_limits, select_time
 
 __all__ = ["plot_members", "plot_rank_histogram", "plot_spectra"]
 
@@ -34,7 +34,7 @@ def plot_rank_histogram(ens_or_hist, truth: xr.DataArray | None = None, *, membe
     Pass the counts (from :func:`xdownscale.metrics.rank_histogram`) or an
     ensemble and the truth. The title gives the reliability index (0: flat).
     """
-    plt = _pyplot()
+    plt = pyplot_module()
     hist = ens_or_hist if truth is None else rank_histogram(ens_or_hist, truth, member_dim)
     counts = np.asarray(getattr(hist, "values", hist), dtype="float64")
     if counts.sum() <= 0:
@@ -55,7 +55,7 @@ def plot_spectra(fields: dict, truth: xr.DataArray | None = None, *, spacing=Non
     """Log-log radially averaged power spectra of several predictions (``{label: DataArray}``;
     ensembles are averaged over their members) and of the truth (black); Hann-tapered by
     default (``window=None``: periodic)."""
-    plt = _pyplot()
+    plt = pyplot_module()
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 4.2))
     items = list(fields.items()) + ([("truth", truth)] if truth is not None else [])
     if not items:
@@ -80,21 +80,21 @@ def plot_members(ens: xr.DataArray, truth: xr.DataArray | None = None, *, member
                  n: int = 4, time=0, cmap: str = "viridis", path=None):
     """Map panel: the truth (if given), the ensemble mean and the first ``n`` members at ``time``
     (index or label), one colour scale for all."""
-    plt = _pyplot()
+    plt = pyplot_module()
     if member_dim not in ens.dims:
         raise DataError(f"no ensemble dimension {member_dim!r} in dims {tuple(ens.dims)}")
     axes = find_axes(ens)
     n = min(int(n), ens.sizes[member_dim])
     panels = []
     if truth is not None:
-        panels.append(("truth", _select_time(truth, find_axes(truth), time)[0]))
-    mean, label = _select_time(ens.mean(member_dim), axes, time)
+        panels.append(("truth", select_time(truth, find_axes(truth), time)[0]))
+    mean, label = select_time(ens.mean(member_dim), axes, time)
     panels.append(("ensemble mean", mean))
     for k in range(n):
-        panels.append((f"member {k}", _select_time(ens.isel({member_dim: k}), axes, time)[0]))
-    vmin, vmax = _robust_limits([np.asarray(p.values) for _, p in panels])
+        panels.append((f"member {k}", select_time(ens.isel({member_dim: k}), axes, time)[0]))
+    vmin, vmax = robust_limits([np.asarray(p.values) for _, p in panels])
     fig, axs = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 0.8, 3.0), squeeze=False)
-    xe, ye = _edges(mean, axes)
+    xe, ye = cell_edges(mean, axes)
     mesh = None
     for ax, (name, p) in zip(axs[0], panels):
         mesh = ax.pcolormesh(xe, ye, np.asarray(p.values), vmin=vmin, vmax=vmax, cmap=cmap)

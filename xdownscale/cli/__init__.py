@@ -14,11 +14,22 @@ import logging
 import sys
 import warnings
 
-from .commands import cmd_demo, cmd_evaluate, cmd_fit, cmd_models, cmd_predict
 from .._compat import import_pyproj_first
 from ..errors import XDownscaleError
-from .files import (CLI_WORDS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PROG, CLIError, close_opened, format_table,
-                    log, open_data, pick_variable)
+from .commands import cmd_demo, cmd_evaluate, cmd_fit, cmd_models, cmd_predict
+from .files import (
+    CLI_WORDS,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    PROG,
+    CLIError,
+    close_opened,
+    format_table,
+    log,
+    open_data,
+    pick_variable,
+)
 
 __all__ = ["main", "open_data", "pick_variable", "format_table"]
 
@@ -100,7 +111,7 @@ run '{PROG} COMMAND --help' for the options of each command.""")
     p.add_argument("--n-blocks", type=int, metavar="N", help="residual blocks (model default: 4)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a further model or training option, repeatable, e.g. --option scales=(1.5,8) for liif "
-                        "or --option window=3 for convgru (see 'xdownscale models')")
+                        "or --option window=3 for convgru (see 'xdownscale models --options MODEL')")
     p.add_argument("--lr-data", metavar="COARSE_FILE", help="real coarse input on a grid --factor times coarser")
     p.add_argument("--covariates", metavar="FILE", help="static fine-grid inputs (orography, land-sea mask)")
     p.add_argument("--trim", action="store_true", help="drop the last rows/columns so the grid divides by --factor")
@@ -135,7 +146,7 @@ run '{PROG} COMMAND --help' for the options of each command.""")
                    help="arbitrary-scale models: predict at this file's lat/lon points (e.g. stations)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a model family's own prediction option, repeatable: members=10, seed=1, steps=20, "
-                        "time_factor=3 (see 'xdownscale models')")
+                        "time_factor=3 (see 'xdownscale models --options MODEL')")
     p.add_argument("--var", help="variable to downscale (default: the checkpoint's or the file's only one)")
     p.add_argument("--covariates", metavar="FILE", help="static fine-grid inputs the model was trained with")
     p.add_argument("--chunks", type=int, metavar="N", help="spatial tile size in coarse cells (default: automatic)")
@@ -173,7 +184,9 @@ run '{PROG} COMMAND --help' for the options of each command.""")
         help="list the registered models and baselines",
         description="List the registered models: whether they can be trained, which factors they support "
                     "and what they are.",
-        epilog=f"example:\n  {PROG} models")
+        epilog=f"examples:\n  {PROG} models\n  {PROG} models --options gan   # what --option KEY=VALUE accepts")
+    p.add_argument("--options", metavar="MODEL", help="list the fit and predict options of MODEL (their type, "
+                                                        "default and meaning)")
     p.set_defaults(func=cmd_models)
 
     # demo ----------------------------------------------------------------------------------

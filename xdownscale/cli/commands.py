@@ -12,15 +12,15 @@ from .files import (
     PROG,
     CLIError,
     atomic_text,
-    check_out,
-    show_progress,
-    remove_on_error,
     check_not_all_nan,
+    check_out,
     field_names,
     format_table,
     log,
     open_data,
     pick_variable,
+    remove_on_error,
+    show_progress,
 )
 
 
@@ -197,6 +197,12 @@ def cmd_evaluate(args) -> int:
 def cmd_models(args) -> int:
     import xdownscale as xd
 
+    if args.options:
+        options = xd.model_options(args.options)
+        for kind in ("fit", "predict"):
+            print(f"{kind} options of {args.options!r} (--option KEY=VALUE):")
+            print("\n".join(f"  {line}" for line in options[kind]) or "  none")
+        return EXIT_OK
     rows = []
     for name in xd.list_models():
         info = xd.model_info(name)

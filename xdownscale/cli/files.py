@@ -10,7 +10,6 @@ import sys
 import warnings
 from pathlib import Path
 
-
 PROG = "xdownscale"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 GRIB_SUFFIXES = (".grib", ".grb", ".grib2", ".grb2")
@@ -35,7 +34,6 @@ def _is_zarr(path: Path) -> bool:
 
 
 from .._compat import import_pyproj_first  # noqa: E402
-
 
 _OPENED: list = []  # datasets opened by the running command, closed when it ends
 

@@ -7,7 +7,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import DataError, GridError
-from ..grid.cf import GridAxes, find_axes, latitude_weights, coordinate_values
+from ..grid.cf import GridAxes, coordinate_values, find_axes, latitude_weights
 from ..grid.coarsen import check_divisible, coarsen
 from ..grid.regrid import nest_onto, nested_offset
 

@@ -47,7 +47,7 @@ class FitRequest:
     nproc: int = 1
     options: dict = field(default_factory=dict)
 
-    def setup_kwargs(self) -> dict:
+    def setup_kwargs(self) -> dict[str, Any]:
         """The keywords of :func:`xdownscale.engine.setup.prepare` this request fixes."""
         return dict(lr=self.lr, model=self.model, factor=self.factor, constraint=self.constraint, var=self.var,
                     predictors=list(self.predictors) if self.predictors else None, covariates=self.covariates,
@@ -74,8 +74,9 @@ class PredictRequest:
     options: dict = field(default_factory=dict)
 
     @classmethod
-    def from_call(cls, lr, *, model, factor=None, var=None, covariates=None, constraint=None, chunks=None,
-                  halo=None, batch_size: int = 16, device: str = "auto", like=None, **options) -> "PredictRequest":
+    def from_call(cls, lr: Any, *, model: Any, factor: float | None = None, var: str | None = None,
+                  covariates: Any = None, constraint: str | None = None, chunks: Any = None, halo: int | None = None,
+                  batch_size: int = 16, device: str = "auto", like: Any = None, **options: Any) -> "PredictRequest":
         return cls(lr=lr, model=model, factor=factor, var=var, covariates=covariates, constraint=constraint,
                    chunks=chunks, halo=halo, batch_size=batch_size, device=device, like=like, options=options)
 
@@ -118,7 +119,7 @@ def parse_options(cls: type[T], options: dict, *, model: str, call: str = "fit")
     return cls(**options)
 
 
-def _type_name(tp) -> str:
+def _type_name(tp: Any) -> str:
     if isinstance(tp, str):
         return tp
     return getattr(tp, "__name__", str(tp)).replace("typing.", "")
@@ -140,7 +141,8 @@ def options_help(cls: type) -> list[str]:
     return lines
 
 
-def options_from_signature(name: str, builder, skip=("in_channels", "factor", "out_channels")) -> type:
+def options_from_signature(name: str, builder: Any,
+                           skip: tuple[str, ...] = ("in_channels", "factor", "out_channels")) -> type:
     """A frozen options dataclass with the keyword parameters (and defaults) of ``builder``:
     the options of a model whose body is all its family needs to know."""
     import inspect
@@ -155,7 +157,3 @@ def options_from_signature(name: str, builder, skip=("in_channels", "factor", "o
     cls_name = "".join(part.capitalize() for part in name.replace("-", "_").split("_")) + "Options"
     return dataclasses.make_dataclass(cls_name, specs, frozen=True)
 
-
-def as_kwargs(options) -> dict:
-    """The options dataclass as keywords (for a body builder or a checkpoint's network dict)."""
-    return dataclasses.asdict(options)

@@ -62,8 +62,8 @@ def _rank_device(cfg, rank: int) -> torch.device:
 
 def train_rank(rank: int, world_size: int, hr, common: dict, model_kwargs: dict) -> tuple[dict, dict]:
     """Train this rank's shard in an initialised process group; returns (result, best state dict)."""
-    from .setup import prepare
     from ..models import DownscalingNet
+    from .setup import prepare
     from .trainer import train
 
     cfg = common["cfg"]
@@ -107,8 +107,8 @@ def fit_distributed(hr, *, nproc: int, common: dict, model_kwargs: dict):
     """Train on ``nproc`` spawned processes and return the Downscaler (rank 0's weights)."""
     import torch.multiprocessing as mp
 
-    from .setup import finish, prepare
     from ..models import DownscalingNet
+    from .setup import finish, prepare
 
     setup = prepare(hr, **common, model_kwargs=model_kwargs)  # checks the input before spawning
     setup.datasets()
@@ -139,8 +139,8 @@ def fit_distributed(hr, *, nproc: int, common: dict, model_kwargs: dict):
 def fit_torchrun(hr, *, common: dict, model_kwargs: dict):
     """``fit`` inside a ``torchrun`` launch: join the group from the environment, train, and return the
     Downscaler on every rank (rank 0 has written the checkpoint)."""
-    from .setup import finish, prepare
     from ..models import DownscalingNet
+    from .setup import finish, prepare
 
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     cfg = common["cfg"]

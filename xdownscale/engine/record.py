@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import CheckpointError
 
@@ -24,7 +25,7 @@ _IDENTITY = {"mean": 0.0, "std": 1.0}
 NETWORK_KEYS = ("model", "factor", "in_channels", "constraint")
 
 
-def _default_normalization() -> dict:
+def _default_normalization() -> dict[str, Any]:
     return {"target": dict(_IDENTITY), "predictors": [], "covariates": {}}
 
 
@@ -51,7 +52,7 @@ class ModelRecord:
     created: str = ""
     sections: dict = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         missing = [k for k in NETWORK_KEYS if k not in self.network]
         if missing:
             raise CheckpointError(f"model record has no network {', '.join(missing)}: the checkpoint is damaged "
@@ -68,18 +69,18 @@ class ModelRecord:
             raise CheckpointError("model record has no 'network' entry: the checkpoint is damaged")
         return cls(**known, sections=sections)
 
-    def to_meta(self) -> dict:
+    def to_meta(self) -> dict[str, Any]:
         """The flat dict view: the fields, then the family sections beside them."""
         meta = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sections"}
         meta.update(self.sections)
         return meta
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The stored form (format version 2)."""
         return dataclasses.asdict(self)
 
 
-def migrate(payload: dict) -> dict:
+def migrate(payload: dict) -> dict[str, Any]:
     """``payload`` as the current format: ``{"record": {...}, "state_dict": ..., ...}``."""
     version = int(payload.get("format_version", 1))
     if version < RECORD_VERSION:  # version 1 (and the unversioned 0): the record's fields were flat

@@ -11,10 +11,11 @@ from .downscaler import Downscaler
 from .record import ModelRecord
 
 
-def baseline(name: str, factor: int, constraint: str = "none") -> Downscaler:
-    """A :class:`Downscaler` for an interpolation baseline (no weights, identity normalisation)."""
+def baseline(name: str, factor: int, constraint: str = "none", constraint_kwargs: dict | None = None) -> Downscaler:
+    """A :class:`Downscaler` for an interpolation baseline (no weights, identity normalisation).
+    ``constraint_kwargs``: the scadd bounds (see :func:`fit_baseline_to`)."""
     network = {"model": name, "factor": int(factor), "in_channels": 1, "constraint": constraint,
-               "skip": None, "mean": 0.0, "std": 1.0, "constraint_kwargs": None}
+               "skip": None, "mean": 0.0, "std": 1.0, "constraint_kwargs": constraint_kwargs}
     return Downscaler.from_meta(ModelRecord(network=network).to_meta())
 
 
@@ -62,3 +63,27 @@ def load_if_path(model):
 def model_name_of(model) -> str:
     """The registered model name behind a name or a Downscaler."""
     return model.model_name if isinstance(model, Downscaler) else str(model)
+
+
+def fit_baseline_to(downscaler: Downscaler, lr) -> Downscaler:
+    """A baseline's constraint made right for the coarse field ``lr`` it will be applied to.
+
+    ``fit`` checks the constraint against the training data; a baseline has none, so the input
+    stands in: ``mult``/``softmax`` are refused on a field with negative values (they would make
+    the output negative), and ``scadd`` gets its bounds from the input's range (its default
+    bounds, [-1, 1] in normalised units, are meaningless for identity normalisation). Trained
+    models are returned unchanged."""
+    constraint = downscaler.constraint
+    if model_info(downscaler.model_name)["trainable"] or constraint not in ("mult", "softmax", "scadd"):
+        return downscaler
+    from ..data.normalize import scadd_bounds
+    from .setup import POSITIVE_CONSTRAINTS
+
+    low, high, spread = (float(v) for v in (lr.min(), lr.max(), lr.std()))  # one pass over a lazy input
+    if constraint in POSITIVE_CONSTRAINTS and low < 0:
+        raise DataError(f"constraint {constraint!r} needs a non-negative field, but {lr.name!r} reaches {low:.4g}; "
+                        "use constraint='add' or 'scadd' (or convert units, e.g. degC -> K)")
+    if constraint == "scadd" and downscaler.config.get("constraint_kwargs") is None:
+        bounds = scadd_bounds({"min": low, "max": high, "std": spread or 1.0})
+        return baseline(downscaler.model_name, downscaler.factor, "scadd", bounds)
+    return downscaler

@@ -16,7 +16,15 @@ import xarray as xr
 
 from .. import model_store
 from ..config import TrainConfig
-from ..data import PatchDataset, covariate_stats, default_samples_per_epoch, fit_stats, fold_covariates, make_pair, scadd_bounds
+from ..data import (
+    PatchDataset,
+    covariate_stats,
+    default_samples_per_epoch,
+    fit_stats,
+    fold_covariates,
+    make_pair,
+    scadd_bounds,
+)
 from ..data.covariates import as_dataset
 from ..data.normalize import residual_std
 from ..data.pairs import Pair, select_variable

@@ -10,8 +10,8 @@ step equals the single-process step on the whole batch), and losses are summed o
 from __future__ import annotations
 
 import copy
-import math
 import logging
+import math
 import random
 import time
 

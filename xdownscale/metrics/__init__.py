@@ -15,8 +15,21 @@ from ..grid.cf import find_axes
 from .bias import DEFAULT_QUANTILES, bias_metrics, quantile_bias, wet_day_frequency
 from .conservation import infer_factor, mass_violation, negative_pixels, relative_mass_violation
 from .deterministic import (
-    MS_SSIM_WEIGHTS, acc, bias, check_pair, mae, max_abs_error, ms_ssim, mse, pearson_r, psnr,
-    rmse, squared_units, ssim, weights_for, wmean,
+    MS_SSIM_WEIGHTS,
+    acc,
+    bias,
+    check_pair,
+    mae,
+    max_abs_error,
+    ms_ssim,
+    mse,
+    pearson_r,
+    psnr,
+    rmse,
+    squared_units,
+    ssim,
+    weights_for,
+    wmean,
 )
 from .probabilistic import crps_ensemble, ensemble_scores, rank_flatness, rank_histogram, spread_skill
 from .spectral import log_spectral_distance, power_spectrum

@@ -2,6 +2,8 @@
 CorrDiff) and sampled with the schedulers kept apart in :mod:`xdownscale.models.diffusion`."""
 from __future__ import annotations
 
+from typing import Any
+
 from ...engine.contract import FitRequest, PredictRequest
 from .options import DPDM_PATCH, DiffusionOptions, DiffusionPredictOptions
 
@@ -16,12 +18,12 @@ class DiffusionFamily:
     def predict_options(self, model: str) -> type:
         return DiffusionPredictOptions
 
-    def fit(self, request: FitRequest):
+    def fit(self, request: FitRequest) -> Any:
         from .fit import fit_diffusion
 
         return fit_diffusion(request)
 
-    def predict(self, request: PredictRequest):
+    def predict(self, request: PredictRequest) -> Any:
         from .predict import predict_diffusion
 
         return predict_diffusion(request)

@@ -19,7 +19,7 @@ class DiffusionOptions:
     patch: int | None = field(default=None, metadata={"help": "training patch side (fine cells); default "
                                                                "fit's patch_size"})
     base_channels: int = field(default=32, metadata={"help": "U-Net channels at full resolution"})
-    channel_mults: tuple = field(default=(1, 2, 2), metadata={"help": "channel multiplier per U-Net level"})
+    channel_mults: tuple[int, ...] = field(default=(1, 2, 2), metadata={"help": "channel multiplier per U-Net level"})
     blocks: int = field(default=1, metadata={"help": "residual blocks per level"})
     timesteps: int = field(default=1000, metadata={"help": "diffusion steps of the noise schedule"})
     beta_schedule: str = field(default="cosine", metadata={"help": f"one of {', '.join(SCHEDULES)}"})
@@ -34,7 +34,7 @@ class DiffusionOptions:
     max_updates: int | None = field(default=None, metadata={"help": "optimizer-update budget of the training"})
     residual_samples: int = field(default=64, metadata={"help": "patches that measure the base model's residual"})
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name, allowed in (("beta_schedule", SCHEDULES), ("prediction", PREDICTIONS), ("sampler", SAMPLERS)):
             if getattr(self, name) not in allowed:
                 raise DataError(f"{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
@@ -52,8 +52,8 @@ class DiffusionPredictOptions:
     tile: int | None = field(default=None, metadata={"help": "tile side, fine cells (default: training patch)"})
     overlap: int | None = field(default=None, metadata={"help": "tile overlap, fine cells"})
     progress: bool = field(default=False, metadata={"help": "show a progress bar"})
-    timing: dict | None = field(default=None, metadata={"help": "a dict filled with wall and CPU seconds"})
+    timing: dict[str, Any] | None = field(default=None, metadata={"help": "a dict filled with wall and CPU seconds"})
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if int(self.members) < 1:
             raise DataError(f"members must be >= 1, got {self.members}")

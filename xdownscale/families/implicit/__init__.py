@@ -1,6 +1,8 @@
 """The implicit family: ``liif``, one model for any scale, any target grid or scattered points."""
 from __future__ import annotations
 
+from typing import Any
+
 from ...engine.contract import FitRequest, PredictRequest
 from .options import ImplicitPredictOptions, LiifOptions
 
@@ -15,12 +17,12 @@ class ImplicitFamily:
     def predict_options(self, model: str) -> type:
         return ImplicitPredictOptions
 
-    def fit(self, request: FitRequest):
+    def fit(self, request: FitRequest) -> Any:
         from .fit import fit_liif
 
         return fit_liif(request)
 
-    def predict(self, request: PredictRequest):
+    def predict(self, request: PredictRequest) -> Any:
         from .predict import predict_liif
 
         return predict_liif(request)

@@ -16,13 +16,13 @@ class LiifOptions:
     width: int = field(default=32, metadata={"help": "encoder channels"})
     n_blocks: int = field(default=4, metadata={"help": "encoder residual blocks"})
     hidden: int = field(default=32, metadata={"help": "decoder width"})
-    scales: tuple = field(default=(1.5, 8.0), metadata={"help": "(smallest, largest) training scale"})
+    scales: tuple[float, float] = field(default=(1.5, 8.0), metadata={"help": "(smallest, largest) training scale"})
     degradation: str = field(default="none", metadata={"help": "'none' or 'high-order' (blur, resize, noise)"})
     lr_patch: int = field(default=16, metadata={"help": "coarse cells per training window side"})
     queries: int = field(default=512, metadata={"help": "fine cells queried per window"})
     query_batch: int = field(default=32768, metadata={"help": "queries per decoder call at prediction"})
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.degradation not in DEGRADATIONS:
             raise DataError(f"degradation={self.degradation!r}: use one of {', '.join(DEGRADATIONS)}")
         lo, hi = (float(s) for s in self.scales)

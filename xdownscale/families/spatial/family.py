@@ -61,7 +61,7 @@ class SpatialFamily:
     def predict(self, request: PredictRequest):
         from ...engine.downscaler import Downscaler
         from ...engine.field_predict import pick, predict_dataarray
-        from ...engine.resolve import resolve_model
+        from ...engine.resolve import fit_baseline_to, resolve_model
 
         r = request
         model = r.model
@@ -76,7 +76,8 @@ class SpatialFamily:
             if name is None and isinstance(model, Downscaler):
                 name = model.variable if model.variable in r.lr else None
             da = pick(r.lr, name)
-            downscaler = resolve_model(model, factor=r.factor, variable=str(da.name), constraint=r.constraint)
+            downscaler = fit_baseline_to(resolve_model(model, factor=r.factor, variable=str(da.name),
+                                                       constraint=r.constraint), da)
             extra = [pick(r.lr, p) for p in downscaler.meta.get("predictors", [])]
             result = predict_dataarray(da, downscaler, extra=extra, **common).to_dataset()
             result.attrs = dict(r.lr.attrs)
@@ -85,6 +86,7 @@ class SpatialFamily:
             raise DataError(f"expected an xarray DataArray or Dataset, got {type(r.lr).__name__}")
         downscaler = resolve_model(model, factor=r.factor, variable=None if r.lr.name is None else str(r.lr.name),
                                    constraint=r.constraint)
+        downscaler = fit_baseline_to(downscaler, r.lr)
         if downscaler.meta.get("predictors"):
             raise DataError(f"this model also needs predictors {downscaler.meta['predictors']}: pass the Dataset "
                             "(ds.downscale.predict(...)) instead of one DataArray")

@@ -2,6 +2,8 @@
 ``predict(members=N, seed=s)`` gives an ensemble with a ``member`` dimension."""
 from __future__ import annotations
 
+from typing import Any
+
 from ...engine.contract import FitRequest, PredictRequest
 from .options import EnsembleOptions, GanOptions, RnnganOptions
 
@@ -15,12 +17,12 @@ class StochasticFamily:
     def predict_options(self, model: str) -> type:
         return EnsembleOptions
 
-    def fit(self, request: FitRequest):
+    def fit(self, request: FitRequest) -> Any:
         from .fit import fit_gan, fit_rnngan
 
         return (fit_rnngan if request.model == "rnngan" else fit_gan)(request)
 
-    def predict(self, request: PredictRequest):
+    def predict(self, request: PredictRequest) -> Any:
         from .predict import predict_ensemble
 
         return predict_ensemble(request)

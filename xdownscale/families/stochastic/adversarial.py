@@ -54,7 +54,7 @@ class AdversarialConfig:
     disc_learning_rate: float | None = None
     pretrain_epochs: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise DataError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.content not in CONTENTS:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from ...ensemble import MEMBER_DIM
 from ...errors import DataError
@@ -27,13 +28,13 @@ class RnnganOptions(AdversarialConfig):
     noise_channels: int = field(default=4, metadata={"help": "noise channels per frame"})
     window: int = field(default=8, metadata={"help": "training sequence length (>= 2)"})
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         super().__post_init__()
         if int(self.window) < 2:
             raise DataError(f"rnngan trains on sequences: window must be >= 2, got {self.window}")
 
 
-def split(options, given: dict) -> tuple[dict, AdversarialConfig]:
+def split(options: AdversarialConfig, given: dict[str, Any]) -> tuple[dict[str, Any], AdversarialConfig]:
     """(network options, AdversarialConfig): the network keeps what the user set, plus the
     noise channels (and window) it always records."""
     network_fields = [f.name for f in fields(options) if f.name not in ADVERSARIAL_OPTIONS]
@@ -54,6 +55,6 @@ class EnsembleOptions:
     member_dim: str = field(default=MEMBER_DIM, metadata={"help": "name of the ensemble dimension"})
     window: int | None = field(default=None, metadata={"help": "rnngan: steps each output is generated from"})
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if int(self.members) < 1:
             raise DataError(f"members must be >= 1, got {self.members}")

@@ -1,6 +1,8 @@
 """The temporal family: ``convgru`` and ``flowconvgru`` over windows of consecutive time steps."""
 from __future__ import annotations
 
+from typing import Any
+
 from ...engine.contract import FitRequest, PredictRequest
 from .dataset import SequencePatchDataset
 from .options import ConvGRUOptions, FlowConvGRUOptions, TemporalPredictOptions
@@ -15,12 +17,12 @@ class TemporalFamily:
     def predict_options(self, model: str) -> type:
         return TemporalPredictOptions
 
-    def fit(self, request: FitRequest):
+    def fit(self, request: FitRequest) -> Any:
         from .fit import fit_temporal
 
         return fit_temporal(request, self.fit_options(request.model))
 
-    def predict(self, request: PredictRequest):
+    def predict(self, request: PredictRequest) -> Any:
         from .predict import predict_temporal
 
         return predict_temporal(request)

@@ -11,7 +11,7 @@
 
 Set XDOWNSCALE_TUTORIAL_FAST=1 for a seconds-long smoke run (used by the tests).
 
-    python tutorials/04_temporal.py [OUT_DIR]
+    python tutorials/02_temporal.py [OUT_DIR]
 """
 import os
 import sys

@@ -13,7 +13,7 @@ Synthetic data (no download). XDOWNSCALE_TUTORIAL_FAST=1 gives a seconds-long
 smoke run (used by the tests). For the real-data version of this comparison
 (WFDE5 UK), see benchmarks/bias_correction.py.
 
-    python tutorials/07_bias_correction.py [OUT_DIR]
+    python tutorials/05_bias_correction.py [OUT_DIR]
 """
 import os
 import sys

@@ -4,7 +4,7 @@ rank histograms and power spectra.
 Runs on a synthetic TCWV field (no download). Set XDOWNSCALE_TUTORIAL_FAST=1 for a
 seconds-long smoke run (used by the tests).
 
-    python tutorials/05_ensembles.py [OUT_DIR]
+    python tutorials/03_ensembles.py [OUT_DIR]
 """
 import os
 import sys

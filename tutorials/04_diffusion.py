@@ -11,7 +11,7 @@
 Runs on synthetic fields (no download). XDOWNSCALE_TUTORIAL_FAST=1 makes it a seconds-long
 smoke run (used by the tests).
 
-    python tutorials/06_diffusion.py [OUT_DIR]
+    python tutorials/04_diffusion.py [OUT_DIR]
 """
 import os
 import sys

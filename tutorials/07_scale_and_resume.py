@@ -8,7 +8,7 @@
 
 XDOWNSCALE_TUTORIAL_FAST=1 (used by the tests) trains in one process and uses a threaded cluster.
 
-    python tutorials/09_scale_and_resume.py [OUT_DIR]
+    python tutorials/07_scale_and_resume.py [OUT_DIR]
 """
 import os
 import sys

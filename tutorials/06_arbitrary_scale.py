@@ -6,7 +6,7 @@ of scales and then queried wherever you like: a non-integer factor, a target gri
 from the source (e.g. 0.25 deg -> 0.1 deg), or scattered stations.
 Set XDOWNSCALE_TUTORIAL_FAST=1 for a seconds-long smoke run (used by the tests).
 
-    python tutorials/08_arbitrary_scale.py [OUT_DIR]
+    python tutorials/06_arbitrary_scale.py [OUT_DIR]
 """
 import os
 import sys
