@@ -121,3 +121,76 @@ assert "torch" in sys.modules
 """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def _tiny_cnn(hr, path):
+    return xds.fit(hr, model="cnn", factor=2, epochs=1, batch_size=2, patch_size=16, samples_per_epoch=2,
+                   val_samples=2, width=4, n_blocks=1, progress=False, checkpoint=path)
+
+
+def test_a_model_refuses_another_variable_units_or_spacing(tmp_path):
+    hr = synthetic_field(times=3, ny=16, nx=16)  # tcwv, kg m-2, 2 x 2.667 deg
+    m = _tiny_cnn(hr, tmp_path / "m.pt")
+    lr = xds.coarsen(hr, 2)
+    xds.predict(lr, model=m)  # the data it was trained for
+    other = lr.rename("pr").assign_attrs(units="kg m-2 s-1")
+    with pytest.raises(xds.DataError, match=r"variable 'pr', not 'tcwv'; units 'kg m-2 s-1'.*allow_other_variable"):
+        xds.predict(other, model=m)
+    with pytest.raises(xds.DataError, match="units 'g m-2', not 'kg m-2'"):
+        xds.predict(lr.assign_attrs(units="g m-2"), model=tmp_path / "m.pt")
+    finer = xds.coarsen(synthetic_field(times=3, ny=32, nx=32, lat=(60.0, 52.0), lon=(-40.0, -32.0)), 2)
+    with pytest.raises(xds.DataError, match=r"grid spacing 0.5161 x 0.5161, not the 4 x 5.333"):
+        xds.predict(finer, model=m)
+    with pytest.warns(UserWarning, match="allowed by allow_other_variable=True"):
+        out = xds.predict(other, model=m, allow_other_variable=True)
+    assert out.shape == (3, 16, 16)
+
+
+def test_cli_refuses_another_variable_unless_forced(tmp_path, capsys):
+    from xdownscale.cli import main
+
+    hr = synthetic_field(times=3, ny=16, nx=16)
+    _tiny_cnn(hr, tmp_path / "m.pt")
+    xds.coarsen(hr, 2).rename("pr").to_netcdf(tmp_path / "pr.nc")
+    argv = ["predict", str(tmp_path / "pr.nc"), "--model", str(tmp_path / "m.pt"), "--out", str(tmp_path / "o.nc")]
+    assert main(argv) == 2
+    assert "variable 'pr', not 'tcwv'" in capsys.readouterr().err and not (tmp_path / "o.nc").exists()
+    assert main(argv + ["--force"]) == 0
+    assert "allowed by allow_other_variable=True" in capsys.readouterr().err
+
+
+def test_a_baseline_constraint_fits_the_input():
+    t = synthetic_field(times=2, ny=16, nx=16) - 40.0  # reaches below zero
+    lr = xds.coarsen(t, 4)
+    assert float(lr.min()) < 0
+    with pytest.raises(xds.DataError, match="'softmax' needs a non-negative field"):
+        xds.predict(lr, model="bicubic", factor=4, constraint="softmax")
+    out = xds.predict(lr, model="bicubic", factor=4, constraint="scadd").compute()  # bounds from the input
+    from xdownscale.testing import assert_conserves
+
+    assert_conserves(out, lr, 4, rtol=1e-5)
+
+
+def test_a_lazy_all_nan_input_is_refused_when_computed():
+    lr = xds.coarsen(synthetic_field(times=2, ny=16, nx=16), 4)
+    lazy_nan = (lr * np.nan).chunk({"time": 1})
+    out = xds.predict(lazy_nan, model="bicubic", factor=4)  # building the graph computes nothing
+    with pytest.raises(xds.DataError, match="NaN everywhere"):
+        out.compute()
+    half = lr.where(lr.time == lr.time[0]).chunk({"time": 1})  # one valid field is enough
+    assert np.isfinite(xds.predict(half, model="bicubic", factor=4).isel(time=0).values).all()
+
+
+def test_cli_coarsen_writes_the_exact_block_mean(tmp_path):
+    from xdownscale.cli import main
+
+    hr = synthetic_field(times=2, ny=16, nx=16)
+    hr.to_dataset().to_netcdf(tmp_path / "fine.nc")
+    assert main(["coarsen", str(tmp_path / "fine.nc"), "--factor", "4", "--out", str(tmp_path / "c.nc")]) == 0
+    import xarray as xr
+
+    with xr.open_dataset(tmp_path / "c.nc") as c:
+        np.testing.assert_allclose(c["tcwv"].values, xds.coarsen(hr, 4).values, rtol=1e-6)
+        assert c["tcwv"].attrs["units"] == "kg m-2"
+    assert main(["coarsen", str(tmp_path / "fine.nc"), "--factor", "5", "--out", str(tmp_path / "d.nc")]) == 2
+    assert not (tmp_path / "d.nc").exists()

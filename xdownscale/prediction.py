@@ -13,7 +13,7 @@ __all__ = ["baseline", "predict"]
 
 def predict(lr, *, model, factor: int | None = None, var: str | None = None, covariates=None,
             constraint: str | None = None, chunks=None, halo: int | None = None, batch_size: int = 16,
-            device: str = "auto", like=None, **options):
+            device: str = "auto", like=None, allow_other_variable: bool = False, **options):
     """Downscale ``lr`` (DataArray, or Dataset with ``var``) with ``model``.
 
     ``model`` is a :class:`Downscaler`, a checkpoint path, a baseline name
@@ -27,11 +27,14 @@ def predict(lr, *, model, factor: int | None = None, var: str | None = None, cov
     aligns label for label; rebuilt fine centres otherwise differ from the
     original ones by float round-off.
 
+    ``allow_other_variable``: a trained model refuses a field of another variable, other units
+    or another grid spacing than it was trained on; True lets it run, with a warning.
+
     ``options``: what the model family accepts beyond these (e.g. ``members=``
     and ``seed=`` for stochastic models); see ``xds.model_info(name)``.
     """
     model = load_if_path(model)
     request = PredictRequest(lr=lr, model=model, factor=factor, var=var, covariates=covariates,
                              constraint=constraint, chunks=chunks, halo=halo, batch_size=batch_size, device=device,
-                             like=like, options=options)
+                             like=like, allow_other_variable=allow_other_variable, options=options)
     return family_of(model_name_of(model)).predict(request)

@@ -16,7 +16,7 @@ import warnings
 
 from .._compat import import_pyproj_first
 from ..errors import XDownscaleError
-from .commands import cmd_demo, cmd_evaluate, cmd_fit, cmd_models, cmd_predict
+from .commands import cmd_coarsen, cmd_demo, cmd_evaluate, cmd_fit, cmd_models, cmd_predict
 from .files import (
     CLI_WORDS,
     EXIT_FAILURE,
@@ -144,6 +144,9 @@ run '{PROG} COMMAND --help' for the options of each command.""")
     p.add_argument("--target", metavar="FILE", help="arbitrary-scale models: predict onto this file's lat/lon grid")
     p.add_argument("--points", metavar="FILE",
                    help="arbitrary-scale models: predict at this file's lat/lon points (e.g. stations)")
+    p.add_argument("--force", action="store_true",
+                   help="apply a trained model to another variable, other units or another grid spacing than it was "
+                        "trained on (refused otherwise; a warning is still printed)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a model family's own prediction option, repeatable: members=10, seed=1, steps=20, "
                         "time_factor=3 (see 'xdownscale models --options MODEL')")
@@ -157,6 +160,21 @@ run '{PROG} COMMAND --help' for the options of each command.""")
                         "to compute only the missing regions")
     p.add_argument("--out", required=True, metavar="PATH", help="output file: *.nc (NetCDF) or *.zarr (Zarr)")
     p.set_defaults(func=cmd_predict)
+
+    # coarsen -------------------------------------------------------------------------------
+    p = sub.add_parser(
+        "coarsen", parents=[common], formatter_class=_Formatter,
+        help="make the coarse input of a fine field (exact area-weighted block mean)",
+        description="Coarsen a fine field by an integer factor with the exact area-weighted block mean that "
+                    "fit uses to make its coarse inputs, keeping CF metadata; writes NetCDF or Zarr atomically.",
+        epilog=f"example:\n  {PROG} coarsen fine.nc --var t2m --factor 4 --out coarse.nc")
+    p.add_argument("data", help="fine input file (NetCDF, Zarr or GRIB)")
+    p.add_argument("--var", help="variable to coarsen (default: the file's only field, or all of them)")
+    p.add_argument("--factor", type=int, required=True, metavar="N", help="integer coarsening factor")
+    p.add_argument("--trim", action="store_true", help="drop trailing rows/columns that do not fill a block")
+    p.add_argument("--out", required=True, help="output file: '*.nc' or '*.zarr'")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=cmd_coarsen)
 
     # evaluate ------------------------------------------------------------------------------
     p = sub.add_parser(

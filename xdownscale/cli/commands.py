@@ -128,7 +128,7 @@ def cmd_predict(args) -> int:
     obj = ds[[name] + others] if others else da  # the model picks its predictors, if it has any
     pred = xd.predict(obj, model=model, factor=_factor(args.factor), var=name,
                       covariates=_open_covariates(args.covariates), chunks=args.chunks, device=args.device,
-                      **options)
+                      allow_other_variable=args.force, **options)
     if isinstance(pred, xr.Dataset):  # the product carries the variable's own attributes, as for one field
         pred = pred[name]
     log.info("writing %s", out)
@@ -136,6 +136,21 @@ def cmd_predict(args) -> int:
              on_report=_print_report)
     model_name = getattr(model, "model_name", model)
     print(f"wrote {model_name} prediction of {name!r} to {out}")
+    return EXIT_OK
+
+
+def cmd_coarsen(args) -> int:
+    import xdownscale as xd
+
+    out = Path(args.out).expanduser()
+    check_out(out, args.overwrite)
+    if out.suffix.lower() not in (".nc", ".nc4", ".zarr"):
+        raise CLIError(f"name the output '*.nc' (NetCDF) or '*.zarr' (Zarr), got {str(out)!r}")
+    ds = open_data(args.data, chunks={}, role="input")
+    obj = pick_variable(ds, args.var, path=args.data) if args.var or len(field_names(ds)) == 1 else ds
+    coarse = obj.downscale.coarsen(args.factor, trim=args.trim)
+    xd.write(coarse, out, mode="w" if args.overwrite else "w-", progress=show_progress(args))
+    print(f"wrote the x{args.factor} coarsening of {args.data} to {out}")
     return EXIT_OK
 
 

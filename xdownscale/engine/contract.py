@@ -71,14 +71,17 @@ class PredictRequest:
     batch_size: int = 16
     device: str = "auto"
     like: Any = None
+    allow_other_variable: bool = False
     options: dict = field(default_factory=dict)
 
     @classmethod
     def from_call(cls, lr: Any, *, model: Any, factor: float | None = None, var: str | None = None,
                   covariates: Any = None, constraint: str | None = None, chunks: Any = None, halo: int | None = None,
-                  batch_size: int = 16, device: str = "auto", like: Any = None, **options: Any) -> "PredictRequest":
+                  batch_size: int = 16, device: str = "auto", like: Any = None, allow_other_variable: bool = False,
+                  **options: Any) -> "PredictRequest":
         return cls(lr=lr, model=model, factor=factor, var=var, covariates=covariates, constraint=constraint,
-                   chunks=chunks, halo=halo, batch_size=batch_size, device=device, like=like, options=options)
+                   chunks=chunks, halo=halo, batch_size=batch_size, device=device, like=like,
+                   allow_other_variable=allow_other_variable, options=options)
 
 
 class Family(Protocol):

@@ -25,6 +25,25 @@ def stack_inputs(lr: xr.DataArray, extra: list[xr.DataArray], axes) -> tuple[dsa
     return dsa.stack(data, axis=0), lead
 
 
+def _raise_if_invalid(block: np.ndarray, valid: np.ndarray, name: str) -> np.ndarray:
+    if not bool(valid.item()):
+        raise DataError(f"{name!r} is NaN everywhere: nothing to downscale (check the variable and the time "
+                        "selection)")
+    return block
+
+
+def require_valid(out: dsa.Array, source: dsa.Array, name: str) -> dsa.Array:
+    """``out``, computing only if ``source`` has at least one valid value.
+
+    The check reads a *clone* of ``source``'s graph (new keys), so it never keeps the input's
+    chunks in memory for the prediction: a file is read once more, chunk by chunk."""
+    from dask.graph_manipulation import clone
+
+    valid = dsa.isfinite(clone(source, assume_layers=False)).any(keepdims=True)
+    valid = valid.reshape((1,) * out.ndim) if valid.ndim != out.ndim else valid
+    return dsa.map_blocks(_raise_if_invalid, out, valid, name, dtype=out.dtype, meta=out._meta)
+
+
 def fine_weights(coords: dict, axes) -> np.ndarray | None:
     if axes.kind != "latlon":
         return None
@@ -87,6 +106,8 @@ def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), cov
     data = tiled_predict(ModelRunner(downscaler, device), stacked, stats=stats, factor=f, halo=halo,
                          row_weights=fine_weights(coords, axes), covariates=cov, batch_size=batch_size,
                          periodic_x=wraps_longitude(lr, axes))
+    if not planned:  # a Dask input stays lazy: the all-NaN check runs when the result is computed
+        data = require_valid(data, lr.data, str(lr.name))
     out_coords = {d: lr.coords[d] for d in lead if d in lr.coords}
     out_coords.update(coords)
     for name, c in lr.coords.items():  # scalar and lead-only coordinates (e.g. a time label)

@@ -19,11 +19,13 @@ def baseline(name: str, factor: int, constraint: str = "none", constraint_kwargs
     return Downscaler.from_meta(ModelRecord(network=network).to_meta())
 
 
-def resolve_model(model, *, factor: int | None = None, variable: str | None = None,
-                  constraint: str | None = None, check_factor: bool = True) -> Downscaler:
+def resolve_model(model, *, factor: float | None = None, variable: str | None = None,
+                  constraint: str | None = None, check_factor: bool = True, field=None,
+                  allow_other_variable: bool = False) -> Downscaler:
     """A Downscaler from a Downscaler, a checkpoint path or a registered model name.
 
-    ``check_factor=False`` leaves the factor to the model family (arbitrary-scale models)."""
+    ``check_factor=False`` leaves the factor to the model family (arbitrary-scale models).
+    ``field``: the coarse DataArray the model will be applied to, checked by :func:`check_applicable`."""
     if isinstance(model, Downscaler):
         ds = model
     elif isinstance(model, (str, os.PathLike)) and (Path(model).suffix in (".pt", ".pth") or Path(model).is_file()):
@@ -48,6 +50,8 @@ def resolve_model(model, *, factor: int | None = None, variable: str | None = No
     if constraint is not None and constraint != ds.constraint:
         raise DataError(f"the model was trained with constraint {ds.constraint!r}; constraint={constraint!r} cannot "
                         "be changed at prediction time (train another model)")
+    if field is not None:
+        check_applicable(ds, field, allow_other_variable=allow_other_variable)
     return ds
 
 
@@ -87,3 +91,44 @@ def fit_baseline_to(downscaler: Downscaler, lr) -> Downscaler:
         bounds = scadd_bounds({"min": low, "max": high, "std": spread or 1.0})
         return baseline(downscaler.model_name, downscaler.factor, "scadd", bounds)
     return downscaler
+
+
+def _spacing(values) -> float | None:
+    import numpy as np
+
+    v = np.asarray(values, dtype="float64")
+    return float(np.median(np.abs(np.diff(v)))) if v.ndim == 1 and v.size > 1 else None
+
+
+def check_applicable(downscaler: Downscaler, field, *, allow_other_variable: bool = False) -> None:
+    """Refuse a trained model on a field it was not trained for: another variable, other units
+    or another grid spacing (a model learns the statistics and the scales of its training data,
+    and would return plausible-looking nonsense). ``allow_other_variable=True`` (CLI: ``--force``)
+    lets it run, with a warning. Baselines and checkpoints without these facts pass."""
+    import warnings
+
+    meta = downscaler.meta
+    problems = []
+    name = None if field.name is None else str(field.name)
+    if downscaler.variable and name is not None and name != downscaler.variable:
+        problems.append(f"variable {name!r}, not {downscaler.variable!r}")
+    trained_units = str(meta.get("attrs", {}).get("units", "")).strip()
+    units = str(field.attrs.get("units", "")).strip()
+    if trained_units and units and units != trained_units:
+        problems.append(f"units {units!r}, not {trained_units!r}")
+    grid = meta.get("grid", {})
+    fine = grid.get("fine_spacing")
+    if fine and downscaler.factor and grid.get("y") in field.coords and grid.get("x") in field.coords:
+        have = [_spacing(field[grid["y"]].values), _spacing(field[grid["x"]].values)]
+        want = [float(s) * downscaler.factor for s in fine]
+        if all(h is not None for h in have) and any(abs(h - w) > 0.01 * w for h, w in zip(have, want)):
+            problems.append(f"grid spacing {have[0]:.4g} x {have[1]:.4g}, not the {want[0]:.4g} x {want[1]:.4g} "
+                            f"of its coarse training input")
+    if not problems:
+        return
+    what = f"model {downscaler.model_name!r}" + (f" ({downscaler.checkpoint})" if downscaler.checkpoint else "")
+    msg = f"{what} was trained on other data: the input has " + "; ".join(problems)
+    if not allow_other_variable:
+        raise DataError(msg + ". Train a model for this data, or pass allow_other_variable=True (CLI: --force) "
+                              "if this is intended")
+    warnings.warn(msg + " (allowed by allow_other_variable=True)", stacklevel=4)

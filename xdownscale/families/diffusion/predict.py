@@ -77,7 +77,8 @@ def predict_diffusion(request: PredictRequest):
         lr = select_variable(lr, name, "input")
     elif not isinstance(lr, xr.DataArray):
         raise DataError(f"expected an xarray DataArray or Dataset, got {type(lr).__name__}")
-    ds = resolve_model(model, factor=factor, variable=None if lr.name is None else str(lr.name))
+    ds = resolve_model(model, factor=factor, variable=None if lr.name is None else str(lr.name), field=lr,
+                       allow_other_variable=request.allow_other_variable)
     predictors = ds.meta.get("predictors", [])
     if predictors and not isinstance(source, xr.Dataset):
         raise DataError(f"this model also needs predictors {predictors}: pass the Dataset instead of one DataArray")

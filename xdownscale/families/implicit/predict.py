@@ -223,11 +223,10 @@ def predict_liif(request: PredictRequest):
         return result
     if not isinstance(lr, xr.DataArray):
         raise DataError(f"expected an xarray DataArray or Dataset, got {type(lr).__name__}")
-    downscaler = resolve_model(model, variable=None if lr.name is None else str(lr.name), check_factor=False)
+    downscaler = resolve_model(model, variable=None if lr.name is None else str(lr.name), check_factor=False,
+                               field=lr, allow_other_variable=request.allow_other_variable)
     if downscaler.model_name != "liif":
         raise DataError(f"predict_liif needs a 'liif' model, got {downscaler.model_name!r}")
-    if downscaler.variable and lr.name is not None and str(lr.name) != downscaler.variable:
-        warnings.warn(f"model trained on {downscaler.variable!r} applied to {lr.name!r}", stacklevel=3)
     axes = find_axes(lr)
     if not np.issubdtype(lr.dtype, np.number):
         raise DataError(f"{lr.name!r} is not numeric (dtype {lr.dtype})")

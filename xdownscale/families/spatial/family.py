@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import warnings
 
 import numpy as np
 import xarray as xr
@@ -77,7 +76,8 @@ class SpatialFamily:
                 name = model.variable if model.variable in r.lr else None
             da = pick(r.lr, name)
             downscaler = fit_baseline_to(resolve_model(model, factor=r.factor, variable=str(da.name),
-                                                       constraint=r.constraint), da)
+                                                       constraint=r.constraint, field=da,
+                                                       allow_other_variable=r.allow_other_variable), da)
             extra = [pick(r.lr, p) for p in downscaler.meta.get("predictors", [])]
             result = predict_dataarray(da, downscaler, extra=extra, **common).to_dataset()
             result.attrs = dict(r.lr.attrs)
@@ -85,13 +85,11 @@ class SpatialFamily:
         if not isinstance(r.lr, xr.DataArray):
             raise DataError(f"expected an xarray DataArray or Dataset, got {type(r.lr).__name__}")
         downscaler = resolve_model(model, factor=r.factor, variable=None if r.lr.name is None else str(r.lr.name),
-                                   constraint=r.constraint)
+                                   constraint=r.constraint, field=r.lr, allow_other_variable=r.allow_other_variable)
         downscaler = fit_baseline_to(downscaler, r.lr)
         if downscaler.meta.get("predictors"):
             raise DataError(f"this model also needs predictors {downscaler.meta['predictors']}: pass the Dataset "
                             "(ds.downscale.predict(...)) instead of one DataArray")
-        if downscaler.variable and r.lr.name is not None and str(r.lr.name) != downscaler.variable:
-            warnings.warn(f"model trained on {downscaler.variable!r} applied to {r.lr.name!r}", stacklevel=3)
         return predict_dataarray(r.lr, downscaler, **common)
 
 

@@ -100,7 +100,7 @@ def predict_ensemble(request: PredictRequest):
     else:
         raise DataError(f"expected an xarray DataArray or Dataset, got {type(lr).__name__}")
     downscaler = resolve_model(model, factor=factor, variable=None if da.name is None else str(da.name),
-                               constraint=constraint)
+                               constraint=constraint, field=da, allow_other_variable=request.allow_other_variable)
     net = downscaler.module
     n_noise = int(getattr(net, "noise_channels", 0))
     if n_noise < 1:

@@ -76,7 +76,7 @@ def predict_temporal(request: PredictRequest):
         name = model.variable if model.variable in lr else None
     da = select_variable(lr, name, "input")
     downscaler = resolve_model(model, factor=factor, variable=None if da.name is None else str(da.name),
-                               constraint=constraint)
+                               constraint=constraint, field=da, allow_other_variable=request.allow_other_variable)
     net = downscaler.module
     if time_factor > 1 and net.flow is None:
         raise DataError(f"model {downscaler.model_name!r} cannot make new time steps: use model='flowconvgru' "
