@@ -17,7 +17,7 @@ LAYERS = [
     ("models", ["models"]),
     ("engine", ["engine"]),
     ("families", ["families"]),
-    ("api", ["", "api", "accessor", "fitting", "prediction", "downscaler", "export", "bias_correction", "testing",
+    ("api", ["", "api", "accessor", "fitting", "prediction", "downscaler", "export", "bias_correction", "testing", "model_help",
              "plot", "plot_ensemble"]),
     ("apps", ["cli", "demo"]),
 ]
