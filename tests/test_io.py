@@ -315,3 +315,72 @@ def test_cf_compliance_projected_grid_with_grid_mapping(tmp_path):
     with xr.open_dataset(p, decode_coords="all") as ds:
         assert ds["pr"].encoding["grid_mapping"] == "crs" and "crs" in ds.coords
         assert ds["x"].attrs["standard_name"] == "projection_x_coordinate" and ds["x"].attrs["units"] == "m"
+
+
+# ----------------------------------------------------------------------------- CF compliance of GRIB-sourced products
+def _open_grib(path):
+    pytest.importorskip("cfgrib")
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    return xr.open_dataset(path, engine="cfgrib", backend_kwargs={"indexpath": ""})
+
+
+def _grib_product(da, tmp_path, name="out.nc"):
+    """``da`` (a cfgrib field, small window) downscaled x2 with bicubic and written with xds.write."""
+    import xdownscale as xds
+
+    sr = xds.predict(da.isel(latitude=slice(0, 24), longitude=slice(0, 24)), model="bicubic", factor=2)
+    return xds.write(sr, tmp_path / name)
+
+
+def _assert_cf_clean(path, tmp_path, levels=("high_priorities", "medium_priorities", "low_priorities")):
+    result = cf_check(path, tmp_path)
+    failed = _failed(result, levels)
+    assert result["high_count"] == 0 and not failed, "\n".join(failed)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("time_as_dim", [False, True], ids=["scalar-time", "time-dim"])
+def test_era5_grib_product_passes_the_cf_checker(data_dir, tmp_path, time_as_dim):
+    """cfgrib labels ERA5 analysis time ``forecast_reference_time`` (with ``step`` and ``valid_time``), writes
+    ``standard_name: unknown`` and 64-bit integers: the product must still have 0 CF-1.8 errors."""
+    src = _open_grib(data_dir / "era5-samples" / "era5-single-level-scalar-time.grib")["t2m"]
+    assert src["time"].attrs["standard_name"] == "forecast_reference_time"  # the case this test is about
+    if time_as_dim:
+        src = src.expand_dims("time")
+    p = _grib_product(src, tmp_path)
+    _assert_cf_clean(p, tmp_path)
+    with xr.open_dataset(p) as ds:
+        assert ds["t2m"].attrs.get("standard_name") is None  # "unknown" is not a name
+        assert ds["t2m"].attrs["units"] == "K"
+        # an analysis: the valid time is the reference time, and it is what the product's time holds
+        assert ds["time"].values.ravel()[0] == src["valid_time"].values
+        if time_as_dim:
+            assert ds["time"].attrs["standard_name"] == "time" and ds["t2m"].dims[0] == "time"
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("case", ["steps", "run-dim-scalar-step", "runs-x-steps"])
+def test_meteonet_grib_product_passes_the_cf_checker(data_dir, tmp_path, case):
+    """MeteoNet ARPEGE forecasts: steps along ``step``, the run time scalar or along ``time``."""
+    src = _open_grib(data_dir / "meteonet-nw" / "arpege_2m_NW_20180501000000.grib")["t2m"]
+    if case == "steps":
+        da = src.isel(step=slice(0, 3))
+    elif case == "run-dim-scalar-step":  # one run along time, 6 h ahead: time must become the valid time
+        da = src.isel(step=6).expand_dims("time")
+    else:  # runs x steps: the valid time is 2-D, so `time` is a run axis, not a time axis
+        da = src.isel(step=slice(0, 2)).expand_dims("time")
+    p = _grib_product(da, tmp_path)
+    # runs x steps: the checker also recommends (medium) putting `step` left of the run axis; not an error
+    _assert_cf_clean(p, tmp_path, ["high_priorities"] if case == "runs-x-steps" else
+                     ["high_priorities", "medium_priorities", "low_priorities"])
+    with xr.open_dataset(p) as ds:
+        assert ds["t2m"].attrs["units"] == "K"
+        if case == "run-dim-scalar-step":
+            np.testing.assert_array_equal(ds["time"].values, [src["valid_time"].values[6]])
+            np.testing.assert_array_equal(ds["forecast_reference_time"].values, [src["time"].values])
+            assert ds["forecast_reference_time"].attrs["standard_name"] == "forecast_reference_time"
+            assert ds["time"].values[0] - ds["forecast_reference_time"].values[0] == np.timedelta64(6, "h")
+        if case == "runs-x-steps":
+            assert "time" not in ds.dims and ds["t2m"].dims[:2] == ("forecast_reference_time", "step")
+            np.testing.assert_array_equal(ds["forecast_reference_time"].values, [src["time"].values])
