@@ -5,6 +5,7 @@ import json
 import os
 import re
 import warnings
+from pathlib import Path
 
 import dask
 import dask.array as dsa
@@ -384,3 +385,77 @@ def test_meteonet_grib_product_passes_the_cf_checker(data_dir, tmp_path, case):
         if case == "runs-x-steps":
             assert "time" not in ds.dims and ds["t2m"].dims[:2] == ("forecast_reference_time", "step")
             np.testing.assert_array_equal(ds["forecast_reference_time"].values, [src["time"].values])
+
+
+# ----------------------------------------------------------------------------- stale temporaries of killed writes
+def _dead_pid() -> int:
+    """A process id that no process on this machine has now."""
+    pid = 2**22 - 7
+    while pid > 1000:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except OSError:
+            pass
+        pid -= 1
+    pytest.skip("no free process id found")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="stale temporaries are only detected on POSIX")
+@pytest.mark.parametrize("name", ["out.nc", "out.zarr"])
+def test_next_write_removes_stale_temporaries_of_the_same_target_only(tmp_path, name):
+    hr, _ = downscaled(nt=1)
+    dead, alive = _dead_pid(), os.getpid()
+    stale_file = tmp_path / f".{name}.tmp-{dead}-0a1b2c3d"
+    stale_file.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 4096)  # a half-written file of a killed write
+    stale_dir = tmp_path / f".{name}.tmp-{dead}-deadbeef"  # a half-written Zarr store
+    (stale_dir / "tas").mkdir(parents=True)
+    (stale_dir / "zarr.json").write_text("{")
+    running = tmp_path / f".{name}.tmp-{alive}-12345678"  # a write still going on (here: this process)
+    running.write_bytes(b"busy")
+    other = tmp_path / f".other.nc.tmp-{dead}-0a1b2c3d"  # another target's leftovers are not ours to judge
+    other.write_bytes(b"x")
+    write(hr, tmp_path / name)
+    assert (tmp_path / name).exists()
+    assert leftovers(tmp_path) == sorted([running.name, other.name])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name == "nt", reason="kill -9 and stale temporaries are POSIX")
+def test_rerun_after_kill_minus_9_leaves_no_temporary(tmp_path):
+    """A writer killed mid-write leaves ``.out.nc.tmp-*``; the rerun removes it and writes the product."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = textwrap.dedent(f"""
+        import time, numpy as np, pandas as pd, xarray as xr
+        from xdownscale.io import write
+        def slow(self, path, *a, **k):
+            with open(path, "wb") as f:
+                f.write(b"\\x89HDF\\r\\n\\x1a\\n" + b"\\0" * 100000)
+            time.sleep(600)
+        xr.Dataset.to_netcdf = slow
+        da = xr.DataArray(np.zeros((1, 8, 8), "float32"), dims=("time", "lat", "lon"), name="tas",
+                          coords={{"time": pd.date_range("2000", periods=1), "lat": np.arange(8.0),
+                                  "lon": np.arange(8.0)}})
+        write(da, {str(tmp_path / "out.nc")!r})
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.time() + 120
+        while not leftovers(tmp_path) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert leftovers(tmp_path), "the writer never started its temporary"
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert leftovers(tmp_path)[0].startswith(".out.nc.tmp-")
+    hr, _ = downscaled(nt=1)
+    write(hr, tmp_path / "out.nc")
+    assert os.listdir(tmp_path) == ["out.nc"]

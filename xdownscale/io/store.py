@@ -5,12 +5,20 @@ The output is first written to a hidden temporary sibling
 crash, an exception or a Ctrl-C midway never leaves a half-written file under
 the final name, and an existing destination is only replaced by a complete one.
 Dask-backed data is streamed to disk chunk by chunk, never loaded whole.
+
+A process killed outright (``kill -9``, out of memory, a batch time limit) cannot
+remove its temporary; the next write of the same destination does: temporaries of
+that destination whose writing process no longer runs on this machine are deleted
+first (on Windows, where that cannot be checked cheaply, they are left).
 """
 from __future__ import annotations
 
 import contextlib
+import glob
+import logging
 import os
 import pathlib
+import re
 import secrets
 import shutil
 import warnings
@@ -22,6 +30,8 @@ from ..errors import DataError
 from .cf import to_cf_dataset
 
 __all__ = ["write"]
+
+log = logging.getLogger("xdownscale")
 
 _SUFFIXES = {".nc": "netcdf", ".nc4": "netcdf", ".netcdf": "netcdf", ".zarr": "zarr"}
 _FORMATS = {"netcdf": "netcdf", "nc": "netcdf", "netcdf4": "netcdf", "zarr": "zarr"}
@@ -55,6 +65,38 @@ def _remove(p: pathlib.Path) -> None:
 
 def _sibling(path: pathlib.Path, tag: str) -> pathlib.Path:
     return path.with_name(f".{path.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (True when that cannot be told)."""
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: pathlib.Path) -> list[pathlib.Path]:
+    """Delete the temporaries (``.<name>.tmp-<pid>-<hex>``) that earlier, killed writes of
+    ``path`` left beside it; those of a process still running (a concurrent write) are kept.
+    Returns the paths removed."""
+    prefix = f".{path.name}.tmp-"
+    removed = []
+    for p in sorted(pathlib.Path(path.parent).glob(glob.escape(prefix) + "*")):
+        m = re.fullmatch(r"(\d+)-[0-9a-f]+", p.name[len(prefix):])
+        if m is None or _process_alive(int(m.group(1))):
+            continue
+        _remove(p)
+        if not (p.exists() or p.is_symlink()):
+            removed.append(p)
+            log.info("removed %s, left by an interrupted write of %s", p, path)
+    return removed
 
 
 def _netcdf_encoding(ds: xr.Dataset) -> dict:
@@ -171,6 +213,7 @@ def write(
     if chunks is not None:
         ds = ds.chunk(chunks)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = _sibling(path, "tmp")
     bar = contextlib.nullcontext()
     if progress:
