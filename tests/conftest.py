@@ -1,4 +1,4 @@
-"""Shared fixtures: the real-data folder and a synthetic smooth field."""
+"""Shared fixtures: the real-data folder, a synthetic smooth field, and a private model store."""
 from __future__ import annotations
 
 import os
@@ -10,6 +10,16 @@ import pytest
 import xarray as xr
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_model_store(tmp_path_factory):
+    """Every test (and every process a test starts) uses a model store in pytest's temporary
+    folder, never the user's ``~/.cache/xdownscale``: ``fit`` registers each checkpoint there.
+    Tests that need an empty store of their own still set ``XDOWNSCALE_HOME`` themselves."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDOWNSCALE_HOME", str(tmp_path_factory.mktemp("xdownscale_home")))
+        yield
 
 
 def find_data_dir() -> Path | None:

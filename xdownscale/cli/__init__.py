@@ -15,6 +15,7 @@ import sys
 import warnings
 
 from .commands import cmd_demo, cmd_evaluate, cmd_fit, cmd_models, cmd_predict
+from .store import add_prune_option
 from .files import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PROG, _CLI_WORDS, CLIError, _close_opened,
                     _import_pyproj_first, format_table, log, open_data, pick_variable)
 
@@ -173,6 +174,7 @@ run '{PROG} COMMAND --help' for the options of each command.""")
                     "and what they are.",
         epilog=f"example:\n  {PROG} models")
     p.set_defaults(func=cmd_models)
+    add_prune_option(p)  # models --prune (cli/store.py)
 
     # demo ----------------------------------------------------------------------------------
     p = sub.add_parser(
