@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 
@@ -73,6 +75,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message advises weights_only=False, i.e. running the file's code: not repeated here
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        raise CheckpointError(
+            f"{str(path)!r} holds pickled Python objects" + (f" ({found.group(1)})" if found else "")
+            + ", which xdownscale never loads because unpickling can run arbitrary code; use a checkpoint "
+            "written by xdownscale (fit, or Downscaler.save), which holds only weights and plain values") from None
     except Exception as exc:
         raise CheckpointError(f"{str(path)!r} is not a readable xdownscale checkpoint: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
