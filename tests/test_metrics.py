@@ -292,6 +292,26 @@ def test_mass_violation_zero_for_block_constant_field():
         mass_violation(up.isel(lat=slice(0, 38)), lr)
 
 
+def test_mass_violation_is_area_weighted_hand_case():
+    """Coarse rows at 10, 40 and 70 degrees N, errors 1, 3 and 5 (both signs): the cos(latitude)-weighted
+    mean |error| is (0.98481*1 + 0.76604*3 + 0.34202*5) / (0.98481 + 0.76604 + 0.34202) = 2.3857...,
+    not the plain mean 3."""
+    f = 2
+    lr = latlon(np.array([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]]), lat=[10.0, 40.0, 70.0], lon=[15.0, 45.0])
+    fine_lat = np.array([2.5, 17.5, 32.5, 47.5, 62.5, 77.5])
+    fine_lon = np.array([7.5, 22.5, 37.5, 52.5])
+    err = np.array([[1.0, -1.0], [3.0, -3.0], [-5.0, 5.0]])  # per coarse cell, constant over its block
+    up = np.repeat(np.repeat(lr.values + err, f, axis=1), f, axis=2)
+    pred = latlon(up, lat=fine_lat, lon=fine_lon)
+    c = np.cos(np.deg2rad([10.0, 40.0, 70.0]))
+    expected = (c[0] * 1 + c[1] * 3 + c[2] * 5) / c.sum()
+    assert expected == pytest.approx(2.38574, abs=1e-5)
+    assert float(mass_violation(pred, lr)) == pytest.approx(expected, rel=1e-12)
+    assert float(mass_violation(pred, lr, weighted=False)) == pytest.approx(3.0, rel=1e-12)
+    scale = (c[0] * 1.5 + c[1] * 3.5 + c[2] * 5.5) / c.sum()  # weighted mean |lr| over the same cells
+    assert float(relative_mass_violation(pred, lr)) == pytest.approx(expected / scale, rel=1e-12)
+
+
 def test_negative_pixels():
     a = latlon(np.array([[[1.0, -2.0], [np.nan, -4.0]], [[1.0, 2.0], [3.0, 0.0]]]))
     out = negative_pixels(a)
