@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import DataError
-from .grid.cf import GridAxes, cell_bounds, coordinate_values, find_axes
+from .grid.cf import GridAxes, cell_vertices, coordinate_values, find_axes
 
 __all__ = ["compare", "spectrum"]
 
@@ -72,11 +72,8 @@ def _select_time(da: xr.DataArray, axes: GridAxes, time) -> tuple[xr.DataArray, 
 
 def _edges(da: xr.DataArray, axes: GridAxes) -> tuple[np.ndarray, np.ndarray]:
     """Cell edges (n + 1) of x and y, for pcolormesh."""
-    out = []
-    for dim in (axes.x, axes.y):
-        b = cell_bounds(da, dim, is_latitude=axes.kind == "latlon" and dim == axes.y)
-        out.append(np.concatenate([b[:, 0], b[-1:, 1]]))
-    return out[0], out[1]
+    return tuple(cell_vertices(da, dim, is_latitude=axes.kind == "latlon" and dim == axes.y)
+                 for dim in (axes.x, axes.y))
 
 
 def _robust_limits(fields, lo=2.0, hi=98.0) -> tuple[float, float]:

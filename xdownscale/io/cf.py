@@ -16,7 +16,7 @@ import xarray as xr
 
 from .._version import __version__
 from ..errors import DataError
-from ..grid.cf import GridAxes, cell_bounds, find_axes
+from ..grid.cf import GridAxes, cell_bounds, find_axes, grid_mapping
 
 __all__ = ["add_bounds", "add_cf_attrs", "fine_coordinates", "sanitize_attrs", "to_cf_dataset"]
 
@@ -100,6 +100,9 @@ def add_bounds(ds: xr.Dataset, axes: GridAxes | None = None) -> xr.Dataset:
         old = ds.coords[dim].attrs.get("bounds") or ds.coords[dim].encoding.get("bounds")
         if old and old in ds.variables and ds.variables[old].dims[:1] == (dim,) and ds.variables[old].ndim == 2:
             b = np.asarray(ds.variables[old].values, dtype="float64")
+        elif ds.sizes[dim] > 1:  # cf-xarray's guess: halfway between centres
+            guess = xr.Dataset(coords={dim: ds[dim].variable}).cf.add_bounds(dim, output_dim="bnds")
+            b = np.asarray(guess[f"{dim}_bounds"].transpose(dim, "bnds").values, dtype="float64")
         else:
             b = cell_bounds(ds, dim, is_latitude=is_lat)
         if is_lat:
@@ -162,7 +165,7 @@ def add_cf_attrs(
         methods = (methods + " area: mean").strip()
     attrs["cell_methods"] = methods
     out = da.copy(deep=False)
-    gm = src.attrs.get("grid_mapping") or src.encoding.get("grid_mapping")
+    gm = grid_mapping(src)
     if gm:
         attrs["grid_mapping"] = gm
         # carry the grid-mapping variable along when the source holds it as a scalar coordinate
