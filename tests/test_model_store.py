@@ -64,3 +64,10 @@ def test_models_without_prune_still_lists_models(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "bicubic" in out and "removed" not in out
     assert not (tmp_path / "store").exists()  # listing writes nothing
+
+
+def test_tests_keep_cartopy_downloads_in_the_temporary_folder(tmp_path_factory):
+    cartopy = pytest.importorskip("cartopy")
+    base = tmp_path_factory.getbasetemp().resolve()
+    assert base in Path(os.environ["XDG_DATA_HOME"]).resolve().parents
+    assert base in Path(cartopy.config["data_dir"]).resolve().parents
