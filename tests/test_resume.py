@@ -81,13 +81,17 @@ def test_partial_store_for_other_data_is_refused(tmp_path):
         xds.write(sr.chunk({"time": 2}), out, resume=True)
 
 
-def _interrupted(sr):
-    """``sr`` as a Dask array whose chunks of the second time step raise, like a run killed halfway."""
+def _interrupted(sr, out, done=2):
+    """``sr`` as a Dask array whose chunks of the second time step raise, like a run killed halfway,
+    once the ``done`` regions of the first time step are marked finished (so the partial store is
+    the same on a slow machine)."""
     import dask.array as dsa
 
     def block(x, block_id=None):
         if block_id is not None and block_id[0] == 1:
-            time.sleep(1.0)  # the other regions finish meanwhile (4 threads)
+            deadline = time.time() + 60
+            while len(list(progress_path(out).glob("*.done"))) < done and time.time() < deadline:
+                time.sleep(0.05)
             raise RuntimeError("killed (simulated)")
         return x
 
@@ -102,7 +106,7 @@ def test_resume_refuses_a_partial_store_of_a_shifted_grid(tmp_path, shift):
     sr = synthetic_field("tcwv", times=2, ny=16, nx=16, seed=0).chunk({"time": 1, "lat": 8})
     out = tmp_path / "p.zarr"
     with dask.config.set(scheduler="threads", num_workers=4), pytest.raises(RuntimeError, match="simulated"):
-        xds.write(_interrupted(sr), out, resume=True)
+        xds.write(_interrupted(sr, out), out, resume=True)
     assert store_status(out)["regions_done"] == 2 and not out.exists()
     (dim, delta), = shift.items()
     moved = sr.assign_coords({dim: sr[dim] + delta})
