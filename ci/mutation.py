@@ -168,7 +168,7 @@ def _pytest(root: Path, tests, k, timeout: float, python: str) -> tuple[int, str
         env["XDOWNSCALE_TEST_DATA"] = data
     t0 = time.perf_counter()
     try:
-        r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout, check=False)
         return r.returncode, (r.stdout + r.stderr)[-2000:], time.perf_counter() - t0
     except subprocess.TimeoutExpired:
         return 124, f"timed out after {timeout:.0f} s", time.perf_counter() - t0

@@ -15,9 +15,9 @@ import sys
 import warnings
 
 from .commands import cmd_demo, cmd_evaluate, cmd_fit, cmd_models, cmd_predict
-from .store import add_prune_option
 from .files import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PROG, _CLI_WORDS, CLIError, _close_opened,
                     _import_pyproj_first, format_table, log, open_data, pick_variable)
+from .store import add_prune_option
 
 __all__ = ["main", "open_data", "pick_variable", "format_table"]
 
