@@ -1,7 +1,8 @@
-"""Shared fixtures: the real-data folder and a synthetic smooth field."""
+"""Shared fixtures: the real-data folder, a synthetic smooth field, and a private model store."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,23 @@ import pytest
 import xarray as xr
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_model_store(tmp_path_factory):
+    """Every test (and every process a test starts) uses a model store in pytest's temporary
+    folder, never the user's ``~/.cache/xdownscale``: ``fit`` registers each checkpoint there.
+    Tests that need an empty store of their own still set ``XDOWNSCALE_HOME`` themselves.
+    Cartopy's download folder is moved there too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDOWNSCALE_HOME", str(tmp_path_factory.mktemp("xdownscale_home")))
+        # maps draw coastlines by default: on a machine online, cartopy would download Natural Earth
+        # into ~/.local/share/cartopy; during the tests it goes to the temporary folder instead
+        data_home = tmp_path_factory.mktemp("xdg_data")
+        mp.setenv("XDG_DATA_HOME", str(data_home))
+        if "cartopy" in sys.modules:  # imported while collecting: its data_dir is already set
+            mp.setitem(sys.modules["cartopy"].config, "data_dir", data_home / "cartopy")
+        yield
 
 
 def find_data_dir() -> Path | None:

@@ -24,9 +24,23 @@ def _model_store(tmp_path, monkeypatch):
     monkeypatch.setenv("XDOWNSCALE_HOME", str(tmp_path / "store"))
 
 
-def test_run_demo_writes_all_products(tmp_path, capsys):
+def test_run_demo_writes_all_products(tmp_path, capsys, monkeypatch):
+    import xdownscale.plot
+
+    titles = []
+    compare = xdownscale.plot.compare
+
+    def recording_compare(*args, **kwargs):
+        fig = compare(*args, **kwargs)
+        titles.append((fig._suptitle.get_text(), args[0]))
+        return fig
+
+    monkeypatch.setattr(xdownscale.plot, "compare", recording_compare)
     out = tmp_path / "demo"
     res = run_demo(out, seed=0, **FAST)
+    # the map says which time step it shows
+    (title, lr), = titles
+    assert title.endswith(" at " + str(lr["time"].values[0])[:19]), title
     for key, name in PRODUCTS.items():
         assert res[key] == out / name and (out / name).exists(), name
     assert (out / "prediction.zarr").is_dir()

@@ -106,6 +106,31 @@ def test_ddim_eta0_is_deterministic_and_ddpm_is_not():
     assert torch.equal(ddim[0], ddim[1]) and not torch.equal(ddpm[0], ddpm[1])
 
 
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+@pytest.mark.parametrize("kind,steps,i", [("cosine", 10, 3), ("linear", 25, 0), ("cosine", 1000, 500)])
+def test_ddim_eta1_step_equals_the_ddpm_ancestral_step(prediction, kind, steps, i):
+    """Song et al. (2021), eq. 16: with eta=1, sigma^2 is the DDPM posterior variance and the DDIM mean
+    sqrt(a_s) x0 + sqrt(1 - a_s - sigma^2) eps equals the posterior mean, so one DDIM step and one DDPM
+    step from the same x_t, network output and noise draw agree to round-off."""
+    s = NoiseSchedule(kind, 1000)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 1, 5, 6, dtype=torch.float64, generator=g)
+    out = torch.randn(x.shape, dtype=torch.float64, generator=g)  # any network output
+    ddim = make_sampler("ddim", s, steps, prediction, eta=1.0)
+    ddpm = make_sampler("ddpm", s, steps, prediction)
+    a = ddim.step(out, i, x, torch.Generator().manual_seed(3))
+    b = ddpm.step(out, i, x, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    # eta changes the draw: eta=0 is the noise-free mean, eta=0.5 lies between
+    a0 = make_sampler("ddim", s, steps, prediction, eta=0.0).step(out, i, x, torch.Generator().manual_seed(3))
+    a5 = make_sampler("ddim", s, steps, prediction, eta=0.5).step(out, i, x, torch.Generator().manual_seed(3))
+    assert (a - a0).abs().max() > 1e-3 and (a5 - a0).abs().max() > 1e-4 and (a5 - a).abs().max() > 1e-4
+    # the same eta and seed give the same draw; another seed another one
+    again = make_sampler("ddim", s, steps, prediction, eta=1.0).step(out, i, x, torch.Generator().manual_seed(3))
+    other = make_sampler("ddim", s, steps, prediction, eta=1.0).step(out, i, x, torch.Generator().manual_seed(4))
+    assert torch.equal(a, again) and (a - other).abs().max() > 1e-3
+
+
 def test_denoiser_shapes_and_time_dependence():
     net = UNetDenoiser(cond_channels=3, base_channels=8, channel_mults=(1, 2, 2))
     torch.manual_seed(0)

@@ -292,3 +292,107 @@ def test_regrid_xarray_regrid_latitude_found_by_cf_attributes(synthetic_field):
     by_attrs = regrid(renamed, target.rename(lat="phi", lon="lam"), backend="xarray-regrid")
     assert find_axes(renamed).spatial == ("phi", "lam")
     np.testing.assert_allclose(by_attrs.values, by_name.values, rtol=1e-10)
+
+
+# ------------------------------------------------------------------ CF metadata through cf-xarray
+def test_bounds_from_centres_follows_cf_xarray_add_bounds():
+    """The numpy bounds rule is cf-xarray's ``add_bounds`` (ascending, descending, irregular)."""
+    import cf_xarray  # noqa: F401
+
+    from xdownscale.grid.cf import bounds_from_centres
+
+    for c in ([0.5, 1.5, 2.5, 3.5], [60.0, 50.0, 40.0], [0.0, 1.0, 3.0, 7.0], [359.5, 0.5, 1.5][1:]):
+        ref = xr.Dataset(coords={"c": ("c", c)}).cf.add_bounds("c", output_dim="b")["c_bounds"]
+        np.testing.assert_allclose(bounds_from_centres(np.asarray(c)), ref.transpose("c", "b").values)
+    np.testing.assert_allclose(bounds_from_centres(np.array([5.0])), [[4.5, 5.5]])  # cf-xarray needs two
+
+
+def test_find_axes_reads_cf_attributes_that_name_lists_miss():
+    """_CoordinateAxisType (THREDDS/NcML), long_name and a CF time coordinate along another dim
+    (cfgrib's ``valid_time`` on ``step``) are recognised through cf-xarray."""
+    da = xr.DataArray(
+        np.zeros((2, 3, 4)), dims=("lead", "a", "b"),
+        coords={"a": ("a", [10.0, 11.0, 12.0], {"_CoordinateAxisType": "Lat"}),
+                "b": ("b", [0.0, 1.0, 2.0, 3.0], {"long_name": "longitude"}),
+                "lead": ("lead", [0.0, 6.0]),
+                "vt": ("lead", np.array(["2020-01-01T00", "2020-01-01T06"], dtype="datetime64[ns]"),
+                       {"standard_name": "time"})},
+    )
+    axes = find_axes(da)
+    assert (axes.y, axes.x, axes.time, axes.kind) == ("a", "b", "lead", "latlon")
+    # projected axes by grads_dim / grid_latitude standard names
+    p = xr.DataArray(np.zeros((3, 4)), dims=("north", "east"),
+                     coords={"north": ("north", np.arange(3.0), {"standard_name": "grid_latitude"}),
+                             "east": ("east", np.arange(4.0), {"grads_dim": "x"})})
+    assert find_axes(p).spatial == ("north", "east") and find_axes(p).kind == "projected"
+
+
+@pytest.mark.realdata
+def test_find_axes_on_cfgrib_fields(data_dir):
+    pytest.importorskip("cfgrib")
+    ds = xr.open_dataset(data_dir / "meteonet-nw" / "arpege_2m_NW_20180501000000.grib", engine="cfgrib",
+                         backend_kwargs={"indexpath": ""})
+    axes = find_axes(ds["t2m"])
+    assert (axes.y, axes.x, axes.time, axes.kind) == ("latitude", "longitude", "step", "latlon")
+    assert ds["latitude"][0] > ds["latitude"][-1]  # descending latitude
+
+
+def test_cell_vertices_descending_latitude_and_0_360_longitude():
+    from xdownscale.grid.cf import cell_vertices
+
+    da = latlon_field(np.zeros((3, 4)), [60.0, 50.0, 40.0], [45.0, 135.0, 225.0, 315.0])
+    np.testing.assert_allclose(cell_vertices(da, "lat", is_latitude=True), [65.0, 55.0, 45.0, 35.0])
+    np.testing.assert_allclose(cell_vertices(da, "lon"), [0.0, 90.0, 180.0, 270.0, 360.0])
+    polar = latlon_field(np.zeros((2, 4)), [-60.0, -90.0], [45.0, 135.0, 225.0, 315.0])
+    np.testing.assert_allclose(cell_vertices(polar, "lat", is_latitude=True), [-45.0, -75.0, -90.0])  # clipped
+
+
+def test_bounds_variable_is_found_by_cf_attribute_or_encoding():
+    from xdownscale.grid.cf import cell_bounds
+
+    ds = latlon_field(np.zeros((3, 4)), [60.0, 50.0, 40.0], [0.0, 1.0, 2.0, 3.0]).to_dataset()
+    ds["my_lat_edges"] = (("lat", "nv"), [[62.0, 55.0], [55.0, 44.0], [44.0, 30.0]])
+    ds["lat"].attrs["bounds"] = "my_lat_edges"
+    np.testing.assert_allclose(cell_bounds(ds, "lat", True), [[62.0, 55.0], [55.0, 44.0], [44.0, 30.0]])
+    del ds["lat"].attrs["bounds"]
+    ds["lat"].encoding["bounds"] = "my_lat_edges"  # where xarray puts it with decode_coords="all"
+    np.testing.assert_allclose(cell_bounds(ds, "lat", True)[0], [62.0, 55.0])
+
+
+def test_area_weights_use_a_cf_cell_measures_variable():
+    """With ``cell_measures: area: areacella`` on the field, the provider's cell areas weight the
+    coarsening (here: areas that are not cos(lat)), otherwise cos(lat)."""
+    lat, lon = [10.0, 30.0], [0.0, 1.0, 2.0, 3.0]
+    area = np.array([[1.0, 1.0, 3.0, 3.0], [2.0, 2.0, 2.0, 2.0]])
+    da = latlon_field(np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]), lat, lon)
+    da = da.assign_coords(areacella=(("lat", "lon"), area, {"standard_name": "cell_area", "units": "m2"}))
+    da.attrs["cell_measures"] = "area: areacella"
+    np.testing.assert_array_equal(area_weights(da).values, area)
+    out = coarsen(da, 2)
+    expected = (1 * 1 + 2 * 1 + 5 * 2 + 6 * 2) / 6.0, (3 * 3 + 4 * 3 + 7 * 2 + 8 * 2) / 10.0
+    np.testing.assert_allclose(out.values.ravel(), expected)
+    plain = da.drop_vars("areacella")
+    plain.attrs = {"units": "1"}
+    np.testing.assert_allclose(area_weights(plain).values[:, 0], np.cos(np.deg2rad(lat)))
+
+
+def test_grid_mapping_found_with_cf_xarray_in_attrs_or_encoding(tmp_path):
+    from xdownscale.grid.cf import grid_mapping
+    from xdownscale.io import write
+
+    crs = xr.DataArray(0, attrs={"grid_mapping_name": "polar_stereographic", "straight_vertical_longitude_from_pole": 10.0,
+                                 "latitude_of_projection_origin": 90.0, "standard_parallel": 60.0})
+    da = xr.DataArray(np.ones((4, 5), "float32"), dims=("y", "x"), name="pr",
+                      coords={"y": ("y", np.arange(4) * 1000.0, {"units": "m"}),
+                              "x": ("x", np.arange(5) * 1000.0, {"units": "m"}), "crs": crs},
+                      attrs={"grid_mapping": "stereo_missing"})
+    assert grid_mapping(da) == "stereo_missing"  # names a variable that is not there: the attribute as is
+    da.attrs["grid_mapping"] = "crs"
+    assert grid_mapping(da) == "crs"
+    p = write(da, tmp_path / "a.nc")
+    with xr.open_dataset(p, decode_coords="all") as ds:  # grid_mapping moves to encoding
+        assert "grid_mapping" not in ds["pr"].attrs and grid_mapping(ds["pr"]) == "crs"
+        assert grid_mapping(ds) == "crs"
+        q = write(ds["pr"], tmp_path / "b.nc")  # and is written again
+    with xr.open_dataset(q) as ds:
+        assert ds["pr"].attrs["grid_mapping"] == "crs" and ds["crs"].attrs["grid_mapping_name"] == "polar_stereographic"

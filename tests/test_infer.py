@@ -1,4 +1,6 @@
 """Tiled inference: chunked equals whole-field, output chunks aligned, laziness, halos."""
+import warnings
+
 import dask
 import dask.array as dsa
 import numpy as np
@@ -55,12 +57,27 @@ def test_output_chunks_are_input_chunks_times_factor(model, lr):
 
 
 def test_prediction_is_lazy_until_computed(model, lr):
-    calls = []
-    with dask.config.set(scheduler="sync"):
-        sr = lr.chunk({"lat": 12}).downscale.predict(model=model)
+    """Building the prediction computes no chunk of the input (nor any other task); .compute() does."""
+    from dask.callbacks import Callback
+
+    computed = []
+
+    def source(x, block_info=None):
+        computed.append(block_info[None]["chunk-location"])
+        return x
+
+    data = dsa.map_blocks(source, lr.chunk({"lat": 12}).data, dtype=lr.dtype, meta=np.array((), lr.dtype))
+    lazy_lr = lr.copy(data=data)
+    tasks = []
+    with Callback(pretask=lambda key, dsk, state: tasks.append(key)):
+        sr = lazy_lr.downscale.predict(model=model)
         assert isinstance(sr.data, dsa.Array)
-        calls.append(len(sr.data.dask))
-    assert calls[0] > 0
+        _ = (sr.shape, sr.chunks, sr.attrs, sr.coords["lat"].values, sr.coords["lon"].values)
+        assert computed == [] and tasks == [], "building the prediction computed input chunks"
+        out = sr.compute()
+    n_chunks = int(np.prod(data.numblocks))
+    assert len(set(computed)) == n_chunks  # every input chunk, once .compute() runs
+    assert np.isfinite(out.values).all() and out.shape == (3, 96, 80)
 
 
 def test_min_chunks_merges_chunks_smaller_than_the_halo():
@@ -116,3 +133,64 @@ def test_missing_cells_do_not_drag_neighbours_towards_a_fill_value():
     finite = sr[np.isfinite(sr)]
     assert np.isnan(sr[..., -4:]).all()
     assert finite.min() > valid.min() - 2 and finite.max() < valid.max() + 2
+
+
+# ----------------------------------------------------------------------------- halo = receptive radius, exactly
+def _random_net(name, **config):
+    """An untrained ``name`` network with random weights everywhere (so every path carries signal).
+
+    With these weights the tiled error of a halo one cell short of the true radius is >= 1e-4 of the
+    field's largest value (espcn: 1.4e-3, cnn: 1.7e-4), and a halo of the true radius leaves <= 5e-7."""
+    from xdownscale.downscaler import Downscaler
+
+    torch.manual_seed(0)
+    meta = baseline("bicubic", 4).meta
+    net = xds.models.DownscalingNet(name, 4, constraint="softmax", mean=20.0, std=5.0, **config)
+    for p in net.parameters():  # std 0.1: the outermost ring of the receptive field stays well above round-off
+        torch.nn.init.normal_(p, std=0.1)
+    meta = dict(meta, network=dict(meta["network"], model=name, constraint="softmax", skip="bicubic",
+                                   mean=20.0, std=5.0, **config),
+                normalization={"target": {"mean": 20.0, "std": 5.0}, "predictors": [], "covariates": {}})
+    return Downscaler(net, meta)
+
+
+@pytest.fixture(scope="module")
+def halo_lr():
+    return synthetic_field("tcwv", times=1, ny=128, nx=128, seed=5).downscale.coarsen(4)  # 32 x 32 coarse
+
+
+ROUND_OFF = 1e-6  # relative to the largest value: float32 tiles of different sizes differ by a few ulps
+
+
+def _seam(lr, net, **kw):
+    whole = lr.downscale.predict(model=net, chunks={"lat": -1, "lon": -1}).values.astype("float64")
+    tiled = lr.chunk({"lat": 16, "lon": 16}).downscale.predict(model=net, **kw).values
+    return float(np.abs(tiled - whole).max() / np.abs(whole).max())
+
+
+NETS = [pytest.param("espcn", {"width": 8, "n_blocks": 2}, id="espcn"),
+        pytest.param("cnn", {"width": 8, "n_blocks": 2}, id="cnn")]
+
+
+@pytest.mark.parametrize("name,config", NETS[:1] + [pytest.param("cnn", {"width": 8, "n_blocks": 2}, id="cnn")])
+def test_default_halo_makes_tiled_equal_whole_field_to_round_off(halo_lr, name, config):
+    net = _random_net(name, **config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the default halo must not warn
+        assert _seam(halo_lr, net) <= ROUND_OFF
+
+
+@pytest.mark.parametrize("name,config", NETS)
+def test_short_halo_warning_fires_exactly_when_the_halo_is_too_short(halo_lr, name, config):
+    """For every halo from 0 to radius + 1: a warning if and only if the tiles differ from the whole field
+    by more than round-off."""
+    net = _random_net(name, **config)
+    radius = net.module.receptive_radius
+    seen = []
+    for halo in range(radius + 2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            seam = _seam(halo_lr, net, halo=halo)
+        warned = any("receptive radius" in str(w.message) for w in caught)
+        seen.append((halo, warned, seam))
+    assert all(warned == (seam > ROUND_OFF) for _, warned, seam in seen), seen

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import warnings
+from pathlib import Path
 
 import dask
 import dask.array as dsa
@@ -315,3 +316,146 @@ def test_cf_compliance_projected_grid_with_grid_mapping(tmp_path):
     with xr.open_dataset(p, decode_coords="all") as ds:
         assert ds["pr"].encoding["grid_mapping"] == "crs" and "crs" in ds.coords
         assert ds["x"].attrs["standard_name"] == "projection_x_coordinate" and ds["x"].attrs["units"] == "m"
+
+
+# ----------------------------------------------------------------------------- CF compliance of GRIB-sourced products
+def _open_grib(path):
+    pytest.importorskip("cfgrib")
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    return xr.open_dataset(path, engine="cfgrib", backend_kwargs={"indexpath": ""})
+
+
+def _grib_product(da, tmp_path, name="out.nc"):
+    """``da`` (a cfgrib field, small window) downscaled x2 with bicubic and written with xds.write."""
+    import xdownscale as xds
+
+    sr = xds.predict(da.isel(latitude=slice(0, 24), longitude=slice(0, 24)), model="bicubic", factor=2)
+    return xds.write(sr, tmp_path / name)
+
+
+def _assert_cf_clean(path, tmp_path, levels=("high_priorities", "medium_priorities", "low_priorities")):
+    result = cf_check(path, tmp_path)
+    failed = _failed(result, levels)
+    assert result["high_count"] == 0 and not failed, "\n".join(failed)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("time_as_dim", [False, True], ids=["scalar-time", "time-dim"])
+def test_era5_grib_product_passes_the_cf_checker(data_dir, tmp_path, time_as_dim):
+    """cfgrib labels ERA5 analysis time ``forecast_reference_time`` (with ``step`` and ``valid_time``), writes
+    ``standard_name: unknown`` and 64-bit integers: the product must still have 0 CF-1.8 errors."""
+    src = _open_grib(data_dir / "era5-samples" / "era5-single-level-scalar-time.grib")["t2m"]
+    assert src["time"].attrs["standard_name"] == "forecast_reference_time"  # the case this test is about
+    if time_as_dim:
+        src = src.expand_dims("time")
+    p = _grib_product(src, tmp_path)
+    _assert_cf_clean(p, tmp_path)
+    with xr.open_dataset(p) as ds:
+        assert ds["t2m"].attrs.get("standard_name") is None  # "unknown" is not a name
+        assert ds["t2m"].attrs["units"] == "K"
+        # an analysis: the valid time is the reference time, and it is what the product's time holds
+        assert ds["time"].values.ravel()[0] == src["valid_time"].values
+        if time_as_dim:
+            assert ds["time"].attrs["standard_name"] == "time" and ds["t2m"].dims[0] == "time"
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("case", ["steps", "run-dim-scalar-step", "runs-x-steps"])
+def test_meteonet_grib_product_passes_the_cf_checker(data_dir, tmp_path, case):
+    """MeteoNet ARPEGE forecasts: steps along ``step``, the run time scalar or along ``time``."""
+    src = _open_grib(data_dir / "meteonet-nw" / "arpege_2m_NW_20180501000000.grib")["t2m"]
+    if case == "steps":
+        da = src.isel(step=slice(0, 3))
+    elif case == "run-dim-scalar-step":  # one run along time, 6 h ahead: time must become the valid time
+        da = src.isel(step=6).expand_dims("time")
+    else:  # runs x steps: the valid time is 2-D, so `time` is a run axis, not a time axis
+        da = src.isel(step=slice(0, 2)).expand_dims("time")
+    p = _grib_product(da, tmp_path)
+    # runs x steps: the checker also recommends (medium) putting `step` left of the run axis; not an error
+    _assert_cf_clean(p, tmp_path, ["high_priorities"] if case == "runs-x-steps" else
+                     ["high_priorities", "medium_priorities", "low_priorities"])
+    with xr.open_dataset(p) as ds:
+        assert ds["t2m"].attrs["units"] == "K"
+        if case == "run-dim-scalar-step":
+            np.testing.assert_array_equal(ds["time"].values, [src["valid_time"].values[6]])
+            np.testing.assert_array_equal(ds["forecast_reference_time"].values, [src["time"].values])
+            assert ds["forecast_reference_time"].attrs["standard_name"] == "forecast_reference_time"
+            assert ds["time"].values[0] - ds["forecast_reference_time"].values[0] == np.timedelta64(6, "h")
+        if case == "runs-x-steps":
+            assert "time" not in ds.dims and ds["t2m"].dims[:2] == ("forecast_reference_time", "step")
+            np.testing.assert_array_equal(ds["forecast_reference_time"].values, [src["time"].values])
+
+
+# ----------------------------------------------------------------------------- stale temporaries of killed writes
+def _dead_pid() -> int:
+    """A process id that no process on this machine has now."""
+    pid = 2**22 - 7
+    while pid > 1000:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except OSError:
+            pass
+        pid -= 1
+    pytest.skip("no free process id found")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="stale temporaries are only detected on POSIX")
+@pytest.mark.parametrize("name", ["out.nc", "out.zarr"])
+def test_next_write_removes_stale_temporaries_of_the_same_target_only(tmp_path, name):
+    hr, _ = downscaled(nt=1)
+    dead, alive = _dead_pid(), os.getpid()
+    stale_file = tmp_path / f".{name}.tmp-{dead}-0a1b2c3d"
+    stale_file.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 4096)  # a half-written file of a killed write
+    stale_dir = tmp_path / f".{name}.tmp-{dead}-deadbeef"  # a half-written Zarr store
+    (stale_dir / "tas").mkdir(parents=True)
+    (stale_dir / "zarr.json").write_text("{")
+    running = tmp_path / f".{name}.tmp-{alive}-12345678"  # a write still going on (here: this process)
+    running.write_bytes(b"busy")
+    other = tmp_path / f".other.nc.tmp-{dead}-0a1b2c3d"  # another target's leftovers are not ours to judge
+    other.write_bytes(b"x")
+    write(hr, tmp_path / name)
+    assert (tmp_path / name).exists()
+    assert leftovers(tmp_path) == sorted([running.name, other.name])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name == "nt", reason="kill -9 and stale temporaries are POSIX")
+def test_rerun_after_kill_minus_9_leaves_no_temporary(tmp_path):
+    """A writer killed mid-write leaves ``.out.nc.tmp-*``; the rerun removes it and writes the product."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = textwrap.dedent(f"""
+        import time, numpy as np, pandas as pd, xarray as xr
+        from xdownscale.io import write
+        def slow(self, path, *a, **k):
+            with open(path, "wb") as f:
+                f.write(b"\\x89HDF\\r\\n\\x1a\\n" + b"\\0" * 100000)
+            time.sleep(600)
+        xr.Dataset.to_netcdf = slow
+        da = xr.DataArray(np.zeros((1, 8, 8), "float32"), dims=("time", "lat", "lon"), name="tas",
+                          coords={{"time": pd.date_range("2000", periods=1), "lat": np.arange(8.0),
+                                  "lon": np.arange(8.0)}})
+        write(da, {str(tmp_path / "out.nc")!r})
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.time() + 120
+        while not leftovers(tmp_path) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert leftovers(tmp_path), "the writer never started its temporary"
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert leftovers(tmp_path)[0].startswith(".out.nc.tmp-")
+    hr, _ = downscaled(nt=1)
+    write(hr, tmp_path / "out.nc")
+    assert os.listdir(tmp_path) == ["out.nc"]

@@ -110,19 +110,80 @@ def test_ssim_area_weighted_map_mean():
     assert got != pytest.approx(float(ssim(p, t, weighted=False)), abs=1e-6)
 
 
-def test_ssim_skips_windows_touching_nan():
-    p, t = pair((1, 40, 40), 5)
+def _masked_ssim_by_hand(x, y, r, w=None):
+    """SSIM over valid cells, written out cell by cell: for every valid interior cell, the 11x11
+    Gaussian window's weights are restricted to the valid cells and renormalised."""
+    g1 = np.exp(-0.5 * (np.arange(-5, 6) / 1.5) ** 2)
+    g2 = np.outer(g1, g1)
+    ok = ~(np.isnan(x) | np.isnan(y))
+    c1, c2 = (0.01 * r) ** 2, (0.03 * r) ** 2
+    w = np.ones(x.shape) if w is None else w
+    num = den = 0.0
+    for i in range(5, x.shape[0] - 5):
+        for j in range(5, x.shape[1] - 5):
+            if not ok[i, j]:
+                continue
+            win = (slice(i - 5, i + 6), slice(j - 5, j + 6))
+            k = g2 * ok[win]
+            k = k / k.sum()
+            a, b = np.where(ok[win], x[win], 0.0), np.where(ok[win], y[win], 0.0)
+            ua, ub = (k * a).sum(), (k * b).sum()
+            va, vb, vab = (k * a * a).sum() - ua**2, (k * b * b).sum() - ub**2, (k * a * b).sum() - ua * ub
+            s = (2 * ua * ub + c1) * (2 * vab + c2) / ((ua**2 + ub**2 + c1) * (va + vb + c2))
+            num, den = num + w[i, j] * s, den + w[i, j]
+    return num / den
+
+
+def test_ssim_over_valid_cells_of_a_land_only_field():
+    """Every 11x11 window touches a NaN (sea cells on a 4-cell lattice): SSIM is still defined over the
+    valid cells, and equals a cell-by-cell evaluation with renormalised window weights."""
+    p, t = pair((1, 36, 40), 5)
     p, t = p.isel(time=0), t.isel(time=0)
+    sea = np.zeros(t.shape, bool)
+    sea[::4, ::4] = True
+    sea[20:, 25:] = True  # and a sea basin
+    pn, tn = p.where(~sea), t.where(~sea)
+    tn[8, 9] = np.nan  # NaN in one input only counts as missing too
     r = float(t.max() - t.min())
-    pn = p.copy()
-    pn[20, 17] = np.nan
-    filled = np.where(np.isnan(pn.values), 0.0, pn.values)
-    _, smap = structural_similarity(filled, t.values, data_range=r, full=True, **SKI)
-    yy, xx = np.meshgrid(np.arange(40), np.arange(40), indexing="ij")
-    ok = (np.maximum(abs(yy - 20), abs(xx - 17)) > 5)
-    ok[:5], ok[-5:], ok[:, :5], ok[:, -5:] = False, False, False, False
-    got = float(ssim(pn, t, data_range=r, weighted=False))
-    assert got == pytest.approx(smap[ok].mean(), abs=1e-6)
+    got = float(ssim(pn, tn, data_range=r, weighted=False))
+    assert np.isfinite(got)
+    assert got == pytest.approx(_masked_ssim_by_hand(pn.values, tn.values, r), abs=1e-9)
+    w = coslat(t)
+    assert float(ssim(pn, tn, data_range=r, weighted=True)) == pytest.approx(
+        _masked_ssim_by_hand(pn.values, tn.values, r, w), abs=1e-9)
+
+
+def test_ssim_hand_case_constant_fields_with_nan():
+    """pred = truth + 1 on constant truth 10, with NaN cells everywhere: no local variance, so
+    SSIM = luminance term = (2*11*10 + C1) / (11^2 + 10^2 + C1) with C1 = (0.01 R)^2."""
+    t = latlon(np.full((2, 30, 30), 10.0))
+    t[:, 2::5, 3::5] = np.nan
+    p = t + 1.0
+    c1 = (0.01 * 10.0) ** 2
+    expected = (2 * 11 * 10 + c1) / (11**2 + 10**2 + c1)
+    got = ssim(p, t, data_range=10.0, dim=[])
+    np.testing.assert_allclose(got.values, expected, rtol=0, atol=1e-12)
+    # lazily too, one field per chunk
+    lazy = ssim(p.chunk({"time": 1}), t.chunk({"time": 1}), data_range=10.0, dim=[])
+    np.testing.assert_allclose(lazy.values, expected, rtol=0, atol=1e-12)
+
+
+def test_ssim_warns_when_a_field_has_no_valid_cell():
+    p, t = pair((2, 24, 24), 6)
+    t = t.copy()
+    t[1, 5:-5, 5:-5] = np.nan  # the second field is valid only in the border strip SSIM leaves out
+    with pytest.warns(RuntimeWarning, match="no cell that is valid"):
+        out = ssim(p, t, dim=[]).values
+    assert np.isfinite(out[0]) and np.isnan(out[1])
+
+
+def test_ms_ssim_over_valid_cells():
+    t = latlon(smooth_field((1, 48, 48), 11, offset=10.0))
+    t[:, ::4, ::4] = np.nan
+    assert float(ms_ssim(t, t)) == pytest.approx(1.0, abs=1e-12)
+    noisy = t + 0.3 * np.random.default_rng(1).normal(size=t.shape)
+    v = float(ms_ssim(noisy, t))
+    assert 0.0 < v < 1.0
 
 
 def test_ms_ssim_identity_and_noise():
@@ -244,6 +305,26 @@ def test_mass_violation_zero_for_block_constant_field():
     assert mass_violation(up, lr, dim=["lat", "lon"]).dims == ("time",)
     with pytest.raises(DataError, match="integer multiple"):
         mass_violation(up.isel(lat=slice(0, 38)), lr)
+
+
+def test_mass_violation_is_area_weighted_hand_case():
+    """Coarse rows at 10, 40 and 70 degrees N, errors 1, 3 and 5 (both signs): the cos(latitude)-weighted
+    mean |error| is (0.98481*1 + 0.76604*3 + 0.34202*5) / (0.98481 + 0.76604 + 0.34202) = 2.3857...,
+    not the plain mean 3."""
+    f = 2
+    lr = latlon(np.array([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]]), lat=[10.0, 40.0, 70.0], lon=[15.0, 45.0])
+    fine_lat = np.array([2.5, 17.5, 32.5, 47.5, 62.5, 77.5])
+    fine_lon = np.array([7.5, 22.5, 37.5, 52.5])
+    err = np.array([[1.0, -1.0], [3.0, -3.0], [-5.0, 5.0]])  # per coarse cell, constant over its block
+    up = np.repeat(np.repeat(lr.values + err, f, axis=1), f, axis=2)
+    pred = latlon(up, lat=fine_lat, lon=fine_lon)
+    c = np.cos(np.deg2rad([10.0, 40.0, 70.0]))
+    expected = (c[0] * 1 + c[1] * 3 + c[2] * 5) / c.sum()
+    assert expected == pytest.approx(2.38574, abs=1e-5)
+    assert float(mass_violation(pred, lr)) == pytest.approx(expected, rel=1e-12)
+    assert float(mass_violation(pred, lr, weighted=False)) == pytest.approx(3.0, rel=1e-12)
+    scale = (c[0] * 1.5 + c[1] * 3.5 + c[2] * 5.5) / c.sum()  # weighted mean |lr| over the same cells
+    assert float(relative_mass_violation(pred, lr)) == pytest.approx(expected / scale, rel=1e-12)
 
 
 def test_negative_pixels():

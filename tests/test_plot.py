@@ -71,6 +71,8 @@ def test_compare_latlon_by_label_without_truth_and_coastlines_offline(tmp_path, 
     import xdownscale.plot as xplot
 
     monkeypatch.setattr(xplot, "_natural_earth_local", lambda resolution="110m": False)
+    monkeypatch.setattr(xplot, "_natural_earth_downloadable", lambda timeout=2.0: False)
+    monkeypatch.setattr(xplot, "_gshhs_local", lambda: None)
     lr, pred, _ = latlon_fields()
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
@@ -79,6 +81,8 @@ def test_compare_latlon_by_label_without_truth_and_coastlines_offline(tmp_path, 
         _check_png(tmp_path / "two.png")
         assert len(fig.axes) == 2
         assert sum("coastlines skipped" in str(w.message) for w in rec) == 1
+        assert sum("coastline" in str(w.message) for w in rec) == 1  # one warning, not one per panel
+        assert not _coast_artists(fig)
     finally:
         plt.close(fig)
 
@@ -158,3 +162,120 @@ def test_compare_unreadable_coastline_data_is_a_warning(tmp_path, monkeypatch):
         fig = compare(lr, pred, coastlines=True, path=tmp_path / "bad.png")
     plt.close(fig)
     _check_png(tmp_path / "bad.png")
+
+
+# ----------------------------------------------------------------------------- coastlines by default, timestamps
+def _coast_artists(fig):
+    from cartopy.mpl.feature_artist import FeatureArtist
+
+    return [a for ax in fig.axes for a in ax.get_children() if isinstance(a, FeatureArtist)]
+
+
+def _offline(monkeypatch, gshhs):
+    import xdownscale.plot as xplot
+
+    monkeypatch.setattr(xplot, "_natural_earth_local", lambda resolution="110m": False)
+    monkeypatch.setattr(xplot, "_natural_earth_downloadable", lambda timeout=2.0: False)
+    if gshhs is not None:
+        monkeypatch.setattr(xplot, "_gshhs_local", lambda: gshhs)
+
+
+def test_coastlines_are_on_by_default(monkeypatch, tmp_path):
+    import xdownscale.plot as xplot
+
+    calls = []
+    monkeypatch.setattr(xplot, "_natural_earth_local", lambda resolution="110m": True)
+    monkeypatch.setattr(xplot, "_add_coastlines", lambda ax, source="natural_earth": calls.append(source))
+    lr, pred, truth = latlon_fields()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        fig = compare(lr, pred, truth)
+    plt.close(fig)
+    assert calls == ["natural_earth"] * 4
+    calls.clear()
+    plt.close(compare(lr, pred, truth, coastlines=False))
+    assert calls == []
+
+
+def test_coastlines_downloaded_when_the_server_answers(monkeypatch):
+    import xdownscale.plot as xplot
+
+    calls = []
+    monkeypatch.setattr(xplot, "_natural_earth_local", lambda resolution="110m": False)
+    monkeypatch.setattr(xplot, "_natural_earth_downloadable", lambda timeout=2.0: True)
+    monkeypatch.setattr(xplot, "_add_coastlines", lambda ax, source="natural_earth": calls.append(source))
+    lr, pred, _ = latlon_fields()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        plt.close(compare(lr, pred))
+    assert calls == ["natural_earth"] * 2
+
+
+def test_gshhs_fallback_from_a_local_shapefile_with_one_warning(monkeypatch, tmp_path):
+    """No Natural Earth and no network: a GSHHS shapefile in the data dir is drawn, with one warning."""
+    shapefile = pytest.importorskip("shapefile")
+    import cartopy
+
+    target = tmp_path / "data" / "shapefiles" / "gshhs" / "c"
+    target.mkdir(parents=True)
+    with shapefile.Writer(str(target / "GSHHS_c_L1"), shapeType=shapefile.POLYGON) as w:
+        w.field("id", "N")
+        w.poly([[[5.0, 35.0], [5.0, 45.0], [15.0, 45.0], [15.0, 35.0], [5.0, 35.0]]])
+        w.record(1)
+    monkeypatch.setitem(cartopy.config, "pre_existing_data_dir", str(tmp_path / "data"))
+    monkeypatch.setattr("xdownscale.plot._DEBIAN_CARTOPY_DATA", str(tmp_path / "nowhere"))
+    _offline(monkeypatch, None)
+    lr, pred, truth = latlon_fields()
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        fig = compare(lr, pred, truth, path=tmp_path / "gshhs.png")
+    try:
+        msgs = [str(w.message) for w in rec if "coastline" in str(w.message)]
+        assert len(msgs) == 1 and "GSHHS" in msgs[0] and "skipped" not in msgs[0], msgs
+        assert len(_coast_artists(fig)) == 4
+        _check_png(tmp_path / "gshhs.png")
+    finally:
+        plt.close(fig)
+
+
+DEBIAN_GSHHS = "/usr/share/cartopy/data/shapefiles/gshhs/c/GSHHS_c_L1.shp"
+
+
+@pytest.mark.skipif(not __import__("os").path.isfile(DEBIAN_GSHHS),
+                    reason="Debian's python-cartopy-data is not installed")
+def test_gshhs_fallback_reads_debians_cartopy_data(monkeypatch, tmp_path):
+    import xdownscale.plot as xplot
+
+    monkeypatch.setattr(xplot, "_natural_earth_local", lambda resolution="110m": False)
+    monkeypatch.setattr(xplot, "_natural_earth_downloadable", lambda timeout=2.0: False)
+    assert xplot._gshhs_local().endswith("GSHHS_c_L1.shp")
+    lr, pred, _ = latlon_fields()
+    with pytest.warns(UserWarning, match="GSHHS"):
+        fig = compare(lr, pred, path=tmp_path / "deb.png")
+    try:
+        assert len(_coast_artists(fig)) == 2
+    finally:
+        plt.close(fig)
+
+
+def test_map_title_carries_the_time_of_the_map():
+    import xdownscale.plot as xplot
+
+    lr, pred, truth = latlon_fields()
+    kw = {"coastlines": False}
+    fig = compare(lr, pred, truth, time=1, **kw)
+    assert fig._suptitle.get_text() == "tas [K] at 2000-01-02T00:00:00"
+    plt.close(fig)
+    fig = compare(lr, pred, truth, time=2, title="demo: coarse | cnn | truth | error", **kw)
+    assert fig._suptitle.get_text() == "demo: coarse | cnn | truth | error at 2000-01-03T00:00:00"
+    plt.close(fig)
+    fig = compare(lr, pred, truth, time=0, title="{time}: tas", **kw)
+    assert fig._suptitle.get_text() == "2000-01-01T00:00:00: tas"
+    plt.close(fig)
+    fig = compare(lr, pred, title="no stamp", timestamp=False, **kw)
+    assert fig._suptitle.get_text() == "no stamp"
+    plt.close(fig)
+    # one step selected beforehand: the scalar time coordinate still dates the map
+    fig = compare(lr.isel(time=1), pred.isel(time=1), title="one step", **kw)
+    assert fig._suptitle.get_text() == "one step at 2000-01-02T00:00:00"
+    plt.close(fig)

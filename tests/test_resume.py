@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import dask
 import numpy as np
 import pytest
 import torch
@@ -79,6 +80,47 @@ def test_partial_store_for_other_data_is_refused(tmp_path):
     assert status["complete"] is False and status["partial"] == partial_path(out)
     with pytest.raises(xds.DataError, match="different data"):
         xds.write(sr.chunk({"time": 2}), out, resume=True)
+
+
+def _interrupted(sr, out, done=2):
+    """``sr`` as a Dask array whose chunks of the second time step raise, like a run killed halfway,
+    once the ``done`` regions of the first time step are marked finished (so the partial store is
+    the same on a slow machine)."""
+    import dask.array as dsa
+
+    def block(x, block_id=None):
+        if block_id is not None and block_id[0] == 1:
+            deadline = time.time() + 60
+            while len(list(progress_path(out).glob("*.done"))) < done and time.time() < deadline:
+                time.sleep(0.05)
+            raise RuntimeError("killed (simulated)")
+        return x
+
+    return sr.copy(data=dsa.map_blocks(block, sr.data, dtype=sr.dtype, meta=np.array((), sr.dtype)))
+
+
+@pytest.mark.parametrize("shift", [{"lon": 1.0}, {"lat": -1.0}, {"time": np.timedelta64(1, "h")}],
+                         ids=["lon+1deg", "lat-1deg", "time+1h"])
+def test_resume_refuses_a_partial_store_of_a_shifted_grid(tmp_path, shift):
+    """Same variable, shape, chunks, dtype and attributes, but coordinates shifted: the unfinished product
+    belongs to other data and must not be completed with this one."""
+    sr = synthetic_field("tcwv", times=2, ny=16, nx=16, seed=0).chunk({"time": 1, "lat": 8})
+    out = tmp_path / "p.zarr"
+    with dask.config.set(scheduler="threads", num_workers=4), pytest.raises(RuntimeError, match="simulated"):
+        xds.write(_interrupted(sr, out), out, resume=True)
+    assert store_status(out)["regions_done"] == 2 and not out.exists()
+    (dim, delta), = shift.items()
+    moved = sr.assign_coords({dim: sr[dim] + delta})
+    with pytest.raises(xds.DataError, match="different data"):
+        xds.write(moved, out, resume=True)
+    assert store_status(out)["regions_done"] == 2  # the refused run touched nothing
+    # the same data resumes: 2 regions reused, 2 computed, and the product is the uninterrupted one
+    from xdownscale.io import to_cf_dataset
+    from xdownscale.io.resumable import write_resumable
+
+    rep = write_resumable(to_cf_dataset(sr), out, overwrite=False)
+    assert (rep.reused, rep.computed) == (2, 2)
+    np.testing.assert_array_equal(xr.open_zarr(out)["tcwv"].values, sr.values)
 
 
 def _predict_cmd(coarse, ckpt, out, *extra):

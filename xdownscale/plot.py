@@ -5,23 +5,32 @@ cartopy). Matplotlib is imported only when a function is called; without a
 display (and if pyplot is not already in use) the non-interactive Agg backend
 is selected.
 
-Coastlines (``coastlines=True``) use the Natural Earth 110m coastline
-shapefile. Cartopy downloads it on first use; on an offline machine put the
-files in a local directory and point ``CARTOPY_DATA_DIR`` (or
-``cartopy.config["pre_existing_data_dir"]``) at it. If the data is not found
+Coastlines are drawn by default on lat/lon maps, from the first source that works:
+
+1. cartopy's Natural Earth 110m coastlines, if already on disk (cartopy's data
+   dirs, ``CARTOPY_DATA_DIR``);
+2. the same, downloaded by cartopy, if its download server can be reached;
+3. GSHHS coarse coastlines on disk (Debian/Ubuntu: ``apt install
+   python-cartopy-data``, which puts them under /usr/share/cartopy), with one
+   warning saying so;
+4. none, with one warning saying how to get them.
+
+``coastlines=False`` turns them off. If the data is found but cannot be read
 the coastlines are skipped with a warning instead of failing the plot.
 """
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import warnings
+from urllib.parse import urlparse
 
 import numpy as np
 import xarray as xr
 
 from .errors import DataError
-from .grid.cf import GridAxes, cell_bounds, coordinate_values, find_axes
+from .grid.cf import GridAxes, cell_vertices, coordinate_values, find_axes
 
 __all__ = ["compare", "spectrum"]
 
@@ -72,11 +81,8 @@ def select_time(da: xr.DataArray, axes: GridAxes, time) -> tuple[xr.DataArray, s
 
 def cell_edges(da: xr.DataArray, axes: GridAxes) -> tuple[np.ndarray, np.ndarray]:
     """Cell edges (n + 1) of x and y, for pcolormesh."""
-    out = []
-    for dim in (axes.x, axes.y):
-        b = cell_bounds(da, dim, is_latitude=axes.kind == "latlon" and dim == axes.y)
-        out.append(np.concatenate([b[:, 0], b[-1:, 1]]))
-    return out[0], out[1]
+    return tuple(cell_vertices(da, dim, is_latitude=axes.kind == "latlon" and dim == axes.y)
+                 for dim in (axes.x, axes.y))
 
 
 def robust_limits(fields, lo=2.0, hi=98.0) -> tuple[float, float]:
@@ -108,23 +114,89 @@ def _natural_earth_local(resolution: str = "110m") -> bool:
         return False
 
 
-def _coastline_data_warn() -> bool:
-    """True if coastlines can be drawn; else warn (once per figure) and return False."""
-    if _natural_earth_local("110m"):
-        return True
-    warnings.warn(
-        "coastlines skipped: the Natural Earth 110m coastline data is not available locally "
-        "and will not be downloaded here; put it under $CARTOPY_DATA_DIR (see cartopy's "
-        "'feature_download.py') to draw coastlines.", UserWarning, stacklevel=4)
-    return False
+_DEBIAN_CARTOPY_DATA = "/usr/share/cartopy/data"  # Debian's python-cartopy-data
+_GSHHS_COARSE = ("shapefiles", "gshhs", "c", "GSHHS_c_L1.shp")  # coarse land/ocean boundary (level 1)
+_REACHABLE: dict[str, bool] = {}
 
 
-def _add_coastlines(ax):
+def _natural_earth_downloadable(timeout: float = 2.0) -> bool:
+    """Whether cartopy's Natural Earth download server answers (checked once per process)."""
     try:
-        return ax.coastlines(resolution="110m", linewidth=0.6)
+        from cartopy.io import Downloader
+
+        url = Downloader.from_config(("shapefiles", "natural_earth", "110m", "physical", "coastline")).url_template
+        host = urlparse(url).hostname
+    except Exception:
+        return False
+    if not host:
+        return False
+    if host not in _REACHABLE:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            _REACHABLE[host] = True
+        except OSError:
+            _REACHABLE[host] = False
+    return _REACHABLE[host]
+
+
+def _gshhs_local() -> str | None:
+    """Path of the coarse GSHHS coastline shapefile in cartopy's data dirs or Debian's, or None."""
+    try:
+        import cartopy
+
+        roots = [cartopy.config.get("pre_existing_data_dir"), cartopy.config.get("data_dir")]
+    except Exception:  # pragma: no cover - cartopy is checked before
+        roots = []
+    roots += [os.environ.get("CARTOPY_DATA_DIR"), _DEBIAN_CARTOPY_DATA]
+    for root in roots:
+        if root:
+            path = os.path.join(os.fspath(root), *_GSHHS_COARSE)
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def _coastline_source():
+    """Where coastlines come from: ``"natural_earth"``, ``("gshhs", path)`` or None; one warning
+    (per figure) when it is not Natural Earth."""
+    if _natural_earth_local("110m") or _natural_earth_downloadable():
+        return "natural_earth"
+    gshhs = _gshhs_local()
+    if gshhs is not None:
+        warnings.warn(
+            f"coastlines: Natural Earth data is not available here (not on disk, no download server), "
+            f"so the coarse GSHHS coastlines of {gshhs} are drawn instead; put Natural Earth under "
+            "$CARTOPY_DATA_DIR for the usual ones.", UserWarning, stacklevel=3)
+        return ("gshhs", gshhs)
+    warnings.warn(
+        "coastlines skipped: no coastline data here (Natural Earth is not on disk and cannot be "
+        "downloaded, no GSHHS files); install Debian's python-cartopy-data (GSHHS, offline) or put "
+        "Natural Earth under $CARTOPY_DATA_DIR (see cartopy's 'feature_download.py'), or pass "
+        "coastlines=False.", UserWarning, stacklevel=3)
+    return None
+
+
+def _add_coastlines(ax, source="natural_earth"):
+    try:
+        if source == "natural_earth":
+            return ax.coastlines(resolution="110m", linewidth=0.6)
+        import cartopy.crs as ccrs
+        from cartopy.io.shapereader import Reader
+
+        geoms = list(Reader(source[1]).geometries())
+        return ax.add_geometries(geoms, ccrs.PlateCarree(), facecolor="none", edgecolor="black",
+                                 linewidth=0.6)
     except Exception as e:  # pragma: no cover - depends on local data
         warnings.warn(f"coastlines skipped: {e}", UserWarning, stacklevel=3)
         return None
+
+
+def _time_label(da: xr.DataArray) -> str:
+    """The time of a 2-D slice from a scalar time coordinate (``time``/``valid_time``), or ''."""
+    for name in ("valid_time", "time"):
+        if name in da.coords and da.coords[name].ndim == 0 and np.issubdtype(da.coords[name].dtype, np.datetime64):
+            return str(np.asarray(da.coords[name].values))[:19]
+    return ""
 
 
 def compare(
@@ -134,10 +206,11 @@ def compare(
     *,
     time=0,
     cmap: str = "viridis",
-    coastlines: bool = False,
+    coastlines: bool = True,
     error_cmap: str = "RdBu_r",
     path=None,
     title: str | None = None,
+    timestamp: bool = True,
 ):
     """Side-by-side maps: low resolution | prediction | truth | prediction - truth.
 
@@ -149,9 +222,13 @@ def compare(
     ``PlateCarree`` axes with labelled gridlines; projected grids on plain
     axes with equal aspect.
 
-    ``coastlines=True`` draws Natural Earth coastlines; the data must be
-    present locally (cartopy's data dir or ``CARTOPY_DATA_DIR``) on an
-    offline machine, otherwise they are skipped with a warning.
+    Coastlines are drawn on lat/lon maps unless ``coastlines=False`` (Natural
+    Earth, else GSHHS with a warning, else none with a warning: see the module
+    docstring).
+
+    The title names the variable, units and time of the map; a ``title`` of
+    your own gets the time appended (`` at 2000-01-05T00:00:00``), or put it
+    where you want it with ``{time}``; ``timestamp=False`` leaves it out.
 
     Saves a PNG (dpi 120) to ``path`` if given. Returns the matplotlib Figure;
     ``fig.axes`` holds the map panels only (colour bars are inset axes).
@@ -166,7 +243,7 @@ def compare(
             raise TypeError(f"compare expects xarray DataArrays, got {type(da).__name__} for {name.lower()}")
         axes = find_axes(da)
         d2, lab = select_time(da, axes, time)
-        label = label or lab
+        label = label or lab or _time_label(d2)
         slices.append((name, d2, axes))
     kind = slices[1][2].kind
     values = [np.asarray(d.values, dtype="float64") for _, d, _ in slices]
@@ -203,7 +280,7 @@ def compare(
         panels.append((f"Prediction - truth (RMSE {rmse:.3g})", slices[1][1], slices[1][2], err,
                        error_cmap, -e, e))
 
-    coast_ok = coastlines and ccrs is not None and _coastline_data_warn()
+    coast_source = _coastline_source() if coastlines and ccrs is not None else None
     coast_artists = []
     for i, (name, d2, axes, v, cm, lo, hi) in enumerate(panels):
         ax = fig.add_subplot(1, n, i + 1, **subplot_kw)
@@ -224,8 +301,8 @@ def compare(
             gl.top_labels = False
             gl.right_labels = False
             gl.xlabel_style = gl.ylabel_style = {"size": 7}
-            if coast_ok:
-                artist = _add_coastlines(ax)
+            if coast_source is not None:
+                artist = _add_coastlines(ax, coast_source)
                 if artist is not None:
                     coast_artists.append(artist)
         else:
@@ -242,8 +319,13 @@ def compare(
             cb = fig.colorbar(im, cax=cax, orientation="horizontal")
             cb.ax.tick_params(labelsize=7)
             cb.set_label(units, fontsize=8)
-    head = title if title is not None else f"{var}" + (f" [{units}]" if units else "") + (
-        f" at {label}" if label else "")
+    stamp = label if timestamp else ""
+    if title is None:
+        head = f"{var}" + (f" [{units}]" if units else "") + (f" at {stamp}" if stamp else "")
+    elif "{time}" in title:
+        head = title.replace("{time}", stamp or "unknown time")
+    else:
+        head = title + (f" at {stamp}" if stamp and stamp not in title else "")
     fig.suptitle(head, fontsize=12)
     fig.subplots_adjust(left=0.06 if kind == "latlon" else 0.08, right=0.97, top=0.82, bottom=0.22, wspace=0.25)
     if coast_artists:
@@ -253,7 +335,7 @@ def compare(
         except Exception as e:
             for artist in coast_artists:
                 artist.remove()
-            warnings.warn(f"coastlines skipped: could not read the Natural Earth data ({e})",
+            warnings.warn(f"coastlines skipped: could not read the coastline data ({e})",
                           UserWarning, stacklevel=2)
     if path is not None:
         fig.savefig(os.fspath(path), dpi=120, format="png")

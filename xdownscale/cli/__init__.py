@@ -30,6 +30,7 @@ from .files import (
     open_data,
     pick_variable,
 )
+from .store import add_prune_option
 
 __all__ = ["main", "open_data", "pick_variable", "format_table"]
 
@@ -206,6 +207,7 @@ run '{PROG} COMMAND --help' for the options of each command.""")
     p.add_argument("--options", metavar="MODEL", help="list the fit and predict options of MODEL (their type, "
                                                         "default and meaning)")
     p.set_defaults(func=cmd_models)
+    add_prune_option(p)  # models --prune (cli/store.py)
 
     # demo ----------------------------------------------------------------------------------
     p = sub.add_parser(

@@ -7,8 +7,9 @@ training history, package version and the weights.
 """
 from __future__ import annotations
 
-import hashlib
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 
@@ -16,18 +17,11 @@ import torch
 
 from .._version import __version__
 from ..errors import CheckpointError
+from ..model_store import file_sha256 as sha256  # noqa: F401  (re-exported: checkpoints are named by it)
 from .record import RECORD_VERSION, ModelRecord, migrate
 
 FORMAT = "xdownscale-checkpoint"
 FORMAT_VERSION = RECORD_VERSION
-
-
-def sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _plain(obj):
@@ -78,6 +72,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message advises weights_only=False, i.e. running the file's code: not repeated here
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        raise CheckpointError(
+            f"{str(path)!r} holds pickled Python objects" + (f" ({found.group(1)})" if found else "")
+            + ", which xdownscale never loads because unpickling can run arbitrary code; use a checkpoint "
+            "written by xdownscale (fit, or Downscaler.save), which holds only weights and plain values") from None
     except Exception as exc:
         raise CheckpointError(f"{str(path)!r} is not a readable xdownscale checkpoint: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -1,10 +1,15 @@
 """Atomic outputs: write to a hidden sibling, then move it onto the target in one step."""
 from __future__ import annotations
 
+import glob
+import logging
 import os
 import pathlib
+import re
 import secrets
 import shutil
+
+log = logging.getLogger("xdownscale")
 
 
 def remove(p: pathlib.Path) -> None:
@@ -53,3 +58,35 @@ def commit(tmp: pathlib.Path, path: pathlib.Path, overwrite: bool) -> None:
         os.rename(aside, path)
         raise
     remove(aside)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (True when that cannot be told)."""
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: pathlib.Path) -> list[pathlib.Path]:
+    """Delete the temporaries (``.<name>.tmp-<pid>-<hex>``) that earlier, killed writes of
+    ``path`` left beside it; those of a process still running (a concurrent write) are kept.
+    Returns the paths removed."""
+    prefix = f".{path.name}.tmp-"
+    removed = []
+    for p in sorted(pathlib.Path(path.parent).glob(glob.escape(prefix) + "*")):
+        m = re.fullmatch(r"(\d+)-[0-9a-f]+", p.name[len(prefix):])
+        if m is None or process_alive(int(m.group(1))):
+            continue
+        remove(p)
+        if not (p.exists() or p.is_symlink()):
+            removed.append(p)
+            log.info("removed %s, left by an interrupted write of %s", p, path)
+    return removed

@@ -16,7 +16,7 @@ import xarray as xr
 
 from .._version import __version__
 from ..errors import DataError
-from ..grid.cf import GridAxes, cell_bounds, find_axes
+from ..grid.cf import GridAxes, cell_bounds, find_axes, grid_mapping
 
 __all__ = ["add_bounds", "add_cf_attrs", "fine_coordinates", "sanitize_attrs", "to_cf_dataset"]
 
@@ -25,6 +25,8 @@ _LON_ATTRS = {"standard_name": "longitude", "long_name": "longitude", "units": "
 _Y_ATTRS = {"standard_name": "projection_y_coordinate", "long_name": "y coordinate of projection", "axis": "Y"}
 _X_ATTRS = {"standard_name": "projection_x_coordinate", "long_name": "x coordinate of projection", "axis": "X"}
 _TIME_ATTRS = {"standard_name": "time", "long_name": "time", "axis": "T"}
+# what readers write where no CF standard name exists: not a name, so never written
+_PLACEHOLDER_NAMES = ("", "unknown", "undefined", "none")
 # encoding keys that describe how values are stored, and so survive a re-write;
 # chunking/compression keys from an input file are dropped (they may not fit).
 _KEEP_ENCODING = ("dtype", "_FillValue", "missing_value", "scale_factor", "add_offset", "units", "calendar",
@@ -98,6 +100,9 @@ def add_bounds(ds: xr.Dataset, axes: GridAxes | None = None) -> xr.Dataset:
         old = ds.coords[dim].attrs.get("bounds") or ds.coords[dim].encoding.get("bounds")
         if old and old in ds.variables and ds.variables[old].dims[:1] == (dim,) and ds.variables[old].ndim == 2:
             b = np.asarray(ds.variables[old].values, dtype="float64")
+        elif ds.sizes[dim] > 1:  # cf-xarray's guess: halfway between centres
+            guess = xr.Dataset(coords={dim: ds[dim].variable}).cf.add_bounds(dim, output_dim="bnds")
+            b = np.asarray(guess[f"{dim}_bounds"].transpose(dim, "bnds").values, dtype="float64")
         else:
             b = cell_bounds(ds, dim, is_latitude=is_lat)
         if is_lat:
@@ -160,7 +165,7 @@ def add_cf_attrs(
         methods = (methods + " area: mean").strip()
     attrs["cell_methods"] = methods
     out = da.copy(deep=False)
-    gm = src.attrs.get("grid_mapping") or src.encoding.get("grid_mapping")
+    gm = grid_mapping(src)
     if gm:
         attrs["grid_mapping"] = gm
         # carry the grid-mapping variable along when the source holds it as a scalar coordinate
@@ -224,33 +229,96 @@ def _clean_encoding(var: xr.Variable) -> None:
     var.encoding = {k: v for k, v in var.encoding.items() if k in _KEEP_ENCODING}
 
 
-def _cf_time(ds: xr.Dataset, time: str | None) -> xr.Dataset:
-    """Make the time coordinate encodable: CF attrs, units/calendar moved to encoding."""
-    if time is None or time not in ds.coords:
-        return ds
-    t = ds[time]
-    attrs = dict(t.attrs)
-    is_dt = np.issubdtype(t.dtype, np.datetime64) or (
-        t.dtype == object and t.size and hasattr(t.values.flat[0], "calendar"))
-    if is_dt:
-        enc = dict(t.encoding)
+def _is_datetime(var) -> bool:
+    return np.issubdtype(var.dtype, np.datetime64) or (
+        var.dtype == object and var.size > 0 and hasattr(var.values.flat[0], "calendar"))
+
+
+def _encode_times(ds: xr.Dataset) -> None:
+    """Every datetime and timedelta coordinate (scalar ones too, such as cfgrib's ``time``,
+    ``step`` and ``valid_time``): units/calendar moved to encoding, no ``_FillValue`` (CF
+    forbids it on coordinates) and float64 storage (CF-1.8 has no 64-bit integers)."""
+    for name in list(ds.coords):
+        var = ds[name]
+        is_td = np.issubdtype(var.dtype, np.timedelta64)
+        if not (is_td or _is_datetime(var)):
+            continue
+        attrs, enc = dict(var.attrs), dict(var.encoding)
         for key in ("units", "calendar"):  # xarray refuses these in attrs of datetime variables
             if key in attrs:
                 enc.setdefault(key, attrs.pop(key))
-        if t.dtype == object and "calendar" not in enc:
-            enc["calendar"] = t.values.flat[0].calendar
+        if is_td:
+            enc.pop("calendar", None)
+        if var.dtype == object and "calendar" not in enc:
+            enc["calendar"] = var.values.flat[0].calendar
         enc["_FillValue"] = None
-        if np.dtype(enc.get("dtype", "int64")) == np.int64:
-            # CF-1.8 has no 64-bit integers (they came with CF-1.9): store double
+        if np.dtype(enc.get("dtype", "int64")).kind in "iu":
             enc["dtype"] = "float64"
-        for key, value in _TIME_ATTRS.items():
-            attrs.setdefault(key, value)
-        ds[time].attrs = attrs
-        ds[time].encoding = enc
-    elif "units" in attrs and "since" in str(attrs["units"]):
-        for key, value in _TIME_ATTRS.items():
-            attrs.setdefault(key, value)
-        ds[time].attrs = attrs
+        ds[name].attrs, ds[name].encoding = attrs, enc
+
+
+def _valid_times(ds: xr.Dataset, time: str):
+    """Valid times along ``time`` (a 1-D array), from a ``valid_time``-like coordinate on
+    ``(time,)`` or scalar, or from ``time + step``; None when they vary along another dim."""
+    for name, c in ds.coords.items():
+        if name != time and c.dims in ((), (time,)) and _is_datetime(c) and (
+                name == "valid_time" or c.attrs.get("standard_name") == "time"):
+            return np.broadcast_to(np.asarray(c.values), ds[time].shape)
+    step = next((c for c in ds.coords.values() if np.issubdtype(c.dtype, np.timedelta64)
+                 and c.attrs.get("standard_name", "forecast_period") == "forecast_period"), None)
+    if step is None:
+        return np.asarray(ds[time].values)  # nothing says otherwise: the reference time is the valid time
+    if step.dims not in ((), (time,)):
+        return None
+    return np.asarray(ds[time].values) + np.broadcast_to(np.asarray(step.values), ds[time].shape)
+
+
+def _time_axis_standard_name(ds: xr.Dataset, time: str) -> xr.Dataset:
+    """The time dimension's coordinate must be the valid time (CF: ``standard_name="time"``).
+
+    GRIB data opened with cfgrib label it ``forecast_reference_time`` (the model run). Then
+    the coordinate takes the valid times (run + step; the same values for analyses) and the
+    run times are kept as the auxiliary coordinate ``forecast_reference_time``. When the valid
+    time varies along another dimension too (runs x steps), the dimension is a run axis, not a
+    time axis, and is renamed ``forecast_reference_time``."""
+    t = ds[time]
+    std = t.attrs.get("standard_name")
+    if std in (None, "time") or not _is_datetime(t):
+        return ds
+    if std != "forecast_reference_time":  # a label that does not fit a time axis: replace it
+        ds[time].attrs = {**t.attrs, "standard_name": "time"}
+        return ds
+    valid = _valid_times(ds, time)
+    if valid is None:
+        new = "forecast_reference_time"
+        if new in ds.variables:
+            ds = ds.drop_vars(new)
+        return ds.rename({time: new})
+    ref = ds[time].variable.copy()
+    attrs = {k: v for k, v in t.attrs.items() if k not in ("standard_name", "long_name", "axis")}
+    ds = ds.assign_coords({time: (time, np.asarray(valid, dtype=t.dtype),
+                                  {**attrs, "standard_name": "time", "long_name": "time", "axis": "T"})})
+    if not np.array_equal(np.asarray(ref.values), np.asarray(valid)):
+        ref.attrs = {k: v for k, v in ref.attrs.items() if k != "axis"}
+        ds = ds.assign_coords(forecast_reference_time=ref)
+    return ds
+
+
+def _cf_time(ds: xr.Dataset, time: str | None) -> xr.Dataset:
+    """Make the time coordinates encodable and the time axis a CF ``time`` coordinate.
+
+    A dimension *named* ``time`` is treated as a time axis even when another one (cfgrib's
+    ``step``) was found first: checkers expect its coordinate to have ``standard_name="time"``."""
+    for dim in dict.fromkeys(d for d in (time, "time") if d is not None and d in ds.dims and d in ds.coords):
+        ds = _time_axis_standard_name(ds, dim)
+        if dim in ds.coords:
+            t = ds[dim]
+            if _is_datetime(t) or ("units" in t.attrs and "since" in str(t.attrs["units"])):
+                attrs = dict(t.attrs)
+                for key, value in _TIME_ATTRS.items():
+                    attrs.setdefault(key, value)
+                ds[dim].attrs = attrs
+    _encode_times(ds)
     return ds
 
 
@@ -299,6 +367,8 @@ def to_cf_dataset(obj: xr.DataArray | xr.Dataset, *, title: str | None = None) -
     for name, var in ds.variables.items():
         attrs = sanitize_attrs(var.attrs)
         attrs.pop("coordinates", None)  # xarray writes this itself
+        if "standard_name" in attrs and str(attrs["standard_name"]).strip().lower() in _PLACEHOLDER_NAMES:
+            attrs.pop("standard_name")  # cfgrib writes "unknown" where GRIB has no CF name
         var.attrs = attrs
         _clean_encoding(var)
         if name in ds.coords or name.endswith("_bnds") or "bnds" in var.dims:
@@ -319,6 +389,9 @@ def to_cf_dataset(obj: xr.DataArray | xr.Dataset, *, title: str | None = None) -
         if var.encoding.get("grid_mapping") not in ds.variables:
             var.encoding.pop("grid_mapping", None)  # names a variable that is not there
         # CF-1.8 has no 64-bit integers: store them as int (32 bit) when the values fit
+        enc_dtype = var.encoding.get("dtype")
+        if enc_dtype is not None and np.dtype(enc_dtype).kind in "iu" and np.dtype(enc_dtype).itemsize == 8:
+            var.encoding.pop("dtype")  # a 64-bit integer from the source file (cfgrib's ``number``)
         if var.dtype.kind in "iu" and var.dtype.itemsize == 8 and "dtype" not in var.encoding \
                 and not isinstance(var.data, _dask_array_type()):
             v = np.asarray(var.values)

@@ -5,10 +5,16 @@ The output is first written to a hidden temporary sibling
 crash, an exception or a Ctrl-C midway never leaves a half-written file under
 the final name, and an existing destination is only replaced by a complete one.
 Dask-backed data is streamed to disk chunk by chunk, never loaded whole.
+
+A process killed outright (``kill -9``, out of memory, a batch time limit) cannot
+remove its temporary; the next write of the same destination does: temporaries of
+that destination whose writing process no longer runs on this machine are deleted
+first (on Windows, where that cannot be checked cheaply, they are left).
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pathlib
 import warnings
@@ -17,10 +23,12 @@ import numpy as np
 import xarray as xr
 
 from ..errors import DataError
-from .atomic import commit, remove, sibling
+from .atomic import commit, remove, remove_stale_temporaries, sibling
 from .cf import to_cf_dataset
 
 __all__ = ["write"]
+
+log = logging.getLogger("xdownscale")
 
 _SUFFIXES = {".nc": "netcdf", ".nc4": "netcdf", ".netcdf": "netcdf", ".zarr": "zarr"}
 _FORMATS = {"netcdf": "netcdf", "nc": "netcdf", "netcdf4": "netcdf", "zarr": "zarr"}
@@ -126,6 +134,7 @@ def write(
     if chunks is not None:
         ds = ds.chunk(chunks)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = sibling(path, "tmp")
     bar = contextlib.nullcontext()
     if progress:

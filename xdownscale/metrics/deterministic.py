@@ -220,13 +220,28 @@ def _gauss(a: np.ndarray) -> np.ndarray:
 
 def _ssim_core(x, y, r, *, w, part):
     """Area-weighted mean over the valid interior of the SSIM (``part="ssim"``)
-    or contrast-structure (``part="cs"``) map of fields on the last two axes."""
+    or contrast-structure (``part="cs"``) map of fields on the last two axes.
+
+    Cells that are NaN in either field are left out: the local means, variances and
+    covariance of a window are taken over its valid cells only (the Gaussian weights
+    renormalised to them), and the map is averaged over the valid cells of the interior.
+    Without NaN this is exactly the usual SSIM. A field without a valid interior cell
+    gives NaN (and a warning)."""
     bad = np.isnan(x) | np.isnan(y)
     x, y = np.where(bad, 0.0, x), np.where(bad, 0.0, y)
-    ux, uy = _gauss(x), _gauss(y)
-    vx = _gauss(x * x) - ux * ux
-    vy = _gauss(y * y) - uy * uy
-    vxy = _gauss(x * y) - ux * uy
+    if bad.any():
+        m = _gauss((~bad).astype("float64"))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            norm = np.where(bad, np.nan, 1.0 / np.where(m > 0, m, np.nan))
+
+        def g(a):
+            return _gauss(a) * norm
+    else:
+        g = _gauss
+    ux, uy = g(x), g(y)
+    vx = g(x * x) - ux * ux
+    vy = g(y * y) - uy * uy
+    vxy = g(x * y) - ux * uy
     r = np.asarray(r, dtype="float64")
     r = r.reshape(r.shape + (1, 1))
     c1, c2 = (K1 * r) ** 2, (K2 * r) ** 2
@@ -237,11 +252,16 @@ def _ssim_core(x, y, r, *, w, part):
         smap = ((2 * ux * uy + c1) * a2) / ((ux**2 + uy**2 + c1) * b2)
     p = SSIM_PAD
     crop = (Ellipsis, slice(p, -p), slice(p, -p))
-    size = (1,) * (x.ndim - 2) + (SSIM_WIN, SSIM_WIN)
-    valid = ~ndimage.maximum_filter(bad, size=size, mode="constant", cval=False)[crop]
+    valid = ~bad[crop]
     wc = np.where(valid, w[crop], 0.0)
     num = np.sum(np.where(valid, smap[crop], 0.0) * wc, axis=(-2, -1))
     den = np.sum(wc, axis=(-2, -1))
+    empty = int(np.count_nonzero(den == 0))
+    if empty:
+        warnings.warn(
+            f"ssim: {empty} field(s) have no cell that is valid (not NaN) in both inputs inside the "
+            f"{SSIM_PAD}-cell border; their SSIM is NaN. Check the NaN masks of the prediction and the "
+            "reference.", RuntimeWarning, stacklevel=2)
     with np.errstate(invalid="ignore", divide="ignore"):
         return num / den
 
@@ -283,7 +303,13 @@ def ssim(pred: xr.DataArray, truth: xr.DataArray, *, data_range=None, weighted: 
     out), exactly as ``skimage.metrics.structural_similarity(x, y,
     gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
     data_range=R)``; with ``weighted=True`` on lat/lon grids the map is averaged
-    with cos(lat) weights instead. Windows touching a NaN cell are left out.
+    with cos(lat) weights instead.
+
+    NaN cells (in either input, e.g. the sea of a land-only field) are left out:
+    each window's means, variances and covariance are taken over its valid cells
+    (Gaussian weights renormalised to them) and the map is averaged over the
+    valid interior cells. A field with no valid interior cell gives NaN and a
+    ``RuntimeWarning``.
     The horizontal dims are always reduced; per-field values are then averaged
     over the other dimensions in ``dim`` (all by default).
     """
@@ -304,9 +330,16 @@ def ms_ssim_scales(ny: int, nx: int, max_scales: int = len(MS_SSIM_WEIGHTS)) -> 
     return n
 
 
+def _nanmean(a, axis=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "Mean of empty slice": an all-NaN block is NaN
+        return np.nanmean(a, axis=axis)
+
+
 def _pool2(da: xr.DataArray, axes: GridAxes) -> xr.DataArray:
-    """2x2 average pooling (odd last row/column dropped; NaN propagates)."""
-    return da.coarsen({axes.y: 2, axes.x: 2}, boundary="trim").reduce(np.mean)
+    """2x2 average pooling of the valid cells (odd last row/column dropped; NaN only where
+    the whole block is NaN)."""
+    return da.coarsen({axes.y: 2, axes.x: 2}, boundary="trim").reduce(_nanmean)
 
 
 def ms_ssim(pred: xr.DataArray, truth: xr.DataArray, *, data_range=None, weighted: bool = True,
@@ -323,7 +356,8 @@ def ms_ssim(pred: xr.DataArray, truth: xr.DataArray, *, data_range=None, weighte
     pooled field is still at least 11 cells on its shorter side (>= 176 cells
     for all 5). With fewer than 5 scales the first M weights are used,
     renormalised to sum to 1. If fewer than 2 scales fit (shorter side < 22)
-    the result is NaN and a warning is issued.
+    the result is NaN and a warning is issued. NaN cells are left out as in
+    :func:`ssim`; pooling averages the valid cells of each 2x2 block.
     """
     pred, truth, axes = check_pair(pred, truth)
     axes = axes or find_axes(truth)
@@ -341,6 +375,7 @@ def ms_ssim(pred: xr.DataArray, truth: xr.DataArray, *, data_range=None, weighte
     wts = wts / wts.sum()
     r = data_range_of(truth, data_range)
     x, y = pred.astype("float64"), truth.astype("float64")
+    x, y = x.where(y.notnull()), y.where(x.notnull())  # one mask for both, so pooling averages the same cells
     out = None
     for j in range(m):
         part = "ssim" if j == m - 1 else "cs"

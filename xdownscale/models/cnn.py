@@ -38,8 +38,9 @@ class SRCNN(nn.Module):
             ups += [nn.ConvTranspose2d(width, width, kernel_size=4, stride=2, padding=1), nn.ReLU(inplace=True)]
         self.upsample = nn.Sequential(*ups)
         self.tail = conv3x3(width, out_channels)
-        # receptive radius in coarse cells: head, blocks, each x2 stage (kernel 4 -> <= 1 cell), tail
-        self.receptive_radius = 1 + 2 * n_blocks + n_up + 1
+        # coarse cells: the first conv, two per residual block, and one more for the transposed
+        # convolutions together (each adds under one coarse cell; measured, tests/test_infer.py)
+        self.receptive_radius = 2 + 2 * n_blocks
         zero_last(self.tail)
 
     def forward(self, x):

@@ -1,0 +1,243 @@
+#!/usr/bin/env python
+"""Mutation check: does the test suite see realistic single bugs in the core modules?
+
+Each mutant below is one small, plausible mistake (a dropped weight, an off-by-one halo,
+``weights_only=False``, ...) in constraints, coarsening, halos, resumable writes, checkpoint
+loading, metrics, diffusion schedulers or output writing. For every mutant the script copies
+the project into a temporary folder, applies the one-line change there (the working tree is
+never touched), runs the tests that should catch it and reports *caught* (tests fail) or
+*survived* (tests pass). An unmutated run of the same tests comes first: if it fails, nothing
+is scored.
+
+    python ci/mutation.py                 # all mutants, targeted tests (a few minutes on 2 cores)
+    python ci/mutation.py --list          # the mutants and their tests
+    python ci/mutation.py halo-default-short ddim-ignores-eta
+    python ci/mutation.py --full          # whole test files instead of the -k selections
+    python ci/mutation.py --json out.json
+
+Exit status: 0 when every mutant is caught, 1 when one survived, 2 on a harness error
+(a mutant that no longer applies, a failing unmutated run). Not part of ``pytest``: the
+tests/ folder only checks that every mutant still applies (tests/test_mutation_list.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    path: str  # relative to the repository root
+    old: str  # must occur exactly once in the file
+    new: str
+    tests: tuple[str, ...]  # test files
+    k: str | None = None  # pytest -k selection (ignored with --full)
+    what: str = ""
+
+
+MUTANTS: tuple[Mutant, ...] = (
+    # -- constraints ---------------------------------------------------------------------------------
+    Mutant("constraint-block-mean-unweighted", "xdownscale/nn/constraints.py",
+           "return F.avg_pool2d(y * w, factor) / F.avg_pool2d(w, factor)", "return F.avg_pool2d(y, factor)",
+           ("tests/test_constraints.py",), None, "block mean P ignores the cos(lat) cell weights"),
+    Mutant("constraint-softmax-unweighted", "xdownscale/nn/constraints.py",
+           "scale = upsample_nearest(x / block_mean(e, f, weights), f)",
+           "scale = upsample_nearest(x / block_mean(e, f), f)",
+           ("tests/test_constraints.py",), None, "softmax rescaling forgets the weights"),
+    Mutant("constraint-add-sign", "xdownscale/nn/constraints.py",
+           "return y + upsample_nearest(x - block_mean(y, self.factor, weights), self.factor)",
+           "return y + upsample_nearest(block_mean(y, self.factor, weights) - x, self.factor)",
+           ("tests/test_constraints.py",), None, "additive correction with the wrong sign"),
+    Mutant("constraint-scadd-direction", "xdownscale/nn/constraints.py",
+           "s = -torch.sign(d)", "s = torch.sign(d)",
+           ("tests/test_constraints.py",), None, "scadd scales towards the wrong bound"),
+    # -- coarsening and cell weights -----------------------------------------------------------------
+    Mutant("coarsen-unweighted", "xdownscale/grid/coarsen.py",
+           'w = area_weights(da, axes).astype("float64")',
+           'w = xr.ones_like(area_weights(da, axes)).astype("float64")',
+           ("tests/test_grid.py",), "coarsen", "block mean without area weights"),
+    Mutant("coarsen-counts-nan-cells", "xdownscale/grid/coarsen.py",
+           "den = (plain.notnull() * w).coarsen(window).sum()",
+           "den = (xr.ones_like(plain) * w).coarsen(window).sum()",
+           ("tests/test_grid.py",), "coarsen", "NaN cells counted as zeros in the block mean"),
+    Mutant("latitude-weights-in-degrees", "xdownscale/grid/cf.py",
+           'np.cos(np.deg2rad(np.asarray(lat, dtype="float64")))', 'np.cos(np.asarray(lat, dtype="float64"))',
+           ("tests/test_grid.py",), "coarsen or area", "cos of degrees taken as radians"),
+    # -- halo and laziness ---------------------------------------------------------------------------
+    Mutant("halo-default-short", "xdownscale/engine/field_predict.py",
+           "halo = net.receptive_radius if halo is None else int(halo)",
+           "halo = net.receptive_radius - 1 if halo is None else int(halo)",
+           ("tests/test_infer.py",), "halo", "default halo one cell below the receptive radius"),
+    Mutant("halo-warning-off-by-one", "xdownscale/engine/field_predict.py",
+           "if halo < net.receptive_radius:", "if halo < net.receptive_radius - 1:",
+           ("tests/test_infer.py",), "halo", "short-halo warning misses a halo one cell short"),
+    Mutant("predict-computes-dask-input", "xdownscale/engine/field_predict.py",
+           "planned = not isinstance(lr.data, dsa.Array)", "planned = True",
+           ("tests/test_infer.py",), "lazy", "a Dask input is rechunked and checked eagerly while building the graph"),
+    Mutant("lazy-all-nan-unchecked", "xdownscale/engine/field_predict.py",
+           "    if not planned:  # a Dask input stays lazy", "    if False:  # a Dask input stays lazy",
+           ("tests/test_contract.py",), "lazy_all_nan", "a lazy all-NaN input passes through predict"),
+    # -- resumable writes and atomic files -----------------------------------------------------------
+    Mutant("resume-fingerprint-ignores-coords", "xdownscale/io/resumable.py",
+           "        if name not in ds.data_vars:\n", "        if False:\n",
+           ("tests/test_resume.py",), "shifted or refused", "a partial store of a shifted grid is resumed"),
+    Mutant("resume-fingerprint-ignores-chunks", "xdownscale/io/resumable.py",
+           "str(var.dtype), var.chunks, sorted(", "str(var.dtype), None, sorted(",
+           ("tests/test_resume.py",), "shifted or refused", "a partial store with other chunks is resumed"),
+    Mutant("stale-temp-removes-live-ones", "xdownscale/io/atomic.py",
+           "if m is None or process_alive(int(m.group(1))):", "if m is None:",
+           ("tests/test_io.py",), "stale", "cleanup deletes the temporary of a write still running"),
+    Mutant("cf-time-axis-keeps-reference-time", "xdownscale/io/cf.py",
+           'if std in (None, "time") or not _is_datetime(t):', "if True:",
+           ("tests/test_io.py",), "grib", "GRIB time axis written as forecast_reference_time"),
+    # -- checkpoint loading --------------------------------------------------------------------------
+    Mutant("checkpoint-unpickles", "xdownscale/engine/checkpoint.py",
+           'torch.load(path, map_location="cpu", weights_only=True)',
+           'torch.load(path, map_location="cpu", weights_only=False)',
+           ("tests/test_checkpoint.py",), None, "checkpoints unpickled (runs code from the file)"),
+    # -- metrics -------------------------------------------------------------------------------------
+    Mutant("mass-violation-unweighted", "xdownscale/metrics/conservation.py",
+           "out = wmean(err, weights_for(err, axes, weighted), reduce_dims(err, dim))",
+           "out = wmean(err, weights_for(err, axes, False), reduce_dims(err, dim))",
+           ("tests/test_metrics.py",), "mass_violation", "mass violation averaged without area weights"),
+    Mutant("mass-violation-signed", "xdownscale/metrics/conservation.py",
+           "return abs(coarse - lr), lr, axes", "return (coarse - lr), lr, axes",
+           ("tests/test_metrics.py",), "mass_violation", "signed errors cancel in the mass violation"),
+    Mutant("mse-absolute", "xdownscale/metrics/deterministic.py",
+           'return _named(wmean(err**2, w if weighted else None, dims), "mse")',
+           'return _named(wmean(abs(err), w if weighted else None, dims), "mse")',
+           ("tests/test_metrics.py",), "pointwise or area_weighting", "MSE computed from |error|"),
+    Mutant("ssim-k2", "xdownscale/metrics/deterministic.py",
+           "K1, K2 = 0.01, 0.03", "K1, K2 = 0.01, 0.3",
+           ("tests/test_metrics.py",), "ssim", "SSIM contrast constant off by 10"),
+    Mutant("ssim-nan-window-not-renormalised", "xdownscale/metrics/deterministic.py",
+           "            return _gauss(a) * norm\n", "            return _gauss(a)\n",
+           ("tests/test_metrics.py",), "ssim", "SSIM window statistics count NaN cells as zeros"),
+    # -- diffusion schedulers ------------------------------------------------------------------------
+    Mutant("ddim-ignores-eta", "xdownscale/models/diffusion/schedulers.py",
+           "out = out + sigma * _noise_like(x_t, generator)", "out = out",
+           ("tests/test_diffusion.py",), "eta or oracle or ddpm", "DDIM never adds the eta noise"),
+    Mutant("ddim-drops-sigma2", "xdownscale/models/diffusion/schedulers.py",
+           "(1 - a_s - sigma**2)", "(1 - a_s)",
+           ("tests/test_diffusion.py",), "eta or oracle or ddpm", "DDIM direction term without -sigma^2"),
+    Mutant("ddpm-large-variance", "xdownscale/models/diffusion/schedulers.py",
+           "var = beta * (1 - a_s) / (1 - a_t)", "var = beta",
+           ("tests/test_diffusion.py",), "eta or oracle or ddpm or posterior",
+           "DDPM posterior variance replaced by beta"),
+)
+
+
+def _data_dir() -> str | None:
+    env = os.environ.get("XDOWNSCALE_TEST_DATA")
+    path = Path(env) if env else ROOT.parent / "shared" / "data"
+    return str(path.resolve()) if path.is_dir() else None
+
+
+def _copy_tree(dest: Path) -> None:
+    ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", ".pytest_cache", "*.egg-info",
+                                    "benchmarks", "tutorials")
+    shutil.copytree(ROOT, dest, ignore=ignore, symlinks=True)
+
+
+def apply(m: Mutant, root: Path) -> None:
+    """Apply ``m`` to the copy under ``root``; a mutant that no longer matches exactly once is an error."""
+    f = root / m.path
+    text = f.read_text(encoding="utf-8")
+    n = text.count(m.old)
+    if n != 1:
+        raise LookupError(f"mutant {m.id}: {m.old!r} occurs {n} times in {m.path} (update ci/mutation.py)")
+    f.write_text(text.replace(m.old, m.new), encoding="utf-8")
+
+
+def _pytest(root: Path, tests, k, timeout: float, python: str) -> tuple[int, str, float]:
+    cmd = [python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=", *tests]
+    if k:
+        cmd += ["-k", k]
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+    data = _data_dir()
+    if data:
+        env["XDOWNSCALE_TEST_DATA"] = data
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        return r.returncode, (r.stdout + r.stderr)[-2000:], time.perf_counter() - t0
+    except subprocess.TimeoutExpired:
+        return 124, f"timed out after {timeout:.0f} s", time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("ids", nargs="*", help="run only these mutants")
+    ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    ap.add_argument("--full", action="store_true", help="run the whole test files (no -k selection)")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per pytest run")
+    ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--python", default=sys.executable, help="interpreter that runs pytest")
+    args = ap.parse_args(argv)
+    chosen = [m for m in MUTANTS if not args.ids or m.id in args.ids]
+    unknown = set(args.ids) - {m.id for m in MUTANTS}
+    if unknown:
+        print(f"mutation: unknown mutant(s) {sorted(unknown)}; --list shows them", file=sys.stderr)
+        return 2
+    if args.list:
+        for m in chosen:
+            sel = "" if args.full or not m.k else f" -k {m.k!r}"
+            print(f"{m.id:38s} {m.path}: {m.what}\n{'':38s} tests: {' '.join(m.tests)}{sel}")
+        return 0
+    results = []
+    with tempfile.TemporaryDirectory(prefix="xds-mutation-") as tmp:
+        copy = Path(tmp) / "repo"
+        _copy_tree(copy)
+        for m in chosen:  # every mutant must still apply before anything runs
+            try:
+                text = (copy / m.path).read_text(encoding="utf-8")
+                if text.count(m.old) != 1:
+                    raise LookupError(f"mutant {m.id}: {m.old!r} occurs {text.count(m.old)} times in {m.path}")
+            except (LookupError, FileNotFoundError) as e:
+                print(f"mutation: {e} (update ci/mutation.py)", file=sys.stderr)
+                return 2
+        groups = sorted({(m.tests, None if args.full else m.k) for m in chosen}, key=str)
+        print(f"unmutated run of {len(groups)} test selection(s) ...", flush=True)
+        for tests, k in groups:
+            rc, out, secs = _pytest(copy, tests, k, args.timeout, args.python)
+            if rc != 0:
+                print(f"mutation: the unmutated tests fail ({' '.join(tests)} -k {k!r}, rc {rc}):\n{out}",
+                      file=sys.stderr)
+                return 2
+        for m in chosen:
+            original = (copy / m.path).read_text(encoding="utf-8")
+            apply(m, copy)
+            try:
+                rc, out, secs = _pytest(copy, m.tests, None if args.full else m.k, args.timeout, args.python)
+            finally:
+                (copy / m.path).write_text(original, encoding="utf-8")
+            status = "survived" if rc == 0 else "caught" if rc == 1 else f"error (rc {rc})"
+            results.append({"id": m.id, "path": m.path, "what": m.what, "status": status, "seconds": round(secs, 1),
+                            "tests": list(m.tests), "k": None if args.full else m.k})
+            print(f"{status:>9s}  {m.id:38s} {secs:6.1f} s  {m.what}", flush=True)
+            if rc not in (0, 1):
+                print("           " + out.strip().replace("\n", "\n           ")[-600:])
+    caught = sum(r["status"] == "caught" for r in results)
+    survived = [r["id"] for r in results if r["status"] == "survived"]
+    print(f"\nmutation score: {caught}/{len(results)} caught ({100.0 * caught / max(len(results), 1):.0f}%)"
+          + (f"; survived: {', '.join(survived)}" if survived else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    if survived:
+        return 1
+    return 0 if caught == len(results) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
