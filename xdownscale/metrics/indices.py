@@ -64,6 +64,8 @@ _PRECIPITATION_NAMES = {
     "thickness_of_rainfall_amount", "rainfall_flux", "rainfall_amount", "rainfall_rate", "lwe_precipitation_flux",
 }
 _UNKNOWN_NAMES = {"", "unknown", "undefined"}
+# without a standard_name, a length per time (m s-1) or a length (m) may be anything: these names say precipitation
+_PRECIPITATION_VARS = {"pr", "tp", "precip", "precipitation", "prcp", "rr", "rain", "rainfall", "tot_prec", "rf"}
 
 
 def _pint(units: str):
@@ -93,11 +95,18 @@ def variable_kind(da: xr.DataArray) -> tuple[str, str]:
                         "air_temperature")
     kinds = {"rate": ({"[mass]": 1, "[length]": -2, "[time]": -1}, {"[length]": 1, "[time]": -1}),
              "amount": ({"[mass]": 1, "[length]": -2}, {"[length]": 1})}
-    for kind, dims in kinds.items():
-        if any(dim == d for d in dims):
-            if std in _UNKNOWN_NAMES or std in _PRECIPITATION_NAMES:
+    for kind, (mass, length) in kinds.items():
+        if dim in (mass, length):
+            if std in _PRECIPITATION_NAMES:
                 return "precipitation", kind
-            raise DataError(f"{name!s} has units {units!r} but standard_name {std!r}, which is not a precipitation")
+            if std not in _UNKNOWN_NAMES:
+                raise DataError(f"{name!s} has units {units!r} but standard_name {std!r}, which is not a "
+                                "precipitation")
+            if dim == mass or str(da.name).lower() in _PRECIPITATION_VARS:
+                return "precipitation", kind
+            raise DataError(f"{name!s} has units {units!r} and no standard_name: set standard_name "
+                            "'precipitation_flux' (or 'lwe_thickness_of_precipitation_amount') if it is a "
+                            "precipitation")
     raise DataError(f"{name!s} has units {units!r}, which are neither a temperature nor a precipitation "
                     "flux, rate or amount")
 
@@ -125,8 +134,6 @@ def daily(da: xr.DataArray, op: str, time: str = "time") -> xr.DataArray:
     otherwise. Precipitation comes back as a rate (daily mean of a flux, or
     daily sum of amounts per day).
     """
-    from xclim.core.units import amount2rate
-
     step = _step_seconds(da, time)
     kind, form = variable_kind(da)
     name = da.name or "the variable"
@@ -140,7 +147,7 @@ def daily(da: xr.DataArray, op: str, time: str = "time") -> xr.DataArray:
                 raise DataError(f"daily {name!s} must be daily {want}s (cell_methods 'time: {want}') for this "
                                 "index; give sub-daily data to compute them")
             return da
-        return amount2rate(da, out_units="mm/d") if form == "amount" else da
+        return _per_day(da) if form == "amount" else da
     per_day = int(round(86400 / step))
     if abs(per_day * step - 86400) > 1:
         raise DataError(f"{name!s} has a time step of {step:g} s, which does not divide a day")
@@ -160,8 +167,15 @@ def daily(da: xr.DataArray, op: str, time: str = "time") -> xr.DataArray:
     out.attrs = dict(da.attrs)
     out.attrs.pop("cell_methods", None)
     if kind == "precipitation" and form == "amount":
-        out = amount2rate(out, out_units="mm/d")
+        out = _per_day(out)
     return out
+
+
+def _per_day(da: xr.DataArray) -> xr.DataArray:
+    """Daily amounts (e.g. mm) as a rate per day (mm d-1): the same numbers, new units."""
+    from xclim.core.units import pint2cfunits, units, units2pint
+
+    return da.assign_attrs(units=pint2cfunits(units2pint(da) / units.day))
 
 
 def _compute_one(da: xr.DataArray, index: str, freq: str, time: str) -> xr.DataArray:
