@@ -267,7 +267,7 @@ def test_import_and_default_evaluate_do_not_import_xclim():
     code = ("import sys, numpy as np, xarray as xr, xdownscale as xds\n"
             "a = xr.DataArray(np.random.rand(2, 16, 16), dims=('time', 'y', 'x'))\n"
             "xds.evaluate(a, a)\n"
-            "import xdownscale.metrics.distribution, xdownscale.metrics.indices, xdownscale.report\n"
+            "import xdownscale.metrics.distribution, xdownscale.metrics.indices, xdownscale.metrics.report\n"
             "print('xclim' in sys.modules, 'matplotlib' in sys.modules)\n")
     res = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True,
                          cwd=REPO_ROOT, env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"}, timeout=300)

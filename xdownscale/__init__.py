@@ -15,6 +15,7 @@ from ._version import __version__
 from .api import (Downscaler, bias_correct, coarsen, distill, evaluate, export, fit, list_catalog, list_models,
                   load, model_info, open_catalog, predict, regrid, write)
 from . import models  # noqa: F401  (xds.models.DownscalingNet)
+from .api import report  # noqa: E402  (one HTML verification page)
 from .ensemble import ensemble_mean  # ens.mean("member") keeping attrs
 from .errors import CheckpointError, DataError, GridError, ModelNotFoundError, XDownscaleError
 

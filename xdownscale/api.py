@@ -12,6 +12,7 @@ from .io import write
 from .metrics import evaluate
 from .models import list_models, model_info
 from .prediction import predict
+from .metrics.report import report
 
 __all__ = ["Downscaler", "bias_correct", "coarsen", "distill", "evaluate", "export", "fit", "list_catalog",
            "list_models", "load", "model_info", "open_catalog", "predict", "regrid", "write"]
