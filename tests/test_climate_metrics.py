@@ -273,3 +273,20 @@ def test_import_and_default_evaluate_do_not_import_xclim():
                          cwd=REPO_ROOT, env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"}, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["False", "False"]
+
+
+def test_evaluate_climate_on_dask_equals_numpy_and_chunks_stay_bounded():
+    from xdownscale.metrics.deterministic import rechunk_for_core
+
+    pred, truth = _pair(nt=30)
+    eager = xds.evaluate(pred, truth, suite="climate")
+    lazy = xds.evaluate(pred.chunk({"time": 7}), truth.chunk({"time": 5, "lat": 8}), suite="climate", compute=False)
+    assert any(v.chunks is not None for v in lazy.data_vars.values())
+    xr.testing.assert_allclose(lazy.compute(), eager)
+    # per-cell scores gather time, per-field scores gather the grid: the other dims shrink to fit the budget
+    big = xr.DataArray(np.zeros((1000, 64, 80)), dims=("time", "lat", "lon")).chunk({"time": 100})
+    cells = rechunk_for_core(big, ["time"], target=8 * 1000 * 64 * 10)  # room for 640 cells of 1000 steps
+    assert cells.chunks == ((1000,), (64,), (10,) * 8)
+    fields = rechunk_for_core(big, ["lat", "lon"], target=8 * 64 * 80 * 50)
+    assert fields.chunks == ((50,) * 20, (64,), (80,))
+    assert rechunk_for_core(big.compute(), ["time"]).chunks is None

@@ -12,7 +12,7 @@ import warnings
 
 import xarray as xr
 
-from .deterministic import check_pair, weights_for, wmean
+from .deterministic import check_pair, rechunk_for_core, weights_for, wmean
 
 DEFAULT_QUANTILES = (0.01, 0.5, 0.99)
 
@@ -29,8 +29,7 @@ def _valid_both(pred: xr.DataArray, truth: xr.DataArray):
 
 
 def _quantile_over(da: xr.DataArray, q: float, dims: list) -> xr.DataArray:
-    if da.chunks is not None:  # a quantile needs each reduced dimension in one chunk
-        da = da.chunk({d: -1 for d in dims})
+    da = rechunk_for_core(da, dims)  # a quantile needs each reduced dimension in one chunk
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells
         return da.quantile(q, dim=dims, skipna=True).drop_vars("quantile")

@@ -13,7 +13,7 @@ import xarray as xr
 
 from ..errors import DataError
 from ..grid.cf import coordinate_values, find_axes, regular_spacing
-from .deterministic import Dim, squared_units
+from .deterministic import Dim, rechunk_for_core, squared_units
 
 __all__ = ["power_spectrum", "log_spectral_distance"]
 
@@ -116,6 +116,7 @@ def power_spectrum(da: xr.DataArray, *, dim: Dim = None, spacing=None, units: st
         win = np.hanning(ny)[:, None] * np.hanning(nx)[None, :]
     elif window is not None:
         raise DataError(f"window must be None or 'hann', got {window!r}")
+    da = rechunk_for_core(da, axes.spatial)
     spec = xr.apply_ufunc(
         _radial_core, da, input_core_dims=[list(axes.spatial)], output_core_dims=[["wavenumber"]],
         kwargs={"idx": idx, "nbins": nbins, "window": win, "fill_missing": bool(fill_missing)}, dask="parallelized",
