@@ -5,8 +5,8 @@ Cases:
   with ``chunks={"time": 24}``; the prediction is its exact x4 coarsening
   interpolated back (bicubic) plus lazily generated noise, with the coarse field
   as ``lr``. Inputs are 1.7 MB each: this measures the suite's fixed cost.
-* ``synthetic``: a lazily generated year-long hourly field (8760 x 128 x 160,
-  float32, 0.7 GB per array, truth and prediction never held whole) to show that
+* ``synthetic``: a lazily generated year-long hourly field (8760 x 96 x 120,
+  float32, 0.4 GB per array, truth and prediction never held whole) to show that
   the peak does not follow the input size.
 
     python benchmarks/climate_rss.py                 # both cases, writes results/climate_rss.md
@@ -53,13 +53,13 @@ def child(case: str) -> dict:
         pred = (base.fillna(truth) + noise).astype("float32").assign_attrs(truth.attrs)
         desc = "WFDE5 UK Tair, 744 h x 20 x 28, chunks of 24 h"
     else:
-        nt, ny, nx = 8760, 128, 160
+        nt, ny, nx = 8760, 96, 120
         rng = dsa.random.default_rng(1)
         coords = {"time": pd.date_range("2001-01-01", periods=nt, freq="h"),
                   "lat": ("lat", np.linspace(40, 60, ny), {"units": "degrees_north"}),
                   "lon": ("lon", np.linspace(-10, 10, nx), {"units": "degrees_east"})}
         seasonal = xr.DataArray(280 + 8 * np.sin(2 * np.pi * np.arange(nt) / nt), dims="time")
-        chunks = (8760, 32, 40)
+        chunks = (8760, 24, 30)
         truth = (seasonal + xr.DataArray(rng.normal(0, 2, (nt, ny, nx), chunks=chunks).astype("float32"),
                                          dims=("time", "lat", "lon"), coords=coords))
         truth = truth.astype("float32").assign_attrs(units="K", standard_name="air_temperature").rename("tas")
