@@ -9,7 +9,9 @@ import xarray as xr
 pytest.importorskip("xclim", reason="climate indices need xclim (pip install 'xdownscale[climate]')")
 
 from xdownscale.errors import DataError  # noqa: E402
-from xdownscale.metrics.indices import climate_indices, daily, index_biases, variable_kind  # noqa: E402
+from xdownscale.metrics.indices import (  # noqa: E402
+    applicable_indices, climate_indices, daily, index_biases, variable_kind,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -96,6 +98,8 @@ def test_refusals_are_one_clear_line():
         (lambda: climate_indices(grid(np.zeros((4, 2, 2)), freq="7D", units="K")), "time step of 7 days"),
         (lambda: climate_indices(grid(np.zeros((4, 2, 2)), freq="D", units="K"), ["txx"]), "daily maximums"),
         (lambda: climate_indices(t.isel(time=slice(0, 20))), "no complete day"),
+        (lambda: climate_indices(t.assign_attrs(units="mm h-1", standard_name="lwe_precipitation_rate"), ["cdd"]),
+         "needs at least 3 complete days, Tair has 2"),
     ]
     for call, words in cases:
         with pytest.raises(DataError) as info:
@@ -106,6 +110,11 @@ def test_refusals_are_one_clear_line():
               cell_methods="time: maximum")
     assert float(climate_indices(tx, ["txx"]).txx.mean()) == 7.0
     assert variable_kind(grid(np.zeros((2, 1, 1)), units="m", name="pr")) == ("precipitation", "amount")
+    # a short record gets the indices it can carry (xclim needs 3 daily steps for some, Rx5day 5)
+    two_days = t.assign_attrs(units="mm h-1", standard_name="lwe_precipitation_rate")
+    assert applicable_indices(two_days) == ("rx1day", "wet_day_fraction")
+    assert applicable_indices(grid(np.zeros((5, 1, 1)), freq="D", units="mm d-1", name="pr")) == \
+        ("rx1day", "rx5day", "r10mm", "cdd", "sdii", "wet_day_fraction")
 
 
 def test_daily_resampling_operation_per_index():

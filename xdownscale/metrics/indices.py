@@ -64,6 +64,9 @@ _PRECIPITATION_NAMES = {
     "thickness_of_rainfall_amount", "rainfall_flux", "rainfall_amount", "rainfall_rate", "lwe_precipitation_flux",
 }
 _UNKNOWN_NAMES = {"", "unknown", "undefined"}
+# complete days an index needs (xclim infers the sampling frequency of daily data from 3 steps)
+MIN_DAYS = dict({n: 1 for n in TEMPERATURE_INDICES}, rx1day=1, rx5day=5, r10mm=3, cdd=3, sdii=3,
+                wet_day_fraction=1)
 # without a standard_name, a length per time (m s-1) or a length (m) may be anything: these names say precipitation
 _PRECIPITATION_VARS = {"pr", "tp", "precip", "precipitation", "prcp", "rr", "rain", "rainfall", "tot_prec", "rf"}
 
@@ -178,6 +181,15 @@ def _per_day(da: xr.DataArray) -> xr.DataArray:
     return da.assign_attrs(units=pint2cfunits(units2pint(da) / units.day))
 
 
+def complete_days(da: xr.DataArray, time: str = "time") -> int:
+    """The number of complete days in ``da`` (its daily steps, or the days with every sub-daily step)."""
+    step = _step_seconds(da, time)
+    if step >= 86400 * 0.99:
+        return int(da.sizes[time])
+    full = da[time].resample({time: "D"}).count()
+    return int((full.values == int(round(86400 / step))).sum())
+
+
 def _compute_one(da: xr.DataArray, index: str, freq: str, time: str) -> xr.DataArray:
     import xclim.indices as xi
     from xclim.core.units import convert_units_to
@@ -188,6 +200,10 @@ def _compute_one(da: xr.DataArray, index: str, freq: str, time: str) -> xr.DataA
         raise DataError(f"index {index!r} needs a {need} but {da.name or 'the variable'!s} is a {kind} "
                         f"(units {da.attrs.get('units')!r}); indices for it: "
                         f"{', '.join(TEMPERATURE_INDICES if kind == 'temperature' else PRECIPITATION_INDICES)}")
+    n = complete_days(da, time)
+    if 0 < n < MIN_DAYS[index]:
+        raise DataError(f"index {index!r} needs at least {MIN_DAYS[index]} complete days, "
+                        f"{da.name or 'the variable'!s} has {n}")
     if index == "txx":
         return xi.tx_max(daily(da, "max", time), freq=freq)
     if index == "tnn":
@@ -218,12 +234,15 @@ def _time_dim(da: xr.DataArray) -> str:
 
 
 def applicable_indices(da: xr.DataArray) -> tuple[str, ...]:
-    """The indices that fit ``da``'s variable, () when none does (no units, another variable)."""
+    """The indices that fit ``da``'s variable and its length in complete days, () when none
+    does (no units, another variable, no time axis, too short)."""
     try:
         kind, _ = variable_kind(da)
+        n = complete_days(da, _time_dim(da))
     except DataError:
         return ()
-    return TEMPERATURE_INDICES if kind == "temperature" else PRECIPITATION_INDICES
+    names = TEMPERATURE_INDICES if kind == "temperature" else PRECIPITATION_INDICES
+    return tuple(i for i in names if n >= MIN_DAYS[i])
 
 
 def _check_names(indices) -> list[str]:
@@ -238,8 +257,11 @@ def climate_indices(da: xr.DataArray, indices=None, *, freq: str = "YS") -> xr.D
     """The climate indices of ``da`` (all that fit its variable by default) per ``freq`` period."""
     time = _time_dim(da)
     names = applicable_indices(da) if indices is None else _check_names(indices)
-    if indices is None and not names:
-        variable_kind(da)  # raises the reason
+    if indices is None and not names:  # say why
+        kind, _ = variable_kind(da)
+        daily(da, "max" if kind == "temperature" else "precip", time)  # no complete day
+        raise DataError(f"{da.name or 'the variable'!s} has only {complete_days(da, time)} complete days: too short "
+                        "for any climate index")
     out = {}
     for n in names:
         v = _compute_one(da, n, freq, time)
