@@ -244,6 +244,7 @@ def evaluate(
         c = crps_ensemble(pred, truth, member_dim)
         out["crps"] = wmean(c, weights_for(truth, axes, weighted), list(c.dims) if d is None else d)
         out.update(ensemble_scores(pred, truth, member_dim, weighted=weighted, dim=d))
+    default_names = list(out)
     if climate:
         if axes.time is None or axes.time not in truth.dims:
             raise DataError(f"suite='climate' needs a time dimension, but none was found among {tuple(truth.dims)}")
@@ -267,4 +268,16 @@ def evaluate(
     if ensemble:
         ds.attrs["ensemble_members"] = int(pred.sizes[member_dim])
         ds.attrs["deterministic_metrics_of"] = "ensemble mean"
-    return ds.compute() if compute else ds
+    if not compute:
+        return ds
+    if climate and any(v.chunks is not None for v in ds.data_vars.values()):
+        return _compute_in_two_passes(ds, set(out) - set(default_names))
+    return ds.compute()
+
+
+def _compute_in_two_passes(ds: xr.Dataset, along_time: set) -> xr.Dataset:
+    """Dask: the per-field scores (which gather the grid) and the per-cell climate scores (which
+    gather time) in separate passes, so that one graph never holds both chunkings of the input."""
+    fields = ds[[k for k in ds.data_vars if k not in along_time]].compute()
+    cells = ds[[k for k in ds.data_vars if k in along_time]].compute()
+    return xr.merge([fields, cells], combine_attrs="override")[list(ds.data_vars)]
