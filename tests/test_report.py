@@ -127,3 +127,5 @@ def test_cli_report(tmp_path, capsys, monkeypatch):
     assert "exists" in capsys.readouterr().err
     assert main(argv + ["--out", str(tmp_path / "r.txt")]) == 2
     assert "'*.html'" in capsys.readouterr().err
+    assert main(["report", "--help"]) == 0
+    assert "xdownscale report sr.nc truth.nc --lr lr.nc" in capsys.readouterr().out
