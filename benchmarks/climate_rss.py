@@ -37,9 +37,9 @@ def child(case: str) -> dict:
     import numpy as np
     import pandas as pd
     import xarray as xr
+    import xclim.indices
 
     import xdownscale as xds
-    import xclim.indices  # noqa: F401  (imports first, so the baseline includes them)
 
     dask.config.set(scheduler="threads", num_workers=2)
     if case == "wfde5":

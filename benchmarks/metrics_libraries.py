@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-
 from _data import data_dir
 
 warnings.simplefilter("ignore")

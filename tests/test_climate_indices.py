@@ -8,9 +8,13 @@ import xarray as xr
 
 pytest.importorskip("xclim", reason="climate indices need xclim (pip install 'xdownscale[climate]')")
 
-from xdownscale.errors import DataError  # noqa: E402
-from xdownscale.metrics.indices import (  # noqa: E402
-    applicable_indices, climate_indices, daily, index_biases, variable_kind,
+from xdownscale.errors import DataError
+from xdownscale.metrics.indices import (
+    applicable_indices,
+    climate_indices,
+    daily,
+    index_biases,
+    variable_kind,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")

@@ -9,16 +9,20 @@ import pandas as pd
 import pytest
 import scipy.stats
 import xarray as xr
+from conftest import REPO_ROOT
 
 import xdownscale as xds
 from xdownscale.errors import DataError
 from xdownscale.metrics import (
-    climatological_mean_correlation, distribution_scores, lag1_autocorrelation, lag1_autocorrelation_bias,
-    multivariate_correlation_bias, power_spectrum, quantile_bias_map,
+    climatological_mean_correlation,
+    distribution_scores,
+    lag1_autocorrelation,
+    lag1_autocorrelation_bias,
+    multivariate_correlation_bias,
+    power_spectrum,
+    quantile_bias_map,
 )
 from xdownscale.metrics.distribution import LOG_HIST_EPS, distribution_summary
-
-from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore:ms_ssim")
 

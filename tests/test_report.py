@@ -15,9 +15,9 @@ import xarray as xr
 pytest.importorskip("matplotlib")
 pytest.importorskip("xclim")
 
-import xdownscale as xds  # noqa: E402
-from xdownscale.cli import main  # noqa: E402
-from xdownscale.grid import coarsen  # noqa: E402
+import xdownscale as xds
+from xdownscale.cli import main
+from xdownscale.grid import coarsen
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning", "ignore::RuntimeWarning")
 HISTORY = "2026-12-02T10:00 xdownscale predict lr.nc --model cnn <x4> & more"
@@ -64,7 +64,7 @@ def test_report_is_self_contained_with_every_part(page):
     for name in ("perkins_skill_score", "wasserstein", "log_spectral_distance", "crps", "wasserstein_per_member"):
         assert f"<td>{name}</td>" in text
     row = re.search(r"<td>minimum of the daily minimum temperature \(TNn\)</td>((?:<td[^>]*>[^<]*</td>)+)", text)
-    truth_v, pred_v, bias_v = (float(v) for v in re.findall(r'class="num">([^<]+)<', row.group(1)))
+    truth_v, _, bias_v = (float(v) for v in re.findall(r'class="num">([^<]+)<', row.group(1)))
     ens, truth = page[2], page[3]
     w = np.cos(np.deg2rad(truth.lat.values))[:, None] * np.ones(truth.shape[1:])
     tnn_t, tnn_p = truth.values.min(axis=0), ens.values.min(axis=1).mean(axis=0)  # 2 full days: TNn = the min

@@ -3,7 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .files import EXIT_OK, PROG, CLIError, _check_out, check_not_all_nan, log, open_data, pick_variable
+from .files import (
+    EXIT_OK,
+    PROG,
+    CLIError,
+    _check_out,
+    check_not_all_nan,
+    log,
+    open_data,
+    pick_variable,
+)
 
 
 def add_parser(sub, common, formatter) -> None:

@@ -51,7 +51,7 @@ def is_index_bias(name: str) -> bool:
     """Whether ``name`` is ``<index>_bias`` or ``<index>_bias_map`` of a climate index."""
     from .indices import INDICES
 
-    base = name[: -len("_map")] if name.endswith("_map") else name
+    base = name.removesuffix("_map")
     return base.endswith("_bias") and base[: -len("_bias")] in INDICES
 
 

@@ -75,7 +75,7 @@ def lag1_autocorrelation_bias(pred: xr.DataArray, truth: xr.DataArray, *, weight
 def climatological_mean_correlation(pred: xr.DataArray, truth: xr.DataArray, *, weighted: bool = True,
                                     member_dim: str = "member") -> xr.DataArray:
     """Spatial Pearson correlation of the time-mean fields (cos-latitude weighted)."""
-    pred, truth, axes = check_pair(pred, truth)
+    pred, truth, _ = check_pair(pred, truth)
     dim = _time(truth)
     pm = pred.mean([d for d in (dim, member_dim) if d in pred.dims])
     tm = truth.mean(dim)
