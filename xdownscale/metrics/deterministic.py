@@ -120,7 +120,7 @@ def weights_for(da: xr.DataArray, axes: GridAxes | None, weighted: bool) -> xr.D
     return area_weights(da, axes)
 
 
-CHUNK_BYTES = 64 * 2**20  # about this much float64 per Dask chunk when a core dimension is gathered
+CHUNK_BYTES = 16 * 2**20  # about this much float64 per Dask chunk when a core dimension is gathered
 
 
 def rechunk_for_core(da: xr.DataArray, core: Iterable[Hashable], target: int = CHUNK_BYTES) -> xr.DataArray:
