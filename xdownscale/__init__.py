@@ -16,7 +16,7 @@ import_pyproj_first()  # before anything can load ecCodes: see _compat
 from . import accessor as _accessor  # noqa: E402,F401  (registers .downscale)
 from . import api as _api  # noqa: E402
 from ._version import __version__  # noqa: E402
-from .api import bias_correct, coarsen, evaluate, export, list_catalog, open_catalog, regrid, write  # noqa: E402
+from .api import bias_correct, coarsen, evaluate, export, list_catalog, open_catalog, regrid, report, write  # noqa: E402
 from .ensemble import ensemble_mean  # noqa: E402  (ens.mean("member") keeping attrs)
 from .errors import CheckpointError, DataError, GridError, ModelNotFoundError, XDownscaleError  # noqa: E402
 
@@ -35,5 +35,5 @@ def __getattr__(name: str):
 
 __all__ = ["CheckpointError", "DataError", "Downscaler", "GridError", "ModelNotFoundError", "XDownscaleError",
            "__version__", "bias_correct", "coarsen", "distill", "ensemble_mean", "evaluate", "export", "fit",
-           "list_catalog", "list_models", "load", "model_info", "model_options", "open_catalog", "plot", "plot_ensemble", "predict",
+           "list_catalog", "list_models", "load", "model_info", "model_options", "open_catalog", "plot", "plot_ensemble", "predict", "report",
            "regrid", "write"]

@@ -14,6 +14,7 @@ from .export import export
 from .grid import coarsen, regrid
 from .io import write
 from .metrics import evaluate
+from .metrics.report import report
 
 if TYPE_CHECKING:  # the lazy names, for type checkers, linters and editors
     from .engine.downscaler import Downscaler, load
@@ -45,4 +46,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["Downscaler", "bias_correct", "coarsen", "distill", "evaluate", "export", "fit", "list_catalog",
-           "list_models", "load", "model_info", "model_options", "open_catalog", "predict", "regrid", "write"]
+           "list_models", "load", "model_info", "model_options", "open_catalog", "predict", "regrid", "report", "write"]

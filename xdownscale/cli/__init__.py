@@ -229,6 +229,10 @@ run '{PROG} COMMAND --help' for the options of each command.""")
     p.add_argument("--seed", type=int, metavar="N", default=0, help="random seed")
     p.add_argument("--overwrite", action="store_true", help="replace existing products in DIR")
     p.set_defaults(func=cmd_demo)
+
+    from .report import add_parser as add_report_parser  # report: xdownscale/cli/report.py
+
+    add_report_parser(sub, common, _Formatter)
     return parser
 
 

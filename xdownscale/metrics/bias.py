@@ -12,7 +12,7 @@ import warnings
 
 import xarray as xr
 
-from .deterministic import check_pair, weights_for, wmean
+from .deterministic import check_pair, rechunk_for_core, weights_for, wmean
 
 DEFAULT_QUANTILES = (0.01, 0.5, 0.99)
 
@@ -28,9 +28,8 @@ def _valid_both(pred: xr.DataArray, truth: xr.DataArray):
     return pred.where(both), truth.where(both)
 
 
-def _quantile_over(da: xr.DataArray, q: float, dims: list) -> xr.DataArray:
-    if da.chunks is not None:  # a quantile needs each reduced dimension in one chunk
-        da = da.chunk({d: -1 for d in dims})
+def quantile_over(da: xr.DataArray, q: float, dims: list) -> xr.DataArray:
+    da = rechunk_for_core(da, dims)  # a quantile needs each reduced dimension in one chunk
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells
         return da.quantile(q, dim=dims, skipna=True).drop_vars("quantile")
@@ -41,10 +40,10 @@ def quantile_bias(pred: xr.DataArray, truth: xr.DataArray, q: float, *, weighted
     pred, truth, axes = check_pair(pred, truth)
     p, t = _valid_both(pred, truth)
     if axes is not None and axes.time in truth.dims:
-        diff = _quantile_over(p, q, [axes.time]) - _quantile_over(t, q, [axes.time])
+        diff = quantile_over(p, q, [axes.time]) - quantile_over(t, q, [axes.time])
         return wmean(diff, weights_for(diff, axes, weighted), list(diff.dims))
     dims = list(truth.dims)
-    return _quantile_over(p, q, dims) - _quantile_over(t, q, dims)
+    return quantile_over(p, q, dims) - quantile_over(t, q, dims)
 
 
 def wet_day_frequency(da: xr.DataArray, threshold: float, *, weighted: bool = True) -> xr.DataArray:

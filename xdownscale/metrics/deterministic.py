@@ -120,6 +120,24 @@ def weights_for(da: xr.DataArray, axes: GridAxes | None, weighted: bool) -> xr.D
     return area_weights(da, axes)
 
 
+CHUNK_BYTES = 16 * 2**20  # about this much float64 per Dask chunk when a core dimension is gathered
+
+
+def rechunk_for_core(da: xr.DataArray, core: Iterable[Hashable], target: int = CHUNK_BYTES) -> xr.DataArray:
+    """Dask input: each ``core`` dim in one chunk and the other dims split so that one chunk
+    holds about ``target`` bytes of float64 (a per-field score must not gather a whole year
+    of fields into one chunk, nor a per-cell score the whole grid). NumPy input is returned as is."""
+    if da.chunks is None:
+        return da
+    core = [d for d in core if d in da.dims]
+    budget = max(1, int(target // (8 * int(np.prod([da.sizes[d] for d in core] or [1])))))
+    spec: dict = {d: -1 for d in core}
+    for d in (d for d in da.dims if d not in core):
+        spec[d] = min(da.sizes[d], budget)
+        budget = max(1, budget // spec[d])
+    return da.chunk(spec)
+
+
 def reduce_dims(da: xr.DataArray, dim: Dim, extra: Iterable[Hashable] = ()) -> list[Hashable]:
     """The dimensions of ``da`` to reduce: all if ``dim`` is None, else ``dim``
     (plus ``extra``), checked to exist."""
@@ -279,6 +297,7 @@ def _ssim_fields(pred, truth, axes, r, weighted, part) -> xr.DataArray:
     if not isinstance(r, xr.DataArray):
         r = xr.DataArray(float(r))
     core = list(axes.spatial)
+    pred, truth = rechunk_for_core(pred, core), rechunk_for_core(truth, core)
     return xr.apply_ufunc(
         _ssim_core, pred.astype("float64"), truth.astype("float64"), r.astype("float64"),
         input_core_dims=[core, core, []], output_core_dims=[[]],

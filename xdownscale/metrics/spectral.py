@@ -6,12 +6,14 @@ variance of the truth: compare ``power_spectrum(pred)`` and
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import xarray as xr
 
 from ..errors import DataError
 from ..grid.cf import coordinate_values, find_axes, regular_spacing
-from .deterministic import Dim, squared_units
+from .deterministic import Dim, rechunk_for_core, squared_units
 
 __all__ = ["power_spectrum", "log_spectral_distance"]
 
@@ -46,10 +48,14 @@ def _bins(ny: int, nx: int, dy: float, dx: float):
     return idx, dk, nbins
 
 
-def _radial_core(f: np.ndarray, *, idx, nbins, window):
+def _radial_core(f: np.ndarray, *, idx, nbins, window, fill_missing=False):
     """Radially averaged |FFT|^2 of the fields on the last two axes."""
     ny, nx = f.shape[-2:]
     f = np.asarray(f, dtype="float64")
+    if fill_missing:  # missing cells take their field's mean: no anomaly there
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN fields stay NaN
+            f = np.where(np.isnan(f), np.nanmean(f, axis=(-2, -1), keepdims=True), f)
     f = f - f.mean(axis=(-2, -1), keepdims=True)  # NaN fields stay NaN
     norm = (ny * nx) ** 2
     if window is not None:
@@ -67,7 +73,7 @@ def _radial_core(f: np.ndarray, *, idx, nbins, window):
 
 
 def power_spectrum(da: xr.DataArray, *, dim: Dim = None, spacing=None, units: str | None = None,
-                   window: str | None = None) -> xr.DataArray:
+                   window: str | None = None, fill_missing: bool = False) -> xr.DataArray:
     """Radially averaged power spectrum of the 2-D (y, x) fields of ``da``.
 
     Each field has its mean removed and is Fourier transformed (periodic, no
@@ -92,7 +98,9 @@ def power_spectrum(da: xr.DataArray, *, dim: Dim = None, spacing=None, units: st
 
     Bins run up to the smaller Nyquist wavenumber, so every annulus is complete.
     A ``wavelength`` coordinate (``1 / k``) is attached. Fields containing NaN
-    are left out. The spectra of the fields are averaged over the dims in
+    are left out, unless ``fill_missing``: their missing cells (e.g. the sea of
+    a land-only product) are then set to the field's mean, i.e. zero anomaly,
+    which damps the power by about the fraction of cells missing. The spectra of the fields are averaged over the dims in
     ``dim`` other than y and x (all by default); dims left out are kept.
     """
     if not isinstance(da, xr.DataArray):
@@ -108,9 +116,10 @@ def power_spectrum(da: xr.DataArray, *, dim: Dim = None, spacing=None, units: st
         win = np.hanning(ny)[:, None] * np.hanning(nx)[None, :]
     elif window is not None:
         raise DataError(f"window must be None or 'hann', got {window!r}")
+    da = rechunk_for_core(da, axes.spatial)
     spec = xr.apply_ufunc(
         _radial_core, da, input_core_dims=[list(axes.spatial)], output_core_dims=[["wavenumber"]],
-        kwargs={"idx": idx, "nbins": nbins, "window": win}, dask="parallelized",
+        kwargs={"idx": idx, "nbins": nbins, "window": win, "fill_missing": bool(fill_missing)}, dask="parallelized",
         output_dtypes=["float64"],
         dask_gufunc_kwargs={"allow_rechunk": True, "output_sizes": {"wavenumber": nbins}},
     )
