@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ...engine import progress
 from ...engine.contract import FitRequest, parse_options
 from ...engine.device import resolve_device
 from ...engine.resolve import resolve_model
@@ -156,8 +156,8 @@ def _train(net, train_ds, val_ds, cfg, device, opts, setup) -> dict:
         train_ds.set_epoch(epoch)
         net.train()
         t0, seen, running = time.perf_counter(), 0, 0.0
-        bar = tqdm(make_loader(train_ds, cfg, device), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress,
-                   leave=False, unit="batch")
+        bar = progress.bar(make_loader(train_ds, cfg, device), enabled=cfg.progress,
+                           desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
         for x, y, w, c in bar:
             loss = net.loss(x.to(device), y.to(device), w.to(device), c.to(device), generator=gen)
             opt.zero_grad(set_to_none=True)
@@ -183,8 +183,10 @@ def _train(net, train_ds, val_ds, cfg, device, opts, setup) -> dict:
             best, best_epoch, bad, best_state = val, epoch, 0, copy.deepcopy(ema)
         else:
             bad += 1
-        log.info("epoch %d/%d: train %.4g, validation (EMA) %.4g%s (%.1f samples/s)", epoch + 1, cfg.epochs,
-                 history[-1]["train_loss"], val, " *" if best_epoch == epoch else "", history[-1]["samples_per_s"])
+        summary = (f"epoch {epoch + 1}/{cfg.epochs}: train {history[-1]['train_loss']:.4g}, validation (EMA) "
+                   f"{val:.4g}{' *' if best_epoch == epoch else ''} ({history[-1]['samples_per_s']:.1f} samples/s)")
+        log.info(summary)
+        progress.line(summary, enabled=cfg.progress)
         setup.save_epoch({"best_state_dict": best_state, "last_state_dict": last, "ema_state_dict": ema,
                           "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
                           "history": history, "best_val_loss": best, "best_epoch": best_epoch, "bad_epochs": bad,

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ...config import TrainConfig
+from ...engine import progress
 from ...engine.trainer import cosine_factor, make_loader, masked_loss
 from ...errors import DataError
 
@@ -163,8 +163,8 @@ def train_adversarial(gen, disc, train_ds, val_ds, cfg: TrainConfig, adv: Advers
         disc.train()
         adversarial = epoch >= adv.pretrain_epochs
         t0, seen, sums = time.perf_counter(), 0, {"content": 0.0, "adv": 0.0, "disc": 0.0}
-        bar = tqdm(make_loader(train_ds, cfg, device), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not cfg.progress, leave=False, unit="batch")
+        bar = progress.bar(make_loader(train_ds, cfg, device), enabled=cfg.progress,
+                           desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
         for x, y, w, c in bar:
             x, y, w, c = x.to(device), y.to(device), w.to(device), c.to(device)
             cond = cond_of(x)
@@ -215,9 +215,11 @@ def train_adversarial(gen, disc, train_ds, val_ds, cfg: TrainConfig, adv: Advers
             best_state = copy.deepcopy(gen.state_dict())
         else:
             bad += 1
-        log.info("epoch %d/%d: content %.4g, critic %.4g, validation CRPS %.4g%s (%.0f samples/s)", epoch + 1,
-                 cfg.epochs, record["train_loss"], record["disc_loss"], val["val_crps"], " *" if improved else "",
-                 record["samples_per_s"])
+        summary = (f"epoch {epoch + 1}/{cfg.epochs}: content {record['train_loss']:.4g}, critic "
+                   f"{record['disc_loss']:.4g}, validation CRPS {val['val_crps']:.4g}{' *' if improved else ''} "
+                   f"({record['samples_per_s']:.0f} samples/s)")
+        log.info(summary)
+        progress.line(summary, enabled=cfg.progress)
         if on_epoch_end is not None:
             on_epoch_end({"best_state_dict": best_state, "last_state_dict": gen.state_dict(),
                           "disc_state_dict": disc.state_dict(), "optimizer": opt_g.state_dict(),
