@@ -37,7 +37,6 @@ def child(case: str) -> dict:
     import numpy as np
     import pandas as pd
     import xarray as xr
-    import xclim.indices
 
     import xdownscale as xds
 

@@ -194,3 +194,17 @@ def test_cli_coarsen_writes_the_exact_block_mean(tmp_path):
         assert c["tcwv"].attrs["units"] == "kg m-2"
     assert main(["coarsen", str(tmp_path / "fine.nc"), "--factor", "5", "--out", str(tmp_path / "d.nc")]) == 2
     assert not (tmp_path / "d.nc").exists()
+
+
+@pytest.mark.parametrize("model,options", [
+    ("cnn", dict(width=4, n_blocks=1)),
+    ("gan", dict(width=4, n_blocks=1, noise_channels=1, content_members=2, val_members=2)),
+])
+def test_outside_a_terminal_progress_is_one_line_per_epoch(model, options, tmp_path, capsys):
+    hr = synthetic_field(times=4, ny=16, nx=16)
+    xds.fit(hr, model=model, factor=4, epochs=2, batch_size=2, patch_size=16, samples_per_epoch=4, val_samples=2,
+            progress=True, checkpoint=tmp_path / "m.pt", **options)
+    err = capsys.readouterr().err
+    assert "\r" not in err  # no carriage-return bars in a log file
+    lines = [ln for ln in err.splitlines() if ln.startswith("xdownscale: epoch")]
+    assert [ln.split(":")[1].split()[1] for ln in lines] == ["1/2", "2/2"], err

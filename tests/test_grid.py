@@ -380,7 +380,8 @@ def test_grid_mapping_found_with_cf_xarray_in_attrs_or_encoding(tmp_path):
     from xdownscale.grid.cf import grid_mapping
     from xdownscale.io import write
 
-    crs = xr.DataArray(0, attrs={"grid_mapping_name": "polar_stereographic", "straight_vertical_longitude_from_pole": 10.0,
+    crs = xr.DataArray(0, attrs={"grid_mapping_name": "polar_stereographic",
+                                 "straight_vertical_longitude_from_pole": 10.0,
                                  "latitude_of_projection_origin": 90.0, "standard_parallel": 60.0})
     da = xr.DataArray(np.ones((4, 5), "float32"), dims=("y", "x"), name="pr",
                       coords={"y": ("y", np.arange(4) * 1000.0, {"units": "m"}),

@@ -1,7 +1,6 @@
 """Tiled inference: chunked equals whole-field, output chunks aligned, laziness, halos."""
 import warnings
 
-import dask
 import dask.array as dsa
 import numpy as np
 import pytest

@@ -444,7 +444,8 @@ def test_rerun_after_kill_minus_9_leaves_no_temporary(tmp_path):
                                   "lon": np.arange(8.0)}})
         write(da, {str(tmp_path / "out.nc")!r})
     """)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     try:
         deadline = time.time() + 120

@@ -17,8 +17,8 @@ LAYERS = [
     ("models", ["models"]),
     ("engine", ["engine"]),
     ("families", ["families"]),
-    ("api", ["", "api", "accessor", "fitting", "prediction", "downscaler", "export", "bias_correction", "testing", "model_help",
-             "plot", "plot_ensemble"]),
+    ("api", ["", "api", "accessor", "fitting", "prediction", "downscaler", "export", "bias_correction", "testing",
+             "model_help", "plot", "plot_ensemble"]),
     ("apps", ["cli", "demo"]),
 ]
 RANK = {top: rank for rank, (_, tops) in enumerate(LAYERS) for top in tops}

@@ -293,7 +293,8 @@ def test_nearly_equal_coordinates_are_snapped():
 # ----------------------------------------------------------------------------- conservation
 def test_mass_violation_zero_for_block_constant_field():
     f = 4
-    lr = latlon(smooth_field((2, 10, 12), 15, offset=3.0), lat=np.linspace(-50, 58, 10) , lon=np.arange(12) * 12.0 + 6.0)
+    lr = latlon(smooth_field((2, 10, 12), 15, offset=3.0), lat=np.linspace(-50, 58, 10),
+                lon=np.arange(12) * 12.0 + 6.0)
     flat = np.repeat(lr.lat.values, f) + np.tile(np.arange(f) - (f - 1) / 2, 10) * (12.0 / f)
     flon = np.repeat(lr.lon.values, f) + np.tile(np.arange(f) - (f - 1) / 2, 12) * 3.0
     up = latlon(np.repeat(np.repeat(lr.values, f, axis=1), f, axis=2), lat=flat, lon=flon)

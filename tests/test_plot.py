@@ -259,7 +259,6 @@ def test_gshhs_fallback_reads_debians_cartopy_data(monkeypatch, tmp_path):
 
 
 def test_map_title_carries_the_time_of_the_map():
-    import xdownscale.plot as xplot
 
     lr, pred, truth = latlon_fields()
     kw = {"coastlines": False}

@@ -8,7 +8,8 @@ import pytest
 from xdownscale.errors import DataError
 from xdownscale.io.radolan import open_radolan, read_esri_ascii
 
-HEADER = "ncols         4\nnrows         3\nxllcorner     -1000\nyllcorner     -5000\ncellsize      1000\nNODATA_value  -1\n"
+HEADER = ("ncols         4\nnrows         3\nxllcorner     -1000\nyllcorner     -5000\ncellsize      1000\n"
+          "NODATA_value  -1\n")
 
 
 def _grid(rows):
@@ -37,7 +38,8 @@ def archive(tmp_path):
 def test_units_nodata_orientation_and_time(archive):
     rw = open_radolan(archive)
     assert rw.dims == ("time", "y", "x") and rw.shape == (2, 3, 4)
-    assert str(rw.time.values[0]).startswith("2022-10-18T00:50") and str(rw.time.values[1]).startswith("2022-10-18T01:50")
+    assert str(rw.time.values[0]).startswith("2022-10-18T00:50")
+    assert str(rw.time.values[1]).startswith("2022-10-18T01:50")
     # y ascending: the last stored (southern) row comes first; values in mm (0.1 mm units)
     np.testing.assert_allclose(rw.isel(time=0, y=0).values, [0.7, 0.8, 0.9, 12.0], rtol=1e-6)
     assert np.isnan(rw.isel(time=0, y=2, x=0)) and np.isnan(rw.isel(time=1, y=1, x=0))

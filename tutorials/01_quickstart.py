@@ -37,7 +37,8 @@ sr = lr.downscale.predict(model=model)
 bicubic = lr.downscale.predict(model="bicubic", factor=4)
 scores = {name: xds.evaluate(p, test, lr=lr) for name, p in (("cnn+softmax", sr), ("bicubic", bicubic))}
 for name, s in scores.items():
-    print(f"{name:12s} RMSE {float(s.rmse):.3f}  SSIM {float(s.ssim):.4f}  mass violation {float(s.mass_violation):.1e}")
+    print(f"{name:12s} RMSE {float(s.rmse):.3f}  SSIM {float(s.ssim):.4f}  "
+          f"mass violation {float(s.mass_violation):.1e}")
 
 # 5. Write CF-compliant NetCDF and Zarr (atomically), and draw a map.
 xds.write(sr, out / "tcwv_x4.nc", mode="w")

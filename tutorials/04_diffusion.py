@@ -71,7 +71,8 @@ rows = {"bicubic": xds.evaluate(bicubic, test), "cnn+add": xds.evaluate(cnn.pred
 for name, s in rows.items():
     crps = f"  CRPS {float(s.crps):.4f}" if "crps" in s else ""
     print(f"{name:16s} RMSE {float(s.rmse):.4f}  SSIM {float(s.ssim):.4f}{crps}")
-print("spread/skill", round(float(spread_skill(ens, test).ratio), 3), "rank histogram", rank_histogram(ens, test).values)
+print("spread/skill", round(float(spread_skill(ens, test).ratio), 3),
+      "rank histogram", rank_histogram(ens, test).values)
 print("largest mass violation of a member:", float(xds.evaluate(ens, test, lr=lr).mass_violation))
 xds.write(ens, out / "t2m_x4_ensemble.nc", mode="w")
 print("outputs in", out, f"({time.strftime('%H:%M:%S')})")

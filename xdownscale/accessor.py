@@ -29,7 +29,8 @@ class _DownscaleAccessor:
         for dim in axes.spatial:
             if dim in obj.coords:
                 src = obj.isel({dim: slice(0, out.sizes[dim] * factor)})
-                out[f"{dim}_bnds"] = ((dim, "bnds"), coarse_bounds(src, dim, factor, is_lat=axes.kind == "latlon" and dim == axes.y))
+                is_lat = axes.kind == "latlon" and dim == axes.y
+                out[f"{dim}_bnds"] = ((dim, "bnds"), coarse_bounds(src, dim, factor, is_lat=is_lat))
                 out[dim].attrs["bounds"] = f"{dim}_bnds"
         return out
 

@@ -31,7 +31,8 @@ def _static_2d(cov: xr.DataArray, axes: GridAxes) -> xr.DataArray:
     extra = [d for d in cov.dims if d not in axes.spatial]
     for d in extra:
         if cov.sizes[d] != 1:
-            raise DataError(f"covariate {cov.name!r} must be static on ({axes.y}, {axes.x}); it has dim {d!r} of size {cov.sizes[d]}")
+            raise DataError(f"covariate {cov.name!r} must be static on ({axes.y}, {axes.x}); it has dim {d!r} of "
+                            f"size {cov.sizes[d]}")
     return cov.isel({d: 0 for d in extra}, drop=True).transpose(*axes.spatial)
 
 
@@ -40,7 +41,8 @@ def covariate_stats(covariates: xr.Dataset) -> dict:
     return {name: fit_stats(_static_2d(covariates[name], cax)) for name in covariates.data_vars}
 
 
-def fold_covariates(covariates: xr.Dataset | None, stats: dict, fine_shape: tuple[int, int], factor: int) -> np.ndarray | None:
+def fold_covariates(covariates: xr.Dataset | None, stats: dict, fine_shape: tuple[int, int],
+                    factor: int) -> np.ndarray | None:
     """(len(stats) * factor**2, ny, nx) float32 channels on the coarse grid, in ``stats`` order."""
     if not stats:
         return None

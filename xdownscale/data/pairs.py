@@ -55,7 +55,8 @@ def _with_time(da: xr.DataArray, axes: GridAxes) -> xr.DataArray:
     return da.transpose(*order)
 
 
-def make_pair(hr: xr.DataArray, factor: int | None = None, lr: xr.DataArray | None = None, *, trim: bool = False) -> Pair:
+def make_pair(hr: xr.DataArray, factor: int | None = None, lr: xr.DataArray | None = None, *,
+              trim: bool = False) -> Pair:
     """Build a training pair.
 
     With ``lr=None`` the coarse field is the exact area-weighted coarsening of

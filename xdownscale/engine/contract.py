@@ -140,7 +140,8 @@ def options_help(cls: type) -> list[str]:
         else:
             default = "required"
         text = f.metadata.get("help", "")
-        lines.append(f"{f.name} ({_type_name(hints.get(f.name, f.type))}, default {default})" + (f": {text}" if text else ""))
+        head = f"{f.name} ({_type_name(hints.get(f.name, f.type))}, default {default})"
+        lines.append(head + (f": {text}" if text else ""))
     return lines
 
 

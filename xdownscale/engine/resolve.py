@@ -46,7 +46,8 @@ def resolve_model(model, *, factor: float | None = None, variable: str | None = 
     else:
         raise DataError(f"model must be a name, a checkpoint path or a Downscaler, got {type(model).__name__}")
     if check_factor and factor is not None and int(factor) != ds.factor:
-        raise DataError(f"factor={factor} but the model was trained for x{ds.factor}; drop factor= or use another model")
+        raise DataError(f"factor={factor} but the model was trained for x{ds.factor}; drop factor= or use another "
+                        "model")
     if constraint is not None and constraint != ds.constraint:
         raise DataError(f"the model was trained with constraint {ds.constraint!r}; constraint={constraint!r} cannot "
                         "be changed at prediction time (train another model)")

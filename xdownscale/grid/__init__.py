@@ -3,4 +3,5 @@ from .cf import GridAxes, area_weights, bounds_from_centres, cell_bounds, find_a
 from .coarsen import coarse_bounds, coarsen
 from .regrid import regrid
 
-__all__ = ["GridAxes", "area_weights", "bounds_from_centres", "cell_bounds", "coarse_bounds", "coarsen", "find_axes", "regrid"]
+__all__ = ["GridAxes", "area_weights", "bounds_from_centres", "cell_bounds", "coarse_bounds", "coarsen", "find_axes",
+           "regrid"]

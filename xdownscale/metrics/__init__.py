@@ -18,10 +18,6 @@ from ..grid.cf import find_axes
 from .bias import DEFAULT_QUANTILES, bias_metrics, quantile_bias, wet_day_frequency
 from .climate import SUITES, check_suite, climate_summary, describe, evaluate_dataset, is_index_bias
 from .conservation import infer_factor, mass_violation, negative_pixels, relative_mass_violation
-from .distribution import (
-    CLIMATE_QUANTILES, distribution_scores, ks_statistic, log_histogram_distance, perkins_skill_score,
-    quantile_bias_map, wasserstein,
-)
 from .deterministic import (
     MS_SSIM_WEIGHTS,
     acc,
@@ -39,10 +35,23 @@ from .deterministic import (
     weights_for,
     wmean,
 )
+from .distribution import (
+    CLIMATE_QUANTILES,
+    distribution_scores,
+    ks_statistic,
+    log_histogram_distance,
+    perkins_skill_score,
+    quantile_bias_map,
+    wasserstein,
+)
 from .probabilistic import crps_ensemble, ensemble_scores, rank_flatness, rank_histogram, spread_skill
 from .spectral import log_spectral_distance, power_spectrum
-from .structure import (climatological_mean_correlation, lag1_autocorrelation, lag1_autocorrelation_bias,
-                        multivariate_correlation_bias)
+from .structure import (
+    climatological_mean_correlation,
+    lag1_autocorrelation,
+    lag1_autocorrelation_bias,
+    multivariate_correlation_bias,
+)
 
 __all__ = [
     "evaluate", "mse", "rmse", "mae", "bias", "max_abs_error", "psnr", "ssim", "ms_ssim",

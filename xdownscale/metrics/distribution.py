@@ -37,7 +37,7 @@ import xarray as xr
 
 from ..errors import DataError
 from ..grid.cf import find_axes
-from .bias import quantile_over, quantile_name
+from .bias import quantile_name, quantile_over
 from .deterministic import check_pair, grid_axes, rechunk_for_core, weights_for, wmean
 
 __all__ = [

@@ -100,8 +100,8 @@ def power_spectrum(da: xr.DataArray, *, dim: Dim = None, spacing=None, units: st
     A ``wavelength`` coordinate (``1 / k``) is attached. Fields containing NaN
     are left out, unless ``fill_missing``: their missing cells (e.g. the sea of
     a land-only product) are then set to the field's mean, i.e. zero anomaly,
-    which damps the power by about the fraction of cells missing. The spectra of the fields are averaged over the dims in
-    ``dim`` other than y and x (all by default); dims left out are kept.
+    which damps the power by about the fraction of cells missing. The spectra of the fields are
+    averaged over the dims in ``dim`` other than y and x (all by default); dims left out are kept.
     """
     if not isinstance(da, xr.DataArray):
         raise TypeError(f"power_spectrum expects an xarray.DataArray, got {type(da).__name__}")

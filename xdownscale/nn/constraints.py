@@ -149,7 +149,8 @@ class ScAddConstraint(Constraint):
         return f"factor={self.factor}, lower={float(self.lower):g}, upper={float(self.upper):g}"
 
 
-_CLASSES = {c.name: c for c in (NoConstraint, SoftConstraint, AddConstraint, MultConstraint, SoftmaxConstraint, ScAddConstraint)}
+_CLASSES = {c.name: c for c in (NoConstraint, SoftConstraint, AddConstraint, MultConstraint, SoftmaxConstraint,
+                                ScAddConstraint)}
 
 
 def make_constraint(name: str, factor: int, **kwargs) -> Constraint:

@@ -135,7 +135,8 @@ def fit_diffusion(request: FitRequest):
 def _train(net, train_ds, val_ds, cfg, device, opts, setup) -> dict:
     params = [p for p in net.denoiser.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.learning_rate)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: cosine_factor(e, cfg) if cfg.lr_schedule == "cosine" else 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda e: cosine_factor(e, cfg) if cfg.lr_schedule == "cosine" else 1.0)
     ema = copy.deepcopy(net.state_dict())
     history, start, best, best_epoch, bad, updates = [], 0, float("inf"), -1, 0, 0
     best_state = copy.deepcopy(ema)

@@ -146,7 +146,8 @@ def conserve(ens: xr.DataArray, lr: xr.DataArray, constraint: str = "add", **con
     The same projection ``predict(..., constraint=...)`` applies at the end of
     sampling, for ensembles already drawn (e.g. to compare both on one ensemble)."""
     if constraint not in HARD_CONSTRAINTS:
-        raise DataError(f"constraint {constraint!r} is not a hard projection; choose one of {', '.join(HARD_CONSTRAINTS)}")
+        raise DataError(f"constraint {constraint!r} is not a hard projection; choose one of "
+                        f"{', '.join(HARD_CONSTRAINTS)}")
     axes, lax = find_axes(ens), find_axes(lr)
     factor = ens.sizes[axes.y] // lr.sizes[lax.y]
     if factor < 1 or ens.sizes[axes.y] != factor * lr.sizes[lax.y] or ens.sizes[axes.x] != factor * lr.sizes[lax.x]:

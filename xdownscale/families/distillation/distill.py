@@ -92,7 +92,8 @@ def _inherit_normalisation(setup, teacher) -> None:
 
 
 def distill(teacher, student: str = "maunet-light", hr=None, *, lr=None, alpha: float = 0.5,
-            teacher_on: str = "observed", unlabelled=None, hint_weight: float = 0.0, var: str | None = None, predictors: list[str] | None = None,
+            teacher_on: str = "observed", unlabelled=None, hint_weight: float = 0.0, var: str | None = None,
+            predictors: list[str] | None = None,
             covariates=None,
             constraint: str | None = None, skip: str | None = "teacher", epochs: int = 20, batch_size: int = 64,
             patch_size: int = 64, learning_rate: float = 1e-3, lr_schedule: str = "cosine", loss: str = "mse",

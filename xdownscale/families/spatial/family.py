@@ -45,7 +45,8 @@ class SpatialFamily:
         if distributed.launched_by_torchrun():
             return distributed.fit_torchrun(request.hr, common=common, model_kwargs=model_kwargs)
         if distributed.check_nproc(request.nproc, cfg) > 1:
-            return distributed.fit_distributed(request.hr, nproc=request.nproc, common=common, model_kwargs=model_kwargs)
+            return distributed.fit_distributed(request.hr, nproc=request.nproc, common=common,
+                                               model_kwargs=model_kwargs)
         setup = prepare(request.hr, **common, model_kwargs=model_kwargs)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)

@@ -27,7 +27,8 @@ class ConvGRUOptions:
             raise DataError(f"gaps={self.gaps!r} is not one of {', '.join(GAPS)}")
 
     def body(self) -> dict[str, Any]:
-        return {"channels": int(self.channels), "residual_blocks": int(self.residual_blocks), "window": int(self.window)}
+        return {"channels": int(self.channels), "residual_blocks": int(self.residual_blocks),
+                "window": int(self.window)}
 
     def flow(self) -> dict[str, Any]:
         return {}

@@ -187,7 +187,8 @@ class DiffusionNet(nn.Module):
         name = self.constraint_name if constraint is None else constraint
         if name not in (None, "none", "soft"):
             if name not in HARD_CONSTRAINTS:
-                raise ValueError(f"constraint {name!r} cannot be projected; choose one of {', '.join(HARD_CONSTRAINTS)}")
+                raise ValueError(f"constraint {name!r} cannot be projected; choose one of "
+                                 f"{', '.join(HARD_CONSTRAINTS)}")
             kwargs = constraint_kwargs if constraint_kwargs is not None else (
                 self.constraint_kwargs if name == self.constraint_name else None)
             layer = make_constraint(name, self.factor, **(kwargs or {})).to(device)
