@@ -128,7 +128,8 @@ def predict_ensemble(request: PredictRequest):
     else:
         inputs, stats = _channel_arrays(noise, lr_m), [{"mean": 0.0, "std": 1.0}] * n_noise
     out = predict_dataarray(lr_m, with_extra_stats(downscaler, stats, module), extra=extra_m + inputs,
-                            covariates=covariates, halo=halo, batch_size=batch_size, device=device, like=like)
+                            covariates=covariates, halo=halo, batch_size=batch_size, device=device, like=like,
+                            max_memory=request.max_memory)
     out = out.assign_coords({member_dim: (member_dim, np.arange(members), {"long_name": "ensemble member"})})
     out.attrs.update(ensemble_members=members, ensemble_seed=seed)
     if dataset_in:
