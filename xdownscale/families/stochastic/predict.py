@@ -37,7 +37,8 @@ def expand_members(da: xr.DataArray, members: int, member_dim: str, chunks: dict
     if member_dim in da.dims:
         raise DataError(f"the input already has a {member_dim!r} dimension; pass member_dim=... with another name")
     data = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.values), chunks=-1)
-    data = dsa.broadcast_to(data[None], (members,) + data.shape)
+    # stack, not data[None]: dask 2026.8 fails to fuse a getitem-expanded array with the all-NaN check
+    data = dsa.broadcast_to(dsa.stack([data]), (members,) + data.shape)
     out = xr.DataArray(data, dims=(member_dim,) + da.dims, coords=da.coords, name=da.name, attrs=da.attrs)
     return out.chunk({d: c for d, c in chunks.items() if d in out.dims})
 
