@@ -60,7 +60,8 @@ if path == "cli":
 else:
     if path == "dask":
         lr = lr.chunk({"time": -1, "lat": -1, "lon": -1})
-    xds.write(xds.predict(lr, model=model, max_memory=budget), out)
+    kwargs = {} if budget is None else {"max_memory": budget}  # so the same script measures older versions
+    xds.write(xds.predict(lr, model=model, **kwargs), out)
 secs = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"path": path, "frames": frames, "coarse": n, "max_memory": budget, "threads": threads,
