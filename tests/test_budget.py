@@ -76,28 +76,33 @@ def test_the_plan_fits_the_budget_and_shrinks_with_it():
     assert plans[0].side < 256 and plans[-1].side == 256
 
 
-def test_a_gate_lets_through_its_slots_and_pickles_as_a_new_gate():
+def test_a_gate_runs_its_slots_at_once_and_pickles_as_a_new_gate():
     import pickle
     import threading
     import time
 
     gate, inside, most, lock = ChunkGate(2), [0], [0], threading.Lock()
 
-    def work():
-        with gate:
-            with lock:
-                inside[0] += 1
-                most[0] = max(most[0], inside[0])
-            time.sleep(0.05)
-            with lock:
-                inside[0] -= 1
+    def work(k):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        with lock:
+            inside[0] -= 1
+        return k
 
-    threads = [threading.Thread(target=work) for _ in range(6)]
+    results = [None] * 6
+
+    def task(k):
+        results[k] = gate.run(work, k)
+
+    threads = [threading.Thread(target=task, args=(k,)) for k in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert most[0] == 2
+    assert most[0] == 2 and results == list(range(6))
     again = pickle.loads(pickle.dumps(gate))
     assert isinstance(again, ChunkGate) and again.slots == 2 and again is not gate
 

@@ -15,6 +15,8 @@ layer, doubled). The result is cached per model.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import os
 import re
@@ -35,6 +37,28 @@ _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 
           "t": 10**12, "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
 _COSTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {probe key: cost}
 _PROBE_LOCK = threading.Lock()
+_POOLS: dict = {}  # slots -> the threads chunks run on (shared by all predictions in the process)
+_POOLS_LOCK = threading.Lock()
+
+
+def _find_trim():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_TRIM = _find_trim()
+
+
+def release_free_memory() -> None:
+    """Give freed heap memory back to the system (glibc ``malloc_trim``; elsewhere nothing), so the
+    resident size follows what is in use rather than the largest chunk each thread ever held."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def parse_bytes(value) -> int:
@@ -89,22 +113,32 @@ def dask_threads() -> int:
 
 
 class ChunkGate:
-    """Lets at most ``slots`` chunks through the network at a time in one process. Pickles as its
-    slot count, so each Dask worker process gets a gate of its own."""
+    """Runs chunks on ``slots`` threads of its own, so at most ``slots`` are computed at a time
+    whatever the number of Dask threads, and only those threads ever hold a chunk's memory (each
+    thread's heap keeps what it once held); freed memory goes back to the system after each chunk.
+    Pickles as its slot count, so each Dask worker process gets a gate of its own."""
 
     def __init__(self, slots: int):
         self.slots = max(1, int(slots))
-        self._sem = threading.BoundedSemaphore(self.slots)
 
     def __reduce__(self):
         return (ChunkGate, (self.slots,))
 
-    def __enter__(self):
-        self._sem.acquire()
-        return self
+    def run(self, fn, *args):
+        from concurrent.futures import ThreadPoolExecutor
 
-    def __exit__(self, *exc):
-        self._sem.release()
+        with _POOLS_LOCK:
+            pool = _POOLS.get(self.slots)
+            if pool is None:
+                pool = _POOLS[self.slots] = ThreadPoolExecutor(self.slots, thread_name_prefix="xdownscale-chunk")
+        return pool.submit(_run_and_release, fn, args).result()
+
+
+def _run_and_release(fn, args):
+    try:
+        return fn(*args)
+    finally:
+        release_free_memory()
 
 
 def _rss_peak_probe(run, sizes) -> list[int] | None:
@@ -122,6 +156,7 @@ def _rss_peak_probe(run, sizes) -> list[int] | None:
     try:
         run(max(sizes))  # warm: one-off allocations (weight layouts, thread pools) are not per-cell cost
         for size in sizes:
+            release_free_memory()  # else the warm run's freed memory hides the peak
             with open("/proc/self/clear_refs", "w") as fh:
                 fh.write("5")
             before = status("VmRSS:")
@@ -176,7 +211,7 @@ def network_cost(runner, in_channels: int, factor: int, owner=None, fixed_channe
         coarse = np.abs(x[:, 0]) + 1.0
         runner(x, coarse, np.ones(side * factor, dtype="float32"), 1)
 
-    sizes = (24, 48)
+    sizes = (32, 64)
     with _PROBE_LOCK:
         peaks = _rss_peak_probe(run, sizes)
         if peaks is None or peaks[1] <= peaks[0]:

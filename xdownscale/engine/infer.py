@@ -206,8 +206,8 @@ def tiled_predict(
     """Predict lazily. ``stacked``: (C, *lead, ny, nx) coarse inputs in physical units (channel 0:
     the variable). ``row_weights``: (ny * factor,) fine row weights or None. ``periodic_x``: the
     last axis closes on itself (global longitude), so halos wrap round instead of repeating the
-    edge and no seam appears at the date line. ``gate``: a context manager every chunk holds
-    while it runs (:class:`~xdownscale.engine.budget.ChunkGate`: chunks at once). Returns a dask
+    edge and no seam appears at the date line. ``gate``: what runs each chunk (``gate.run(fn,
+    *args)``; :class:`~xdownscale.engine.budget.ChunkGate` bounds the chunks at once). Returns a dask
     array (*lead, ny*factor, nx*factor) float32."""
     ny, nx = stacked.shape[-2:]
     stacked = stacked.rechunk({stacked.ndim - 2: _min_chunks(stacked.chunks[-2], halo),
@@ -222,8 +222,7 @@ def tiled_predict(
     def run_block(block: np.ndarray, block_info=None) -> np.ndarray:
         if gate is None:
             return predict_block(block, block_info)
-        with gate:
-            return predict_block(block, block_info)
+        return gate.run(predict_block, block, block_info)
 
     def predict_block(block: np.ndarray, block_info) -> np.ndarray:
         iy, ix = block_info[0]["chunk-location"][-2:]
