@@ -31,8 +31,8 @@ from ..errors import DataError
 DEFAULT_FRACTION = 0.5  # of the memory available when predict is called
 DEFAULT_CAP = 4 << 30  # ... but no more than this by default
 DEFAULT_FLOOR = 256 << 20
-OUTPUT_COPIES = 3  # fine float32 arrays a running chunk holds besides the network (output, trim, mask)
-SAFETY = 1.25  # on the measured network cost
+OUTPUT_COPIES = 4  # fine float32 arrays a running chunk holds besides the network (output, trim, mask, write)
+SAFETY = 1.5  # on the measured network cost (heap fragmentation, other copies: 1.25 left 1% headroom)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "t": 10**12, "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
 _COSTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {probe key: cost}

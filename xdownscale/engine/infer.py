@@ -101,10 +101,12 @@ class ModelRunner:
         return (_runner_from_checkpoint, (str(d.checkpoint), d.checkpoint_hash, str(self.device)))
 
     @torch.inference_mode()
-    def __call__(self, x: np.ndarray, coarse: np.ndarray, weights: np.ndarray | None, batch_size: int) -> np.ndarray:
+    def __call__(self, x: np.ndarray, coarse: np.ndarray, weights: np.ndarray | None, batch_size: int,
+                 threads: int | None = None) -> np.ndarray:
         """x: (N, C, h, w) normalised; coarse: (N, h, w) physical field to conserve;
-        weights: (H,) fine row weights or None. Returns (N, H, W)."""
-        threads = task_threads()
+        weights: (H,) fine row weights or None; threads: torch threads (default :func:`task_threads`
+        of the calling thread). Returns (N, H, W)."""
+        threads = task_threads() if threads is None else threads
         if threads is not None and torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         w = None if weights is None else torch.from_numpy(weights.astype("float32")).view(1, 1, -1, 1).to(self.device)
@@ -221,10 +223,11 @@ def tiled_predict(
 
     def run_block(block: np.ndarray, block_info=None) -> np.ndarray:
         if gate is None:
-            return predict_block(block, block_info)
-        return gate.run(predict_block, block, block_info)
+            return predict_block(block, block_info, None)
+        # the thread budget is read here: a Dask worker knows its own only in its task threads
+        return gate.run(predict_block, block, block_info, task_threads())
 
-    def predict_block(block: np.ndarray, block_info) -> np.ndarray:
+    def predict_block(block: np.ndarray, block_info, threads: int | None) -> np.ndarray:
         iy, ix = block_info[0]["chunk-location"][-2:]
         c, *lead, h, w = block.shape
         # halos only between tiles (and round a periodic axis): at the domain edge the network
@@ -247,7 +250,7 @@ def tiled_predict(
             cov = covariates[:, rows][:, :, cols]
             x = np.concatenate([x, np.broadcast_to(cov, (n, *cov.shape))], axis=1)
         wts = None if row_weights is None else row_weights.reshape(ny, f)[rows].reshape(-1)
-        y = runner(x, coarse, wts, batch_size)
+        y = runner(x, coarse, wts, batch_size, threads)
         y = y[:, top * f : y.shape[1] - bottom * f, left * f : y.shape[2] - right * f]
         miss = missing[:, top : h - bottom, left : w - right]
         if miss.any():
