@@ -4,14 +4,16 @@ The budget is the working memory prediction may add to the process while a resul
 computed and streamed to a file (the interpreter, the libraries and the model's weights come
 on top, as does a result the caller holds whole with ``.compute()``). It fixes four numbers
 (:class:`MemoryPlan`): the tile side, the time steps per chunk, the frames that go through
-the network at once, and how many chunks run at the same time (a :class:`ChunkGate` that
-Dask's threads pass through).
+the network at once, and how many chunks run at the same time (a :class:`ChunkGate`: chunks
+run on its own few threads, whatever the number of Dask threads, and freed memory is handed
+back to the system after each).
 
 What one frame costs in the network is measured, not guessed: :func:`network_cost` runs the
 model on two small probe tiles and reads the process's peak resident memory around each
 (Linux: ``/proc/self/clear_refs`` resets the peak), which gives bytes per fine cell and a
 fixed part. Elsewhere it falls back to forward hooks (the largest input plus output of one
-layer, doubled). The result is cached per model.
+layer, doubled). The result is cached per model. The estimate carries a 1.5 safety factor:
+measured peaks stay at 50-95% of the budget (see the benchmarks in ``benchmarks/budget.py``).
 """
 from __future__ import annotations
 
