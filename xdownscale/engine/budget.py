@@ -13,7 +13,7 @@ model on two small probe tiles and reads the process's peak resident memory arou
 (Linux: ``/proc/self/clear_refs`` resets the peak), which gives bytes per fine cell and a
 fixed part. Elsewhere it falls back to forward hooks (the largest input plus output of one
 layer, doubled). The result is cached per model. The estimate carries a 1.5 safety factor:
-measured peaks stay at 50-95% of the budget (see the benchmarks in ``benchmarks/budget.py``).
+measured peaks over the baseline reached 58-96% of tight budgets (``benchmarks/budget.py``).
 """
 from __future__ import annotations
 
