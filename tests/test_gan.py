@@ -186,3 +186,17 @@ def test_wrappers_every_constraint_and_factor(model, constraint, factor):
     ((out - 280.0) ** 2).mean().backward()
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_a_tight_memory_budget_gives_the_same_members(gan_model, hr):
+    lr = hr.downscale.coarsen(4)
+    loose = xds.predict(lr, model=gan_model, members=3, seed=2, max_memory="4GB")
+    budget, tight = 4 << 30, loose
+    while True:  # the smallest power-of-two budget that still fits one tile
+        try:
+            tight = xds.predict(lr, model=gan_model, members=3, seed=2, max_memory=budget // 2)
+        except DataError:
+            break
+        budget //= 2
+    assert tight.data.npartitions > loose.data.npartitions
+    np.testing.assert_allclose(tight.values, loose.values, rtol=0, atol=1e-5)

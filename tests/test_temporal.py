@@ -245,3 +245,19 @@ def test_temporal_net_every_constraint(model, constraint, factor):
     ((out - mean) ** 2).mean().backward()
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_a_tight_memory_budget_gives_the_same_series(trained, hr, monkeypatch):
+    cg, _ = trained
+    monkeypatch.setenv("XDOWNSCALE_HOME", str(cg.checkpoint.parent / "store"))
+    lr = hr.downscale.coarsen(4)
+    loose = lr.downscale.predict(model=cg, max_memory="4GB")
+    budget, tight = 4 << 30, loose
+    while True:  # the smallest power-of-two budget that still fits one tile
+        try:
+            tight = lr.downscale.predict(model=cg, max_memory=budget // 2)
+        except DataError:
+            break
+        budget //= 2
+    assert tight.data.npartitions > loose.data.npartitions
+    np.testing.assert_allclose(tight.values, loose.values, rtol=0, atol=1e-5)

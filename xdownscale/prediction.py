@@ -13,7 +13,8 @@ __all__ = ["baseline", "predict"]
 
 def predict(lr, *, model, factor: int | None = None, var: str | None = None, covariates=None,
             constraint: str | None = None, chunks=None, halo: int | None = None, batch_size: int = 16,
-            device: str = "auto", like=None, allow_other_variable: bool = False, **options):
+            device: str = "auto", like=None, allow_other_variable: bool = False, max_memory=None,
+            **options):
     """Downscale ``lr`` (DataArray, or Dataset with ``var``) with ``model``.
 
     ``model`` is a :class:`Downscaler`, a checkpoint path, a baseline name
@@ -30,11 +31,19 @@ def predict(lr, *, model, factor: int | None = None, var: str | None = None, cov
     ``allow_other_variable``: a trained model refuses a field of another variable, other units
     or another grid spacing than it was trained on; True lets it run, with a warning.
 
+    ``max_memory``: the memory prediction may use on top of the interpreter and the model (bytes,
+    or a string such as ``"2GB"``; default: half the available memory, at most 4 GiB, or
+    ``$XDOWNSCALE_MAX_MEMORY``). It sets the tile size, the time steps per chunk, the frames per
+    network pass and how many chunks run at once, so the peak stays under it while the result is
+    written to a file (a result held whole with ``.compute()`` adds its own size). Bounds the
+    spatial, stochastic (``members=``) and temporal models; results do not depend on it.
+
     ``options``: what the model family accepts beyond these (e.g. ``members=``
     and ``seed=`` for stochastic models); see ``xds.model_info(name)``.
     """
     model = load_if_path(model)
     request = PredictRequest(lr=lr, model=model, factor=factor, var=var, covariates=covariates,
                              constraint=constraint, chunks=chunks, halo=halo, batch_size=batch_size, device=device,
-                             like=like, allow_other_variable=allow_other_variable, options=options)
+                             like=like, allow_other_variable=allow_other_variable, max_memory=max_memory,
+                             options=options)
     return family_of(model_name_of(model)).predict(request)

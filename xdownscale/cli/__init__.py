@@ -155,6 +155,10 @@ run '{PROG} COMMAND --help' for the options of each command.""")
     p.add_argument("--covariates", metavar="FILE", help="static fine-grid inputs the model was trained with")
     p.add_argument("--chunks", type=int, metavar="N", help="spatial tile size in coarse cells (default: automatic)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--max-memory", metavar="SIZE",
+                   help="memory the prediction may use on top of the program and the model, e.g. 2GB or 500MB "
+                        "(default: half the available memory, at most 4 GiB; or $XDOWNSCALE_MAX_MEMORY); sets the "
+                        "tile, chunk and batch sizes and how many chunks run at once")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--resume", action="store_true",
                    help="Zarr only: write region by region and, after a crash or kill, rerun the same command "

@@ -101,7 +101,8 @@ def _open_covariates(path):
 
 def cmd_predict(args) -> int:
     """``predict``: the file is opened lazily without Dask, so :func:`xdownscale.predict` chunks it
-    exactly as it chunks an in-memory field (see ``engine.infer.plan_chunks``)."""
+    exactly as it chunks an in-memory field (see ``engine.infer.plan_chunks``), under the same memory
+    budget (``--max-memory``, see ``engine.budget``)."""
     import xdownscale as xd
 
     out = Path(args.out).expanduser()
@@ -128,7 +129,7 @@ def cmd_predict(args) -> int:
     obj = ds[[name] + others] if others else da  # the model picks its predictors, if it has any
     pred = xd.predict(obj, model=model, factor=_factor(args.factor), var=name,
                       covariates=_open_covariates(args.covariates), chunks=args.chunks, device=args.device,
-                      allow_other_variable=args.force, **options)
+                      allow_other_variable=args.force, max_memory=args.max_memory, **options)
     if isinstance(pred, xr.Dataset):  # the product carries the variable's own attributes, as for one field
         pred = pred[name]
     log.info("writing %s", out)

@@ -16,7 +16,8 @@ GRIB_SUFFIXES = (".grib", ".grb", ".grib2", ".grb2")
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
 # API wording -> CLI wording in error messages
 CLI_WORDS = (("pass trim=True", "pass --trim"), ("trim=True", "--trim"), ("with var=...", "with --var NAME"),
-              ("var=...", "--var NAME"))
+              ("var=...", "--var NAME"), ("raise max_memory", "raise --max-memory"),
+              ("max_memory=", "--max-memory "))
 
 log = logging.getLogger("xdownscale")
 

@@ -12,8 +12,9 @@ from ..data.pairs import select_variable
 from ..errors import DataError
 from ..grid.cf import find_axes, latitude_weights, wraps_longitude
 from ..io.cf import add_cf_attrs, fine_coordinates
+from .budget import ChunkGate, MemoryPlan, network_cost, plan_memory, resolve_max_memory
 from .downscaler import Downscaler
-from .infer import ModelRunner, plan_chunks, tiled_predict
+from .infer import DEFAULT_FINE_CHUNK, TARGET_CHUNK_BYTES, ModelRunner, plan_chunks, tiled_predict
 
 
 def stack_inputs(lr: xr.DataArray, extra: list[xr.DataArray], axes) -> tuple[dsa.Array, list[str]]:
@@ -71,10 +72,38 @@ def snap_to(out: xr.DataArray, like, axes) -> xr.DataArray:
     return out
 
 
+def memory_plan(runner: ModelRunner, downscaler: Downscaler, *, max_memory, in_channels: int, halo: int,
+                side: int, steps: int, batch_size: int, fixed_channels=None) -> MemoryPlan:
+    """The tile, chunk, batch and concurrency that ``max_memory`` allows for this model (measured once
+    per model, see :mod:`~xdownscale.engine.budget`)."""
+    budget = resolve_max_memory(max_memory)
+    per_cell, fixed = network_cost(runner, in_channels, downscaler.factor, owner=downscaler.module,
+                                   fixed_channels=fixed_channels)
+    return plan_memory(budget, per_cell=per_cell, fixed=fixed, factor=downscaler.factor, halo=halo,
+                       in_channels=in_channels, side=side, steps=steps, batch_size=batch_size)
+
+
+def cap_chunks(chunks: tuple[tuple[int, ...], ...], side: int, steps: int) -> tuple | None:
+    """A rechunk spec for (channel, *lead, y, x) chunks that splits tiles wider than ``side`` and
+    chunks of more than ``steps`` frames (lead dims multiplied), or None when all fit."""
+    lead = [max(c) for c in chunks[1:-2]]
+    ys, xs = max(chunks[-2]), max(chunks[-1])
+    if ys <= side and xs <= side and int(np.prod(lead)) <= steps:
+        return None
+    capped, room = [], steps
+    for n in reversed(lead):  # the last lead dims keep their length first (e.g. members, then time)
+        keep = max(1, min(n, room))
+        capped.insert(0, keep)
+        room = max(1, room // keep)
+    return (-1, *capped, min(ys, side), min(xs, side))
+
+
 def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), covariates=None, chunks=None,
                       halo: int | None = None, batch_size: int = 16, device: str = "auto",
-                      like=None) -> xr.DataArray:
-    """Lazy fine-resolution prediction of a coarse DataArray (see :func:`predict`)."""
+                      like=None, max_memory=None) -> xr.DataArray:
+    """Lazy fine-resolution prediction of a coarse DataArray (see :func:`predict`). ``max_memory``
+    (bytes or ``"2GB"``; default from the machine) bounds the tile, the chunk, the batch and the
+    chunks computed at once (:mod:`~xdownscale.engine.budget`)."""
     if not isinstance(lr, xr.DataArray):
         raise DataError(f"expected a DataArray, got {type(lr).__name__}")
     if not np.issubdtype(lr.dtype, np.number):
@@ -86,10 +115,21 @@ def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), cov
     if halo < net.receptive_radius:
         warnings.warn(f"halo={halo} is below the model's receptive radius ({net.receptive_radius} coarse cells): "
                       "tiles will show seams", stacklevel=3)
+    norm = downscaler.meta.get("normalization", {})
+    coords = fine_coordinates(lr, f, axes)
+    fine_shape = (lr.sizes[axes.y] * f, lr.sizes[axes.x] * f)
+    cov = fold_covariates(as_dataset(covariates), norm.get("covariates", {}), fine_shape, f)
+    runner = ModelRunner(downscaler, device)
+    in_channels = 1 + len(extra) + (0 if cov is None else cov.shape[0])
     planned = not isinstance(lr.data, dsa.Array)
+    lead_dims = [d for d in lr.dims if d not in axes.spatial]
     if planned:  # in memory or read lazily from a file: the one chunk plan (see plan_chunks)
-        lead_dims = [d for d in lr.dims if d not in axes.spatial]
-        lr = lr.chunk(plan_chunks(dict(lr.sizes), lead_dims, axes, f, halo, chunks, time_dim=axes.time))
+        spec = plan_chunks(dict(lr.sizes), lead_dims, axes, f, halo, chunks, time_dim=axes.time)
+        frames = int(np.prod([lr.sizes[d] if spec[d] == -1 else spec[d] for d in lead_dims]))
+        plan = memory_plan(runner, downscaler, max_memory=max_memory, in_channels=in_channels, halo=halo,
+                           side=max(spec[axes.y], spec[axes.x]), steps=frames, batch_size=batch_size)
+        lr = lr.chunk(plan_chunks(dict(lr.sizes), lead_dims, axes, f, halo, chunks, time_dim=axes.time,
+                                  limit=(plan.side, plan.steps)))
         if bool(lr.isnull().all()):  # chunk by chunk: a file is read once, never whole into memory
             raise DataError(f"{lr.name!r} is NaN everywhere: nothing to downscale (check the variable and the "
                             "time selection)")
@@ -98,14 +138,19 @@ def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), cov
         named = chunks if isinstance(chunks, dict) else {axes.y: chunks, axes.x: chunks}
         spec = (-1,) + tuple(named.get(d, stacked.chunks[i + 1]) for i, d in enumerate(lead + list(axes.spatial)))
         stacked = stacked.rechunk(spec)
-    norm = downscaler.meta.get("normalization", {})
+    if not planned:  # a Dask input keeps its chunks where they fit the budget, and is split where not
+        side = max(max(stacked.chunks[-2]), max(stacked.chunks[-1]))
+        frames = int(np.prod([max(c) for c in stacked.chunks[1:-2]]))
+        steps_cap = max(1, TARGET_CHUNK_BYTES // max(1, (min(side, DEFAULT_FINE_CHUNK // f) * f) ** 2 * 4))
+        plan = memory_plan(runner, downscaler, max_memory=max_memory, in_channels=in_channels, halo=halo,
+                           side=side, steps=max(frames, steps_cap), batch_size=batch_size)
+        spec = cap_chunks(stacked.chunks, plan.side, max(plan.steps, 1))
+        if spec is not None:
+            stacked = stacked.rechunk(spec)
     stats = [norm.get("target", {"mean": 0.0, "std": 1.0})] + list(norm.get("predictors", []))
-    coords = fine_coordinates(lr, f, axes)
-    fine_shape = (lr.sizes[axes.y] * f, lr.sizes[axes.x] * f)
-    cov = fold_covariates(as_dataset(covariates), norm.get("covariates", {}), fine_shape, f)
-    data = tiled_predict(ModelRunner(downscaler, device), stacked, stats=stats, factor=f, halo=halo,
-                         row_weights=fine_weights(coords, axes), covariates=cov, batch_size=batch_size,
-                         periodic_x=wraps_longitude(lr, axes))
+    data = tiled_predict(runner, stacked, stats=stats, factor=f, halo=halo,
+                         row_weights=fine_weights(coords, axes), covariates=cov, batch_size=plan.batch,
+                         periodic_x=wraps_longitude(lr, axes), gate=ChunkGate(plan.slots))
     if not planned:  # a Dask input stays lazy: the all-NaN check runs when the result is computed
         data = require_valid(data, lr.data, str(lr.name))
     out_coords = {d: lr.coords[d] for d in lead if d in lr.coords}

@@ -101,21 +101,28 @@ class ModelRunner:
         return (_runner_from_checkpoint, (str(d.checkpoint), d.checkpoint_hash, str(self.device)))
 
     @torch.inference_mode()
-    def __call__(self, x: np.ndarray, coarse: np.ndarray, weights: np.ndarray | None, batch_size: int) -> np.ndarray:
+    def __call__(self, x: np.ndarray, coarse: np.ndarray, weights: np.ndarray | None, batch_size: int,
+                 threads: int | None = None) -> np.ndarray:
         """x: (N, C, h, w) normalised; coarse: (N, h, w) physical field to conserve;
-        weights: (H,) fine row weights or None. Returns (N, H, W)."""
-        threads = task_threads()
+        weights: (H,) fine row weights or None; threads: torch threads (default :func:`task_threads`
+        of the calling thread). Returns (N, H, W)."""
+        threads = task_threads() if threads is None else threads
         if threads is not None and torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         w = None if weights is None else torch.from_numpy(weights.astype("float32")).view(1, 1, -1, 1).to(self.device)
-        out = []
+        out = None  # filled batch by batch: no list of batches and no concatenated copy
         for i in range(0, len(x), batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype="float32")).to(self.device)
             if self.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             cb = torch.from_numpy(np.ascontiguousarray(coarse[i : i + batch_size, None], dtype="float32")).to(self.device)
-            out.append(self.module(xb, w, cb)[:, 0].float().cpu().numpy())
-        return np.concatenate(out, axis=0)
+            y = self.module(xb, w, cb)[:, 0].float().cpu().numpy()
+            del xb, cb
+            if out is None:
+                out = np.empty((len(x),) + y.shape[1:], dtype="float32")
+            out[i : i + len(y)] = y
+            del y
+        return out
 
 
 def _fill_nearest(x: np.ndarray) -> np.ndarray:
@@ -161,12 +168,13 @@ def default_chunks(shape, factor: int, halo: int, spatial_chunks=None):
 
 
 def plan_chunks(sizes: dict, lead: list[str], axes, factor: int, halo: int, chunks=None,
-                time_dim: str | None = None) -> dict:
+                time_dim: str | None = None, limit=None) -> dict:
     """Input chunks for a field that is not a Dask array yet (in memory, or read lazily from a
     file): spatial tiles of about ``DEFAULT_FINE_CHUNK`` fine cells (or ``chunks``: an int per
     spatial axis, or a dict by dimension), and along ``time_dim`` as many steps as make about
     ``TARGET_CHUNK_BYTES`` of fine output, so the network sees real batches; other leading dims 1.
-    The Python API and the CLI both chunk through here."""
+    The Python API and the CLI both chunk through here. ``limit``: ``(side, steps)`` of a memory
+    plan (:func:`~xdownscale.engine.budget.plan_memory`), which caps both, ``chunks`` included."""
     named = chunks if isinstance(chunks, dict) else ({axes.y: chunks, axes.x: chunks} if chunks else {})
     side = max(DEFAULT_FINE_CHUNK // factor, 2 * halo, 16)
     ys = int(named.get(axes.y, min(sizes[axes.y], side)))
@@ -177,6 +185,10 @@ def plan_chunks(sizes: dict, lead: list[str], axes, factor: int, halo: int, chun
     for d in lead:
         steps = max(1, min(sizes[d], TARGET_CHUNK_BYTES // max(fine_tile, 1))) if d == time_dim else 1
         out[d] = named.get(d, steps)
+    if limit is not None:
+        out[axes.y], out[axes.x] = min(out[axes.y], limit[0]), min(out[axes.x], limit[0])
+        if time_dim in out:
+            out[time_dim] = min(sizes[time_dim] if out[time_dim] == -1 else out[time_dim], limit[1])
     return out
 
 
@@ -191,12 +203,14 @@ def tiled_predict(
     covariates: np.ndarray | None = None,
     batch_size: int = 16,
     periodic_x: bool = False,
+    gate=None,
 ) -> dsa.Array:
     """Predict lazily. ``stacked``: (C, *lead, ny, nx) coarse inputs in physical units (channel 0:
     the variable). ``row_weights``: (ny * factor,) fine row weights or None. ``periodic_x``: the
     last axis closes on itself (global longitude), so halos wrap round instead of repeating the
-    edge and no seam appears at the date line. Returns a dask array (*lead, ny*factor, nx*factor)
-    float32."""
+    edge and no seam appears at the date line. ``gate``: what runs each chunk (``gate.run(fn,
+    *args)``; :class:`~xdownscale.engine.budget.ChunkGate` bounds the chunks at once). Returns a dask
+    array (*lead, ny*factor, nx*factor) float32."""
     ny, nx = stacked.shape[-2:]
     stacked = stacked.rechunk({stacked.ndim - 2: _min_chunks(stacked.chunks[-2], halo),
                                stacked.ndim - 1: _min_chunks(stacked.chunks[-1], halo)})
@@ -208,6 +222,12 @@ def tiled_predict(
     f = factor
 
     def run_block(block: np.ndarray, block_info=None) -> np.ndarray:
+        if gate is None:
+            return predict_block(block, block_info, None)
+        # the thread budget is read here: a Dask worker knows its own only in its task threads
+        return gate.run(predict_block, block, block_info, task_threads())
+
+    def predict_block(block: np.ndarray, block_info, threads: int | None) -> np.ndarray:
         iy, ix = block_info[0]["chunk-location"][-2:]
         c, *lead, h, w = block.shape
         # halos only between tiles (and round a periodic axis): at the domain edge the network
@@ -230,7 +250,7 @@ def tiled_predict(
             cov = covariates[:, rows][:, :, cols]
             x = np.concatenate([x, np.broadcast_to(cov, (n, *cov.shape))], axis=1)
         wts = None if row_weights is None else row_weights.reshape(ny, f)[rows].reshape(-1)
-        y = runner(x, coarse, wts, batch_size)
+        y = runner(x, coarse, wts, batch_size, threads)
         y = y[:, top * f : y.shape[1] - bottom * f, left * f : y.shape[2] - right * f]
         miss = missing[:, top : h - bottom, left : w - right]
         if miss.any():

@@ -70,7 +70,7 @@ class SpatialFamily:
                             f"{getattr(model, 'model_name', model)!r} does not take; see xds.model_info(name) "
                             "for what each model family accepts")
         common = dict(covariates=r.covariates, chunks=r.chunks, halo=r.halo, batch_size=r.batch_size,
-                      device=r.device, like=r.like)
+                      device=r.device, like=r.like, max_memory=r.max_memory)
         if isinstance(r.lr, xr.Dataset):
             name = r.var
             if name is None and isinstance(model, Downscaler):

@@ -37,7 +37,8 @@ def expand_members(da: xr.DataArray, members: int, member_dim: str, chunks: dict
     if member_dim in da.dims:
         raise DataError(f"the input already has a {member_dim!r} dimension; pass member_dim=... with another name")
     data = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.values), chunks=-1)
-    data = dsa.broadcast_to(data[None], (members,) + data.shape)
+    # stack, not data[None]: dask 2026.8 fails to fuse a getitem-expanded array with the all-NaN check
+    data = dsa.broadcast_to(dsa.stack([data]), (members,) + data.shape)
     out = xr.DataArray(data, dims=(member_dim,) + da.dims, coords=da.coords, name=da.name, attrs=da.attrs)
     return out.chunk({d: c for d, c in chunks.items() if d in out.dims})
 
@@ -128,7 +129,8 @@ def predict_ensemble(request: PredictRequest):
     else:
         inputs, stats = _channel_arrays(noise, lr_m), [{"mean": 0.0, "std": 1.0}] * n_noise
     out = predict_dataarray(lr_m, with_extra_stats(downscaler, stats, module), extra=extra_m + inputs,
-                            covariates=covariates, halo=halo, batch_size=batch_size, device=device, like=like)
+                            covariates=covariates, halo=halo, batch_size=batch_size, device=device, like=like,
+                            max_memory=request.max_memory)
     out = out.assign_coords({member_dim: (member_dim, np.arange(members), {"long_name": "ensemble member"})})
     out.attrs.update(ensemble_members=members, ensemble_seed=seed)
     if dataset_in:

@@ -25,8 +25,9 @@ import xarray as xr
 
 from ...data.pairs import select_variable
 from ...data.windows import dense_times, segment_ids
+from ...engine.budget import ChunkGate
 from ...engine.contract import PredictRequest, parse_options
-from ...engine.field_predict import fine_weights, snap_to
+from ...engine.field_predict import fine_weights, memory_plan, snap_to
 from ...engine.infer import ModelRunner, default_chunks, tiled_predict
 from ...engine.resolve import model_name_of, resolve_model
 from ...errors import DataError
@@ -101,16 +102,21 @@ def predict_temporal(request: PredictRequest):
     stacked = dsa.stack([c.rechunk({0: -1}) for c in channels], axis=0)
     spatial = None if chunks is None else ((chunks, chunks) if isinstance(chunks, int) else
                                            (chunks.get(axes.y, -1), chunks.get(axes.x, -1)))
-    spec = default_chunks(stacked.shape, f, halo, spatial)
+    spec = [n if c == -1 else c for c, n in zip(default_chunks(stacked.shape, f, halo, spatial), stacked.shape)]
+    runner = ModelRunner(downscaler, device)
+    plan = memory_plan(runner, downscaler, max_memory=request.max_memory, in_channels=stacked.shape[0], halo=halo,
+                       side=max(spec[2:]), steps=max(1, batch_size), batch_size=max(1, batch_size),
+                       fixed_channels={1: 0.0, 2: float(time_factor)})
+    spec = spec[:2] + [min(c, plan.side) for c in spec[2:]]
     if net.flow is not None:  # tiles start on the voxel-flow pooling grid (see TemporalNet.receptive_radius)
-        spec = spec[:2] + tuple(-1 if c == -1 else int(np.ceil(c / POOL) * POOL) for c in spec[2:])
-    stacked = stacked.rechunk((-1, max(1, batch_size)) + tuple(spec[2:]))
+        spec = spec[:2] + [c if c == n else max(POOL, c // POOL * POOL) for c, n in zip(spec[2:], stacked.shape[2:])]
+    stacked = stacked.rechunk((-1, plan.steps) + tuple(spec[2:]))
     target_stats = downscaler.meta.get("normalization", {}).get("target", {"mean": 0.0, "std": 1.0})
     unit = {"mean": 0.0, "std": 1.0}
     stats = [target_stats, unit, unit] + [target_stats] * (stacked.shape[0] - N_SCHEDULE)
     coords = fine_coordinates(da, f, axes)
-    out = tiled_predict(ModelRunner(downscaler, device), stacked, stats=stats, factor=f, halo=halo,
-                        row_weights=fine_weights(coords, axes), batch_size=batch_size)
+    out = tiled_predict(runner, stacked, stats=stats, factor=f, halo=halo, row_weights=fine_weights(coords, axes),
+                        batch_size=plan.batch, gate=ChunkGate(plan.slots))
     time_coord = xr.DataArray(new_times, dims=(tdim,), attrs=dict(da[tdim].attrs))
     result = xr.DataArray(out, dims=(tdim, *axes.spatial), coords={tdim: time_coord, **coords}, name=da.name)
     if time_factor > 1:
