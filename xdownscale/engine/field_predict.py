@@ -1,6 +1,7 @@
 """Tiled, lazy prediction of one coarse field with a spatial network, on exact fine coordinates."""
 from __future__ import annotations
 
+import threading
 import warnings
 
 import dask.array as dsa
@@ -26,23 +27,42 @@ def stack_inputs(lr: xr.DataArray, extra: list[xr.DataArray], axes) -> tuple[dsa
     return dsa.stack(data, axis=0), lead
 
 
-def _raise_if_invalid(block: np.ndarray, valid: np.ndarray, name: str) -> np.ndarray:
-    if not bool(valid.item()):
-        raise DataError(f"{name!r} is NaN everywhere: nothing to downscale (check the variable and the time "
-                        "selection)")
+class ValidityCheck:
+    """Whether a lazy input holds any valid value, found once, when the first output chunk runs.
+
+    It runs as its own small computation (synchronous, chunk by chunk) instead of as part of the
+    prediction's graph: a graph edge from one global reduction to every output chunk would make
+    Dask keep every input chunk in memory until the end, and building the prediction must not
+    compute anything."""
+
+    def __init__(self, source: dsa.Array, name: str):
+        self.source, self.name, self.valid = source, name, None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:  # travels to dask.distributed workers without its lock
+        return {"source": self.source, "name": self.name, "valid": self.valid}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def require(self) -> None:
+        with self._lock:
+            if self.valid is None:
+                self.valid = bool(dsa.isfinite(self.source).any().compute(scheduler="sync"))
+        if not self.valid:
+            raise DataError(f"{self.name!r} is NaN everywhere: nothing to downscale (check the variable and the "
+                            "time selection)")
+
+
+def _checked(block: np.ndarray, check: ValidityCheck) -> np.ndarray:
+    check.require()
     return block
 
 
 def require_valid(out: dsa.Array, source: dsa.Array, name: str) -> dsa.Array:
-    """``out``, computing only if ``source`` has at least one valid value.
-
-    The check reads a *clone* of ``source``'s graph (new keys), so it never keeps the input's
-    chunks in memory for the prediction: a file is read once more, chunk by chunk."""
-    from dask.graph_manipulation import clone
-
-    valid = dsa.isfinite(clone(source, assume_layers=False)).any(keepdims=True)
-    valid = valid.reshape((1,) * out.ndim) if valid.ndim != out.ndim else valid
-    return dsa.map_blocks(_raise_if_invalid, out, valid, name, dtype=out.dtype, meta=out._meta)
+    """``out``, whose chunks refuse to compute if ``source`` has no valid value at all."""
+    return dsa.map_blocks(_checked, out, check=ValidityCheck(source, name), dtype=out.dtype, meta=out._meta)
 
 
 def fine_weights(coords: dict, axes) -> np.ndarray | None:
