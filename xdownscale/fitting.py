@@ -28,6 +28,7 @@ from .models._registry import resolve_hook
 
 log = logging.getLogger("xdownscale")
 _POSITIVE_CONSTRAINTS = ("softmax", "mult")
+_SHARED_TRAINER_HOOKS = ("xdownscale.temporal:fit_temporal", "xdownscale.arbitrary_scale:fit_liif")
 
 
 def _split_times(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +206,8 @@ def finish(setup: TrainingSetup, net, result: dict, store_factor: float | None =
 
 def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, constraint: str = "none",
         var: str | None = None, predictors: list[str] | None = None, covariates=None,
-        epochs: int = 20, batch_size: int = 64, patch_size: int = 64, learning_rate: float = 1e-3,
+        epochs: int | None = None, max_updates: int | None = None, max_minutes: float | None = None,
+        batch_size: int = 64, patch_size: int = 64, learning_rate: float = 1e-3,
         lr_schedule: str = "cosine",
         loss: str = "mse", seed: int = 0, val_fraction: float = 0.2, patience: int = 5,
         samples_per_epoch: int | None = None, val_samples: int | None = None, soft_weight: float = 1.0,
@@ -220,6 +222,8 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
     ``lr=coarse, hr=fine``. ``predictors``: further Dataset variables used as
     inputs; ``covariates``: static fine-grid fields (orography, land-sea mask).
     ``model_kwargs`` go to the model body (e.g. ``width=32, n_blocks=4``).
+    Budget: ``max_updates`` optimizer steps and/or ``max_minutes`` (``epochs`` still accepted;
+    none given: a fixed number of updates, the same on any archive), see :class:`TrainConfig`.
     ``nproc``: train data-parallel on this many processes (PyTorch DDP, gloo on CPU, nccl on
     CUDA; ``batch_size`` is the global batch, split evenly); inside a ``torchrun`` launch every
     rank calls ``fit`` and joins the group (see :mod:`xdownscale.engine.distributed`).
@@ -229,7 +233,10 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
     info = model_info(model)
     if not info["trainable"]:
         raise DataError(f"{model!r} is a baseline with nothing to train: use predict(model={model!r}, factor=...)")
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, patch_size=patch_size, learning_rate=learning_rate,
+    if epochs is None and info["fit_with"] and info["fit_with"] not in _SHARED_TRAINER_HOOKS:
+        epochs = 20  # families with their own loop (gan, rnngan, diffusion) count epochs
+    cfg = TrainConfig(epochs=epochs, max_updates=max_updates, max_minutes=max_minutes, batch_size=batch_size,
+                      patch_size=patch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule,
                       loss=loss, seed=seed, val_fraction=val_fraction, patience=patience,
                       samples_per_epoch=samples_per_epoch, val_samples=val_samples, soft_weight=soft_weight,
