@@ -40,6 +40,7 @@ from _data import data_dir  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_TRAIN = 558
+BICUBIC_RMSE = {4: 0.7559, 2: None}  # sea-filled bicubic on the test hours (printed by every run)
 
 
 def tair() -> tuple[xr.DataArray, xr.DataArray]:
@@ -143,11 +144,39 @@ def library(train, test, factor: int, constraint: str, options: dict, workdir: P
         extra["factor"] = factor
     t1 = time.perf_counter()
     sr = xds.predict(lr_test, model=m, like=test, **extra).load()
+    predict_s = time.perf_counter() - t1
     hist = m.meta["training"].get("history", [])
     updates = m.meta["training"].get("updates")
-    return sr, {"updates": updates, "fit_s": seconds, "predict_s": time.perf_counter() - t1, "rounds": len(hist),
+    other = {}
+    if scale_free:  # the same model at the other factors: RMSE over the sea-filled bicubic of that factor
+        for k in (2, 4):
+            lr_k = xds.coarsen(test, k)
+            other[k] = (scores(xds.predict(lr_k, model=m, like=test, factor=k).load(), test)["rmse"]
+                        / scores(xds.predict(filled(lr_k), model="bicubic", factor=k, like=test).load(), test)["rmse"])
+    return sr, {"updates": updates, "fit_s": seconds, "predict_s": predict_s, "rounds": len(hist),
+                **({"ratio_by_factor": other} if other else {}),
                 "best_round": m.meta["training"].get("best_epoch"),
                 "val_curve": [round(h.get("val_loss", h.get("val_crps", float("nan"))), 5) for h in hist]}
+
+
+def table(path: Path) -> str:
+    """The runs recorded in ``path`` as a markdown table (RMSE / sea-filled bicubic of the factor)."""
+    bic = {}
+    rows = [json.loads(line) for line in open(path)]
+    lines = ["| factor | run | options | RMSE K | MAE K | CRPS K | RMSE / bicubic | updates | rounds (best) | fit s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        base = r.get("bicubic_rmse") or BICUBIC_RMSE[r["factor"]]
+        bic[r["factor"]] = base
+        crps = f"{r['crps']:.4f}" if "crps" in r else ""
+        rounds = f"{r['rounds']} ({r['best_round']})" if "rounds" in r else ""
+        extra = ""
+        if "ratio_by_factor" in r:
+            extra = " (" + ", ".join(f"x{k}: {v:.3f}" for k, v in r["ratio_by_factor"].items()) + ")"
+        lines.append(f"| x{r['factor']} | {r['label'] if r['method'].startswith('fit') else r['method']} | "
+                     f"`{json.dumps(r.get('options', {}))}` | {r['rmse']:.4f} | {r['mae']:.4f} | {crps} | "
+                     f"{r['rmse'] / base:.3f}{extra} | {r['updates']} | {rounds} | {r['fit_s']:.0f} |")
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -165,7 +194,11 @@ def main(argv=None):
     p.add_argument("--floor-blocks", type=int, default=6)
     p.add_argument("--floor-hours", type=int, default=None, help="train the floor on the first N hours only")
     p.add_argument("--out", default=str(RESULTS / "skill_runs.jsonl"))
+    p.add_argument("--table", action="store_true", help="print the recorded runs as a markdown table and exit")
     args = p.parse_args(argv)
+    if args.table:
+        print(table(Path(args.out)))
+        return
     torch.set_num_threads(args.threads)
     f = args.factor
     constraint = args.constraint or ("softmax" if f == 4 else "add")
@@ -194,10 +227,12 @@ def main(argv=None):
               f"{r['fit_s']:7.1f}" + (f"  CRPS {r['crps']:.4f}" if "crps" in r else ""))
         if "val_curve" in r:
             print(f"  rounds {r['rounds']}, best {r['best_round']}")
+        if "ratio_by_factor" in r:
+            print("  RMSE / bicubic by factor: " + ", ".join(f"x{k} {v:.3f}" for k, v in r["ratio_by_factor"].items()))
     with open(args.out, "a") as fh:
         for r in rows[2:]:
             fh.write(json.dumps({"time": stamp, "factor": f, "constraint": constraint, "threads": args.threads,
-                                 "label": args.label, **r}) + "\n")
+                                 "label": args.label, "bicubic_rmse": bic["rmse"], **r}) + "\n")
 
 
 if __name__ == "__main__":
