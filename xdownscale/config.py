@@ -15,8 +15,8 @@ class TrainConfig:
     The budget (shared trainer, :func:`xdownscale.engine.trainer.train`): ``max_updates``
     optimizer steps and/or ``max_minutes`` of training, whichever ends first; ``epochs``
     (passes of ``samples_per_epoch`` patches) is still accepted and counts as
-    ``epochs x batches per epoch`` updates. With none of the three the budget is
-    :data:`DEFAULT_UPDATES` updates, the same on any archive size. The learning rate rises
+    ``epochs x batches per epoch`` updates (``max_updates``, when given, wins). With none of
+    the three the budget is :data:`DEFAULT_UPDATES` updates, the same on any archive size. The learning rate rises
     linearly over the first ``warmup`` fraction of the budget, then follows a cosine to 1% of
     ``learning_rate`` at its end; the run is validated ``evals`` times (every epoch when
     ``epochs`` sets the budget), the weights with the lowest validation loss are kept, and early

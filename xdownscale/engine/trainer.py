@@ -138,8 +138,6 @@ class Budget:
             total = DEFAULT_UPDATES
         else:
             total = None
-        if cfg.epochs is not None and cfg.max_updates is not None:
-            total = min(total, int(cfg.epochs) * self.per_epoch)
         self.total = total
         self.seconds = None if cfg.max_minutes is None else 60.0 * float(cfg.max_minutes)
         # validations: every epoch when epochs set the budget, else cfg.evals over the budget
