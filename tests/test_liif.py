@@ -252,3 +252,21 @@ def test_target_longitudes_in_the_other_convention(model, lr):
     b = lr.downscale.predict(model=model, target=xr.Dataset(coords={"lat": lat, "lon": lon + 360.0})).compute()
     np.testing.assert_allclose(a.values, b.values, atol=1e-4)
     np.testing.assert_array_equal(b.lon.values, lon + 360.0)
+
+
+def test_a_batch_shares_one_scale_and_small_scales_keep_the_full_window():
+    """On a 20x28 field with scales up to 8 and lr_patch 8: a x2 batch keeps 8x8 coarse windows, only large
+    scales shrink theirs (never below 4 cells), and every batch of the loader has one window size."""
+    rng = np.random.default_rng(0)
+    field = rng.normal(size=(6, 20, 28))
+    ds = ScaleSampleDataset(field, np.ones(20), {"mean": 0.0, "std": 1.0}, np.arange(6), scales=(1.5, 8.0),
+                            lr_patch=8, queries=32, n_samples=64, seed=0, batch_size=8)
+    assert ds.scales[1] == pytest.approx(5.0)  # 20 cells / 4-cell windows
+    sizes = {}
+    for i in range(64):
+        s, p = ds.scale_and_window(i)
+        sizes.setdefault(i // 8, set()).add((s, p))
+        assert p == min(8, int(20 // s)) and p >= 4
+        assert ds[i][0].shape[-1] == p
+    assert all(len(v) == 1 for v in sizes.values())
+    assert {p for v in sizes.values() for _, p in v} >= {8}

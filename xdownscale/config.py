@@ -5,13 +5,28 @@ from dataclasses import asdict, dataclass, fields
 
 LOSSES = ("mse", "l1")
 SCHEDULES = ("cosine", "constant")
+DEFAULT_UPDATES = 1000
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How a model is trained. ``patch_size`` is in fine-grid cells."""
+    """How a model is trained. ``patch_size`` is in fine-grid cells.
 
-    epochs: int = 20
+    The budget (shared trainer, :func:`xdownscale.engine.trainer.train`): ``max_updates``
+    optimizer steps and/or ``max_minutes`` of training, whichever ends first; ``epochs``
+    (passes of ``samples_per_epoch`` patches) is still accepted and counts as
+    ``epochs x batches per epoch`` updates (``max_updates``, when given, wins). With none of
+    the three the budget is :data:`DEFAULT_UPDATES` updates, the same on any archive size. The learning rate rises
+    linearly over the first ``warmup`` fraction of the budget, then follows a cosine to 1% of
+    ``learning_rate`` at its end; the run is validated ``evals`` times (every epoch when
+    ``epochs`` sets the budget), the weights with the lowest validation loss are kept, and early
+    stopping (``patience`` validations without improvement) cannot end a run before
+    ``min_fraction`` of the budget is spent.
+    """
+
+    epochs: int | None = None
+    max_updates: int | None = None
+    max_minutes: float | None = None
     batch_size: int = 64
     patch_size: int = 64
     learning_rate: float = 1e-3
@@ -20,6 +35,9 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.2
     patience: int = 5
+    warmup: float = 0.05
+    evals: int = 20
+    min_fraction: float = 0.5
     samples_per_epoch: int | None = None
     val_samples: int | None = None
     soft_weight: float = 1.0
@@ -32,9 +50,18 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        for name in ("epochs", "batch_size", "patch_size"):
+        for name in ("batch_size", "patch_size", "evals"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("epochs", "max_updates"):
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1 (or None), got {getattr(self, name)}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be > 0 (or None), got {self.max_minutes}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup must be a fraction of the budget in [0, 1), got {self.warmup}")
+        if not 0 <= self.min_fraction <= 1:
+            raise ValueError(f"min_fraction must be in [0, 1], got {self.min_fraction}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 

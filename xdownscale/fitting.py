@@ -15,7 +15,8 @@ from .models import family_of, model_info
 
 def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, constraint: str = "none",
         var: str | None = None, predictors: list[str] | None = None, covariates=None,
-        epochs: int = 20, batch_size: int = 64, patch_size: int | None = None, learning_rate: float = 1e-3,
+        epochs: int | None = None, max_updates: int | None = None, max_minutes: float | None = None,
+        batch_size: int = 64, patch_size: int | None = None, learning_rate: float = 1e-3,
         lr_schedule: str = "cosine",
         loss: str = "mse", seed: int = 0, val_fraction: float = 0.2, patience: int = 5,
         samples_per_epoch: int | None = None, val_samples: int | None = None, soft_weight: float = 1.0,
@@ -30,6 +31,8 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
     ``lr=coarse, hr=fine``. ``predictors``: further Dataset variables used as
     inputs; ``covariates``: static fine-grid fields (orography, land-sea mask).
     ``model_kwargs`` go to the model body (e.g. ``width=32, n_blocks=4``).
+    Budget: ``max_updates`` optimizer steps and/or ``max_minutes`` (``epochs`` still accepted;
+    none given: a fixed number of updates, the same on any archive), see :class:`TrainConfig`.
     ``nproc``: train data-parallel on this many processes (PyTorch DDP, gloo on CPU, nccl on
     CUDA; ``batch_size`` is the global batch, split evenly); inside a ``torchrun`` launch every
     rank calls ``fit`` and joins the group (see :mod:`xdownscale.engine.distributed`).
@@ -41,9 +44,15 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
     if nproc != 1 and family.name != "spatial":
         raise DataError(f"nproc={nproc}: data-parallel training is available for the models trained by fit's own "
                         f"loop; {model!r} has its own training (use nproc=1)")
-    if patch_size is None:  # a family may train on other patches by default (diffusion: DPDM's 128)
-        patch_size = getattr(family, "train_defaults", {}).get("patch_size", TrainConfig.patch_size)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, patch_size=patch_size, learning_rate=learning_rate,
+    # a family may train otherwise by default (diffusion: DPDM's 128-cell patches; the families
+    # with their own loop count epochs instead of the shared trainer's update budget)
+    defaults = getattr(family, "train_defaults", {})
+    if patch_size is None:
+        patch_size = defaults.get("patch_size", TrainConfig.patch_size)
+    if epochs is None and max_updates is None:
+        epochs = defaults.get("epochs")
+    cfg = TrainConfig(epochs=epochs, max_updates=max_updates, max_minutes=max_minutes, batch_size=batch_size,
+                      patch_size=patch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule, loss=loss, seed=seed, val_fraction=val_fraction, patience=patience,
                       samples_per_epoch=samples_per_epoch, val_samples=val_samples, soft_weight=soft_weight,
                       num_workers=num_workers, device=device, progress=progress)

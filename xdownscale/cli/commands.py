@@ -79,7 +79,8 @@ def cmd_fit(args) -> int:
         model = xd.fit(hr, lr=lr, model=args.model, factor=args.factor, constraint=args.constraint,
                        covariates=cov, epochs=args.epochs, batch_size=args.batch_size, patch_size=args.patch_size,
                        seed=args.seed, learning_rate=args.learning_rate, samples_per_epoch=args.samples_per_epoch,
-                       checkpoint=out, trim=args.trim, device=args.device, progress=show_progress(args), nproc=args.nproc,
+                       checkpoint=out, trim=args.trim, device=args.device, progress=show_progress(args),
+                       nproc=args.nproc,
                        **kwargs)
     train = model.meta.get("training", {})
     best = train.get("best_val_loss")

@@ -115,7 +115,8 @@ class ModelRunner:
             xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype="float32")).to(self.device)
             if self.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            cb = torch.from_numpy(np.ascontiguousarray(coarse[i : i + batch_size, None], dtype="float32")).to(self.device)
+            cb = torch.from_numpy(np.ascontiguousarray(coarse[i : i + batch_size, None], dtype="float32"))
+            cb = cb.to(self.device)
             y = self.module(xb, w, cb)[:, 0].float().cpu().numpy()
             del xb, cb
             if out is None:

@@ -18,10 +18,10 @@ import time
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
-from tqdm.auto import tqdm
 
-from ..config import TrainConfig
+from ..config import DEFAULT_UPDATES, TrainConfig
 from ..nn.constraints import block_mean
+from . import progress
 
 log = logging.getLogger("xdownscale")
 
@@ -122,11 +122,87 @@ def _wrap(net, device, world_size: int):
     return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
 
+class Budget:
+    """How long a run lasts and where it stands: ``updates`` optimizer steps out of ``total``
+    (None: no update limit) and ``elapsed`` seconds out of ``seconds`` (None: no time limit).
+    ``progress`` is the larger of the two fractions, so the schedule and the checkpoints of
+    validation mean the same whether the budget is counted in updates or in minutes."""
+
+    def __init__(self, cfg: TrainConfig, batches_per_epoch: int):
+        self.per_epoch = max(int(batches_per_epoch), 1)
+        if cfg.max_updates is not None:
+            total = int(cfg.max_updates)
+        elif cfg.epochs is not None:
+            total = int(cfg.epochs) * self.per_epoch
+        elif cfg.max_minutes is None:
+            total = DEFAULT_UPDATES
+        else:
+            total = None
+        self.total = total
+        self.seconds = None if cfg.max_minutes is None else 60.0 * float(cfg.max_minutes)
+        # validations: every epoch when epochs set the budget, else cfg.evals over the budget
+        self.by_epoch = cfg.epochs is not None and cfg.max_updates is None
+        self.evals = int(cfg.epochs) if self.by_epoch else int(cfg.evals)
+        self.updates, self.elapsed = 0, 0.0
+
+    def progress(self, updates: int | None = None, elapsed: float | None = None) -> float:
+        u = self.updates if updates is None else updates
+        t = self.elapsed if elapsed is None else elapsed
+        return max(u / self.total if self.total else 0.0, t / self.seconds if self.seconds else 0.0)
+
+    def round_updates(self) -> int | None:
+        """Updates between validations when the budget is counted in updates (None: by epoch or by time)."""
+        if self.by_epoch or self.total is None:
+            return None
+        return max(1, math.ceil(self.total / self.evals))
+
+
+def lr_factor(progress: float, cfg: TrainConfig) -> float:
+    """The learning-rate multiplier for the update that brings the run to ``progress`` (0-1]
+    of its budget: linear warm-up over the first ``cfg.warmup`` of the budget, then a cosine
+    from 1 to 0.01 at the end (``lr_schedule="constant"``: 1 after the warm-up)."""
+    p = min(max(float(progress), 0.0), 1.0)
+    if p < cfg.warmup:
+        return max(p / cfg.warmup, 1e-3)
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    q = (p - cfg.warmup) / max(1.0 - cfg.warmup, 1e-12)
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * q))
+
+
+def _any_rank(flag: bool, device, world_size: int) -> bool:
+    if world_size == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def _round_batches(train_ds, cfg: TrainConfig, device, rank: int, world_size: int, epoch: int, endless: bool):
+    """The batches of one round: one pass over ``train_ds`` drawn for ``epoch``; with a budget in
+    minutes only (``endless``) further passes (drawn for ``epoch + k * 1_000_003``) until the
+    caller stops at the next validation time."""
+    k = 0
+    while True:
+        train_ds.set_epoch(epoch + k * 1_000_003)
+        yield from make_loader(train_ds, cfg, device, rank, world_size)
+        if not endless:
+            return
+        k += 1
+
+
 def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | None = None, on_epoch_end=None,
           rank: int = 0, world_size: int = 1, loss_fn=None) -> dict:
-    """Train ``net`` in place; returns {history, best_epoch, best_val_loss}.
+    """Train ``net`` in place; returns {history, best_epoch, best_val_loss, updates, train_seconds}.
 
-    ``on_epoch_end(state)`` is called after every epoch (to
+    The budget, schedule, validation and early stopping are described in
+    :class:`~xdownscale.config.TrainConfig`. A *round* is the stretch between two
+    validations (an epoch when ``epochs`` sets the budget); when the budget is counted in
+    updates, ``train_ds.n_samples`` is set to one round of batches, so the patch stream
+    still depends only on (seed, round, index). Each history record holds the round, the
+    updates done, the learning rate reached, the training and validation losses and seconds.
+
+    ``on_epoch_end(state)`` is called after every round (to
     write the checkpoint: best weights plus what ``resume`` needs).
     ``rank``/``world_size``: this process's place in an initialised ``torch.distributed``
     group (the caller passes ``on_epoch_end`` on rank 0 only).
@@ -136,28 +212,46 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
     net.to(device)
     model = _wrap(net, device, world_size)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
-    # cosine decay to 1% of the initial rate over the planned epochs (or a constant rate)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: cosine_factor(e, cfg) if cfg.lr_schedule == "cosine" else 1.0)
+    per_round = None
+    if cfg.epochs is None or cfg.max_updates is not None:
+        per_round = Budget(cfg, 1).round_updates()  # the round size does not depend on the epoch length
+        if per_round is not None:
+            train_ds.n_samples = per_round * cfg.batch_size
+    budget = Budget(cfg, len(ShardedBatches(len(train_ds), cfg.batch_size)))
     history, start, best, best_epoch, bad = [], 0, float("inf"), -1, 0
     best_state = copy.deepcopy(net.state_dict())
     if resume:
         net.load_state_dict(resume["last_state_dict"])
         opt.load_state_dict(resume["optimizer"])
-        sched.load_state_dict(resume["scheduler"])
         history, start = list(resume["history"]), int(resume["epoch"]) + 1
         best, best_epoch, bad = float(resume["best_val_loss"]), int(resume["best_epoch"]), int(resume["bad_epochs"])
         best_state = resume["best_state_dict"]
+        # checkpoints from before update counting: whole epochs were done
+        budget.updates = int(resume.get("updates", start * budget.per_epoch))
+        budget.elapsed = float(resume.get("elapsed", 0.0))
         if "rng" in resume:  # checkpoints from before RNG states were recorded resume without them
             set_rng_state(resume["rng"])
-        log.info("resuming at epoch %d (best validation loss %.4g at epoch %d)", start, best, best_epoch)
-    for epoch in range(start, cfg.epochs):
-        train_ds.set_epoch(epoch)
+        log.info("resuming at round %d, update %d (best validation loss %.4g at round %d)", start, budget.updates,
+                 best, best_epoch)
+    t_start = time.perf_counter() - budget.elapsed
+    epoch = start
+    while budget.progress() < 1 and not (budget.by_epoch and epoch >= budget.evals):
         net.train()
         t0, seen, running = time.perf_counter(), 0, 0.0
-        bar = tqdm(make_loader(train_ds, cfg, device, rank, world_size), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not cfg.progress or rank != 0, leave=False, unit="batch")
+        next_eval = (math.floor(budget.progress() * budget.evals + 1e-9) + 1) / budget.evals
+        total = budget.total if budget.total is not None else "?"
+        bar = progress.bar(_round_batches(train_ds, cfg, device, rank, world_size, epoch, endless=budget.total is None),
+                           enabled=cfg.progress and rank == 0,
+                           desc=f"round {epoch + 1} (update {budget.updates}/{total})",
+                           leave=False, unit="batch")
+        lr = cfg.learning_rate
         for x, y, w, c in bar:
             x, y, w, c = x.to(device), y.to(device), w.to(device), c.to(device)
+            step_progress = budget.progress(updates=budget.updates + 1,
+                                            elapsed=time.perf_counter() - t_start)
+            lr = cfg.learning_rate * lr_factor(step_progress, cfg)
+            for group in opt.param_groups:
+                group["lr"] = lr
             pred = model(x, w, c)
             loss = masked_loss(pred, y, net.std, cfg.loss) if loss_fn is None else loss_fn(pred, x, y, w, c)
             if net.constraint.name == "soft":
@@ -167,13 +261,22 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
             opt.step()
             running += float(loss.detach()) * len(x)
             seen += len(x)
-            bar.set_postfix(loss=f"{running / seen:.4g}")
-        sched.step()
+            budget.updates += 1
+            budget.elapsed = time.perf_counter() - t_start
+            bar.set_postfix(loss=f"{running / max(seen, 1):.4g}", lr=f"{lr:.2g}")
+            p = budget.progress()
+            # a time budget can end a round anywhere: every rank stops at the same update
+            if budget.seconds is not None:
+                if _any_rank(p >= next_eval - 1e-12, device, world_size):
+                    break
+            elif p >= next_eval - 1e-12:
+                break
         running, seen = _sum_over_ranks([running, seen], device, world_size)
         seconds = time.perf_counter() - t0
         val = evaluate_loss(net, val_ds, cfg, device, rank, world_size)
-        record = {"epoch": epoch, "train_loss": running / max(seen, 1), "val_loss": val,
-                  "seconds": seconds, "samples_per_s": seen / max(seconds, 1e-9)}
+        budget.elapsed = time.perf_counter() - t_start
+        record = {"epoch": epoch, "updates": budget.updates, "lr": lr, "train_loss": running / max(seen, 1),
+                  "val_loss": val, "seconds": seconds, "samples_per_s": seen / max(seconds, 1e-9)}
         history.append(record)
         improved = val < best
         if improved:
@@ -181,16 +284,21 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
             best_state = copy.deepcopy(net.state_dict())
         else:
             bad += 1
-        log.info("epoch %d/%d: train %.4g, validation %.4g%s (%.0f samples/s)", epoch + 1, cfg.epochs,
-                 record["train_loss"], val, " *" if improved else "", record["samples_per_s"])
+        summary = (f"round {epoch + 1}, update {budget.updates}/{total}: train {record['train_loss']:.4g}, "
+                   f"validation {val:.4g}{' *' if improved else ''} ({record['samples_per_s']:.0f} samples/s)")
+        log.info(summary)
+        progress.line(summary, enabled=cfg.progress and rank == 0)
         if on_epoch_end is not None:
             on_epoch_end({"best_state_dict": best_state, "last_state_dict": net.state_dict(),
-                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-                          "history": history, "best_val_loss": best, "best_epoch": best_epoch, "bad_epochs": bad,
-                          "rng": rng_state()})
-        if bad >= cfg.patience:
-            log.info("early stopping: no improvement for %d epochs", bad)
+                          "optimizer": opt.state_dict(), "epoch": epoch, "updates": budget.updates,
+                          "elapsed": budget.elapsed, "history": history, "best_val_loss": best,
+                          "best_epoch": best_epoch, "bad_epochs": bad, "rng": rng_state()})
+        epoch += 1
+        if bad >= cfg.patience and budget.progress() >= cfg.min_fraction:
+            log.info("early stopping: no improvement for %d validations (%.0f%% of the budget spent)", bad,
+                     100 * budget.progress())
             break
     net.load_state_dict(best_state)
     net.eval()
-    return {"history": history, "best_epoch": best_epoch, "best_val_loss": best}
+    return {"history": history, "best_epoch": best_epoch, "best_val_loss": best, "updates": budget.updates,
+            "train_seconds": time.perf_counter() - t_start}

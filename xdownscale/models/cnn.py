@@ -23,7 +23,8 @@ from ._registry import register_model
 class SRCNN(nn.Module):
     """SR-CNN of Harder et al.: conv, residual blocks, log2(f) transposed-conv upsamplings."""
 
-    def __init__(self, in_channels: int = 1, factor: int = 4, width: int = 64, n_blocks: int = 4, out_channels: int = 1):
+    def __init__(self, in_channels: int = 1, factor: int = 4, width: int = 64, n_blocks: int = 4,
+                 out_channels: int = 1):
         super().__init__()
         n_up = int(round(math.log2(factor))) if factor >= 1 else -1
         if factor < 2 or 2**n_up != factor:
@@ -54,7 +55,8 @@ class SRCNN(nn.Module):
 class ESPCN(nn.Module):
     """EDSR-style residual body at coarse resolution, then one sub-pixel (PixelShuffle) upsampling."""
 
-    def __init__(self, in_channels: int = 1, factor: int = 4, width: int = 64, n_blocks: int = 4, out_channels: int = 1):
+    def __init__(self, in_channels: int = 1, factor: int = 4, width: int = 64, n_blocks: int = 4,
+                 out_channels: int = 1):
         super().__init__()
         if factor < 2:
             raise ValueError(f"factor must be an integer >= 2, got {factor}")

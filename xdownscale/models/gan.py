@@ -11,7 +11,7 @@ under a hard constraint.
 Discriminator (:class:`PatchDiscriminator`): strided convolutions that score
 overlapping patches of the fine field, conditioned on the coarse inputs
 (nearest-upsampled), and shown the sub-grid part ``fine - nearest(coarse)``
-explicitly. Training (content MSE + adversarial term, or WGAN-GP) lives in
+explicitly. Training (content CRPS by default + adversarial term, or WGAN-GP) lives in
 :mod:`xdownscale.engine.adversarial`.
 """
 from __future__ import annotations

@@ -10,7 +10,8 @@ from .options import DPDM_PATCH, DiffusionOptions, DiffusionPredictOptions
 
 class DiffusionFamily:
     name = "diffusion"
-    train_defaults = {"patch_size": DPDM_PATCH}  # when fit's patch_size= is not given
+    # when fit's patch_size= / budget are not given: its own loop counts epochs
+    train_defaults = {"patch_size": DPDM_PATCH, "epochs": 20}
 
     def fit_options(self, model: str) -> type:
         return DiffusionOptions

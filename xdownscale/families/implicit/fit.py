@@ -31,6 +31,7 @@ from ...models.liif import ANY_SCALE, LIIFNet
 from .options import LiifOptions
 
 log = logging.getLogger("xdownscale")
+MIN_WINDOW = 4  # the smallest coarse training window (cells a side) that a large scale may shrink to
 
 
 # ---------------------------------------------------------------- exact conservative resampling
@@ -97,23 +98,36 @@ class ScaleSampleDataset(SeededSamples):
 
     def __init__(self, field, row_weights: np.ndarray, stats: dict, times, *, scales: tuple[float, float],
                  lr_patch: int, queries: int, n_samples: int, seed: int, degradation: str = "none",
-                 fixed: bool = False):
+                 fixed: bool = False, batch_size: int = 1):
         self.field, self.row_weights, self.stats = field, np.asarray(row_weights, "float64"), stats
         self.times, self.n_samples, self.seed, self.fixed = np.asarray(times), int(n_samples), int(seed), fixed
         self.lr_patch, self.queries, self.degradation, self.epoch = int(lr_patch), int(queries), degradation, 0
+        self.batch_size = max(int(batch_size), 1)
         ny, nx = field.shape[-2:]
-        top = min(float(scales[1]), min(ny, nx) / self.lr_patch)
+        self.side = min(ny, nx)
+        # a scale whose lr_patch window does not fit the field trains on a smaller window (at least
+        # MIN_WINDOW coarse cells), so small scales keep the full window on a small domain
+        top = min(float(scales[1]), self.side / min(self.lr_patch, MIN_WINDOW))
         if top < float(scales[0]):
-            raise DataError(f"the field ({ny}x{nx}) is too small for lr_patch={lr_patch} at scale {scales[0]}: "
-                            f"use a smaller lr_patch (at most {int(min(ny, nx) / scales[0])})")
+            smallest = min(self.lr_patch, MIN_WINDOW)
+            raise DataError(f"the field ({ny}x{nx}) is too small for scale {scales[0]}: a window of {smallest} "
+                            f"coarse cells needs {smallest * scales[0]:.0f} fine cells")
         if top < float(scales[1]):
             log.warning("largest training scale limited to %.2f by the field size (%dx%d)", top, ny, nx)
         self.scales = (float(scales[0]), top)
 
+    def scale_and_window(self, index: int) -> tuple[float, int]:
+        """The scale and coarse window side of sample ``index``: shared by the ``batch_size``
+        consecutive samples of a batch (so windows of different sides never meet in a batch)."""
+        rng = np.random.default_rng((self.seed, 0 if self.fixed else self.epoch + 1, int(index) // self.batch_size,
+                                     1))
+        s = float(rng.uniform(*self.scales))
+        return s, int(max(1, min(self.lr_patch, self.side // s)))
+
     def __getitem__(self, index: int):
         rng = self.rng(index)
-        p = self.lr_patch
-        big = int(min(round(p * rng.uniform(*self.scales)), *self.field.shape[-2:]))
+        s, p = self.scale_and_window(index)
+        big = int(min(round(p * s), *self.field.shape[-2:]))
         t = int(self.times[rng.integers(len(self.times))])
         y0 = int(rng.integers(self.field.shape[-2] - big + 1))
         x0 = int(rng.integers(self.field.shape[-1] - big + 1))
@@ -170,18 +184,13 @@ def fit_liif(request: FitRequest):
     rscale = residual_std(sample[..., :ny4, :nx4], 4, setup.pair.row_weights[:ny4], "bicubic") if r.skip else None
     setup.network.update(skip=r.skip, residual_scale=rscale)
     lr_patch, n_queries = int(opts.lr_patch), int(opts.queries)
-    side = min(field.shape[-2:])
-    if lr_patch * scales[1] > side and int(side // scales[1]) >= 4:
-        # a smaller window keeps the largest scale inside the training range on a small domain
-        log.warning("lr_patch %d x scale %.2f exceeds the field (%d cells): using lr_patch=%d", lr_patch, scales[1],
-                    side, int(side // scales[1]))
-        lr_patch = int(side // scales[1])
     setup.meta["training"].update(scales=scales, degradation=opts.degradation, lr_patch=lr_patch, queries=n_queries)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     net = LIIFNet(**setup.network)
     n_train = cfg.samples_per_epoch or max(cfg.batch_size, min(len(setup.train_t) * 16, 20_000))
     common = dict(scales=scales, lr_patch=lr_patch, queries=n_queries, degradation=opts.degradation)
+    common["batch_size"] = cfg.batch_size  # one scale and window size a batch
     train_ds = ScaleSampleDataset(field, setup.pair.row_weights, setup.stats, setup.train_t, n_samples=n_train,
                                   seed=cfg.seed, **common)
     val_ds = ScaleSampleDataset(field, setup.pair.row_weights, setup.stats, setup.val_t, fixed=True,

@@ -10,6 +10,7 @@ from .options import EnsembleOptions, GanOptions, RnnganOptions
 
 class StochasticFamily:
     name = "stochastic"
+    train_defaults = {"epochs": 20}  # its own adversarial loop counts epochs
 
     def fit_options(self, model: str) -> type:
         return RnnganOptions if model == "rnngan" else GanOptions

@@ -1,0 +1,143 @@
+"""The shared training recipe: budget in updates or minutes, warm-up + cosine, best weights, gated early stopping."""
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import xdownscale as xds
+from xdownscale.config import TrainConfig
+from xdownscale.engine.setup import prepare
+from xdownscale.engine.trainer import lr_factor, masked_loss, train
+from xdownscale.models import DownscalingNet
+from xdownscale.testing import synthetic_field
+
+SMALL = dict(batch_size=4, patch_size=16, width=8, n_blocks=1, progress=False, patience=100)
+
+
+@pytest.fixture(autouse=True)
+def _model_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDOWNSCALE_HOME", str(tmp_path / "store"))
+
+
+def _setup(tmp_path, times=6, **cfg):
+    hr = synthetic_field("tcwv", times=times, ny=16, nx=16, seed=1)
+    cfg = TrainConfig(**{"batch_size": 4, "patch_size": 16, "progress": False, **cfg})
+    setup = prepare(hr, model="cnn", factor=4, constraint="add", cfg=cfg, checkpoint=tmp_path / "m.pt",
+                    model_kwargs=dict(width=8, n_blocks=1))
+    torch.manual_seed(0)
+    net = DownscalingNet(**setup.network)
+    train_ds, val_ds = setup.datasets()
+    return net, train_ds, val_ds, cfg
+
+
+def _diverge(net):
+    """A training loss that moves away from the truth: the validation loss rises after every round."""
+    return lambda pred, x, y, w, c: -masked_loss(pred, y, net.std, "mse")
+
+
+def test_lr_factor_warms_up_linearly_then_decays_by_cosine_to_one_percent():
+    cfg = TrainConfig(warmup=0.1)
+    assert lr_factor(0.05, cfg) == pytest.approx(0.5)
+    assert lr_factor(0.1, cfg) == pytest.approx(1.0)
+    assert lr_factor(0.55, cfg) == pytest.approx(0.01 + 0.99 * 0.5)  # half-way through the decay
+    assert lr_factor(1.0, cfg) == pytest.approx(0.01)
+    values = [lr_factor(p / 100, cfg) for p in range(1, 101)]
+    assert values[:10] == sorted(values[:10]) and values[9:] == sorted(values[9:], reverse=True)
+    assert lr_factor(0.5, TrainConfig(warmup=0.1, lr_schedule="constant")) == 1.0
+    assert lr_factor(0.0, TrainConfig(warmup=0.0)) == pytest.approx(1.0)
+
+
+def test_learning_rate_follows_the_schedule_over_the_update_budget(tmp_path):
+    """Each round records the rate of its last update: base x lr_factor(updates / max_updates)."""
+    net, train_ds, val_ds, cfg = _setup(tmp_path, max_updates=40, evals=8, warmup=0.25, learning_rate=2e-3)
+    out = train(net, train_ds, val_ds, cfg, torch.device("cpu"))
+    assert [h["updates"] for h in out["history"]] == [5, 10, 15, 20, 25, 30, 35, 40]
+    for h in out["history"]:
+        assert h["lr"] == pytest.approx(2e-3 * lr_factor(h["updates"] / 40, cfg))
+    assert out["history"][0]["lr"] == pytest.approx(2e-3 * 0.5)  # still warming up after 5 of 10 warm-up updates
+    assert out["history"][-1]["lr"] == pytest.approx(2e-5)
+
+
+def test_update_budget_is_the_same_on_a_small_and_a_large_archive(tmp_path):
+    small = xds.fit(synthetic_field("tcwv", times=5, ny=16, nx=16, seed=1), factor=4, max_updates=24,
+                    checkpoint=tmp_path / "s.pt", **SMALL)
+    large = xds.fit(synthetic_field("tcwv", times=60, ny=16, nx=16, seed=1), factor=4, max_updates=24,
+                    checkpoint=tmp_path / "l.pt", **SMALL)
+    for m in (small, large):
+        assert m.meta["training"]["updates"] == 24
+        assert m.history[-1]["updates"] == 24 and len(m.history) == TrainConfig().evals
+    # epochs are still accepted: epochs x batches per epoch updates, one validation per epoch
+    m = xds.fit(synthetic_field("tcwv", times=10, ny=16, nx=16, seed=1), factor=4, epochs=3,
+                samples_per_epoch=12, checkpoint=tmp_path / "e.pt", **SMALL)
+    assert [h["updates"] for h in m.history] == [3, 6, 9]
+
+
+def test_default_budget_counts_updates_not_epochs(tmp_path, monkeypatch):
+    import xdownscale.engine.trainer as trainer
+
+    monkeypatch.setattr(trainer, "DEFAULT_UPDATES", 30)
+    for times in (3, 40):
+        net, train_ds, val_ds, cfg = _setup(tmp_path, times=times, evals=5)
+        assert cfg.epochs is None and cfg.max_updates is None and cfg.max_minutes is None
+        out = train(net, train_ds, val_ds, cfg, torch.device("cpu"))
+        assert out["updates"] == 30 and [h["updates"] for h in out["history"]] == [6, 12, 18, 24, 30]
+
+
+def test_best_validation_weights_are_restored(tmp_path):
+    net, train_ds, val_ds, cfg = _setup(tmp_path, max_updates=12, evals=4, patience=100)
+    states = []
+    out = train(net, train_ds, val_ds, cfg, torch.device("cpu"), loss_fn=_diverge(net),
+                on_epoch_end=lambda s: states.append(copy.deepcopy(s["last_state_dict"])))
+    vals = [h["val_loss"] for h in out["history"]]
+    assert vals == sorted(vals) and vals[0] < vals[-1]  # the weights got worse round after round
+    assert out["best_epoch"] == 0 and len(states) == 4
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, states[0][k]), k
+    assert not all(torch.equal(v, states[-1][k]) for k, v in net.state_dict().items())
+
+
+@pytest.mark.parametrize("min_fraction, rounds", [(0.6, 6), (0.0, 2), (1.0, 10)])
+def test_early_stopping_cannot_end_a_run_before_min_fraction(tmp_path, min_fraction, rounds):
+    """Patience 1 and a validation loss that only rises: stop at the first round past min_fraction."""
+    net, train_ds, val_ds, cfg = _setup(tmp_path, max_updates=20, evals=10, patience=1, min_fraction=min_fraction)
+    out = train(net, train_ds, val_ds, cfg, torch.device("cpu"), loss_fn=_diverge(net))
+    assert len(out["history"]) == rounds
+    assert out["updates"] == 2 * rounds
+
+
+def test_minutes_budget_ends_the_run_and_validates_along_the_way(tmp_path):
+    net, train_ds, val_ds, cfg = _setup(tmp_path, max_minutes=0.03, evals=3)
+    out = train(net, train_ds, val_ds, cfg, torch.device("cpu"))
+    assert out["updates"] > 0 and math.isfinite(out["best_val_loss"])
+    assert 1 <= len(out["history"]) <= 3
+    assert out["train_seconds"] < 0.03 * 60 + 30  # one update and one validation past the limit at most
+
+
+def test_resume_continues_the_update_count_and_schedule(tmp_path, monkeypatch):
+    import xdownscale.fitting as fitting
+
+    hr = synthetic_field("tcwv", times=6, ny=16, nx=16, seed=1)
+    full = xds.fit(hr, factor=4, max_updates=20, checkpoint=tmp_path / "f.pt", **SMALL)
+
+    class Killed(Exception):
+        pass
+
+    original = fitting.TrainingSetup.save_epoch
+
+    def save_then_die(self, state):
+        original(self, state)
+        if state["epoch"] == 6:
+            raise Killed
+
+    ck = tmp_path / "r.pt"
+    monkeypatch.setattr(fitting.TrainingSetup, "save_epoch", save_then_die)
+    with pytest.raises(Killed):
+        xds.fit(hr, factor=4, max_updates=20, checkpoint=ck, **SMALL)
+    monkeypatch.setattr(fitting.TrainingSetup, "save_epoch", original)
+    resumed = xds.fit(hr, factor=4, max_updates=20, checkpoint=ck, resume=ck, **SMALL)
+    assert [h["updates"] for h in resumed.history] == [h["updates"] for h in full.history]
+    assert [h["lr"] for h in resumed.history] == pytest.approx([h["lr"] for h in full.history])
+    np.testing.assert_allclose([h["val_loss"] for h in resumed.history], [h["val_loss"] for h in full.history],
+                               rtol=1e-5)
