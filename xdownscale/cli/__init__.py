@@ -102,7 +102,11 @@ run '{PROG} COMMAND --help' for the options of each command.""")
     p.add_argument("--factor", type=int, metavar="N", help="downscaling factor (required unless --lr-data)")
     p.add_argument("--constraint", default="none",
                    help="output constraint: none, soft, add, mult, softmax (non-negative fields), scadd")
-    p.add_argument("--epochs", type=int, metavar="N", default=20, help="training epochs")
+    p.add_argument("--epochs", type=int, metavar="N",
+                   help="training epochs (default: a budget of optimizer updates, the same on any archive; "
+                        "ensembles and diffusion: 20 epochs)")
+    p.add_argument("--max-updates", type=int, metavar="N", help="training budget in optimizer updates")
+    p.add_argument("--max-minutes", type=float, metavar="M", help="training budget in minutes (wall time)")
     p.add_argument("--batch-size", type=int, metavar="N", default=64, help="patches per batch")
     p.add_argument("--patch-size", type=int, metavar="N", default=64, help="patch side in fine-grid cells")
     p.add_argument("--samples-per-epoch", type=int, metavar="N", help="patches per epoch (default: about one pass)")

@@ -77,7 +77,8 @@ def cmd_fit(args) -> int:
     log.info("fitting %s x%s on %r from %s", args.model, args.factor, hr.name, args.data)
     with remove_on_error(out):
         model = xd.fit(hr, lr=lr, model=args.model, factor=args.factor, constraint=args.constraint,
-                       covariates=cov, epochs=args.epochs, batch_size=args.batch_size, patch_size=args.patch_size,
+                       covariates=cov, epochs=args.epochs, max_updates=args.max_updates,
+                       max_minutes=args.max_minutes, batch_size=args.batch_size, patch_size=args.patch_size,
                        seed=args.seed, learning_rate=args.learning_rate, samples_per_epoch=args.samples_per_epoch,
                        checkpoint=out, trim=args.trim, device=args.device, progress=show_progress(args),
                        nproc=args.nproc,
