@@ -18,6 +18,7 @@ from .files import (
     format_table,
     log,
     open_data,
+    open_scored,
     pick_variable,
     remove_on_error,
     show_progress,
@@ -173,17 +174,7 @@ def cmd_evaluate(args) -> int:
     out = Path(args.out).expanduser() if args.out else None
     if out is not None:
         check_out(out, args.overwrite)
-    tds = open_data(args.truth, role="truth")
-    truth = pick_variable(tds, args.var, path=args.truth, role="truth")
-    name = str(truth.name)
-    pred = pick_variable(open_data(args.pred, role="prediction"), args.var, path=args.pred, role="prediction",
-                         fallback=name)
-    lr = None
-    if args.lr is not None:
-        lr = pick_variable(open_data(args.lr, role="coarse (--lr)"), args.var, path=args.lr, role="coarse",
-                           fallback=name)
-    for da, p in ((pred, args.pred), (truth, args.truth)):
-        check_not_all_nan(da, p)
+    pred, truth, lr = open_scored(args)
     res = xd.evaluate(pred, truth, lr=lr, per_time=args.per_time)
     names = list(res.data_vars)
     units = {k: str(res[k].attrs.get("units", "")) for k in names}

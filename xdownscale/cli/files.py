@@ -156,6 +156,22 @@ def pick_variable(ds, var: str | None, *, path=None, role: str = "input", fallba
     return ds[var]
 
 
+def open_scored(args):
+    """(prediction, truth, coarse or None) named by ``args.pred``, ``args.truth``, ``args.lr`` and
+    ``args.var``, as ``evaluate`` and ``report`` read them; refuses all-NaN fields."""
+    truth = pick_variable(open_data(args.truth, role="truth"), args.var, path=args.truth, role="truth")
+    name = str(truth.name)
+    pred = pick_variable(open_data(args.pred, role="prediction"), args.var, path=args.pred, role="prediction",
+                         fallback=name)
+    lr = None
+    if args.lr is not None:
+        lr = pick_variable(open_data(args.lr, role="coarse (--lr)"), args.var, path=args.lr, role="coarse",
+                           fallback=name)
+    for da, path in ((pred, args.pred), (truth, args.truth)):
+        check_not_all_nan(da, path)
+    return pred, truth, lr
+
+
 def check_not_all_nan(da, path=None) -> None:
     """Raise a clear error if ``da`` holds no valid value at all (read chunk by chunk)."""
     if da.chunks is None and da.size * da.dtype.itemsize > (256 << 20):

@@ -7,11 +7,9 @@ from .files import (
     EXIT_OK,
     PROG,
     CLIError,
-    check_not_all_nan,
     check_out,
     log,
-    open_data,
-    pick_variable,
+    open_scored,
 )
 
 
@@ -43,16 +41,8 @@ def cmd_report(args) -> int:
     check_out(out, args.overwrite)
     if out.suffix.lower() not in (".html", ".htm"):
         raise CLIError(f"name the page '*.html' (got {str(out)!r})")
-    truth = pick_variable(open_data(args.truth, role="truth"), args.var, path=args.truth, role="truth")
+    pred, truth, lr = open_scored(args)
     name = str(truth.name)
-    pred = pick_variable(open_data(args.pred, role="prediction"), args.var, path=args.pred, role="prediction",
-                         fallback=name)
-    lr = None
-    if args.lr is not None:
-        lr = pick_variable(open_data(args.lr, role="coarse (--lr)"), args.var, path=args.lr, role="coarse",
-                           fallback=name)
-    for da, path in ((pred, args.pred), (truth, args.truth)):
-        check_not_all_nan(da, path)
     log.info("writing the report of %r to %s", name, out)
     xd.report(pred, truth, lr=lr, path=out, title=args.title)
     print(f"wrote {out}")
