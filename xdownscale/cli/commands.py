@@ -81,7 +81,7 @@ def cmd_fit(args) -> int:
                        covariates=cov, epochs=args.epochs, max_updates=args.max_updates,
                        max_minutes=args.max_minutes, batch_size=args.batch_size, patch_size=args.patch_size,
                        seed=args.seed, learning_rate=args.learning_rate, samples_per_epoch=args.samples_per_epoch,
-                       checkpoint=out, trim=args.trim, device=args.device, progress=show_progress(args),
+                       checkpoint=out, trim=args.trim, device=args.device, progress=not args.quiet,
                        nproc=args.nproc,
                        **kwargs)
     train = model.meta.get("training", {})
@@ -232,7 +232,7 @@ def cmd_demo(args) -> int:
     if args.var is not None and args.data is None:
         raise CLIError("--var goes with --data PATH (the demo's own field needs no --var)")
     run_demo(args.out, data=args.data, var=args.var, epochs=args.epochs, seed=args.seed, overwrite=args.overwrite,
-             progress=show_progress(args), verbose=True)
+             progress=not args.quiet, verbose=True)  # a bar on a terminal, one line a round in a log
     return EXIT_OK
 
 
