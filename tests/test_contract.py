@@ -208,3 +208,11 @@ def test_outside_a_terminal_progress_is_one_line_per_epoch(model, options, tmp_p
     assert "\r" not in err  # no carriage-return bars in a log file
     lines = [ln for ln in err.splitlines() if ln.startswith("xdownscale: ") and "validation" in ln]
     assert len(lines) == 2, err  # one per epoch (a validation round each), nothing per batch
+
+
+def test_the_gan_loop_honours_an_update_budget(tmp_path):
+    hr = synthetic_field(times=4, ny=16, nx=16)
+    m = xds.fit(hr, model="gan", factor=4, max_updates=3, batch_size=2, patch_size=16, samples_per_epoch=8,
+                val_samples=2, width=4, n_blocks=1, noise_channels=1, content_members=2, val_members=2,
+                progress=False, checkpoint=tmp_path / "g.pt")
+    assert len(m.history) == 1 and m.history[-1]["updates"] == 3  # 4 batches an epoch, stopped after 3

@@ -36,7 +36,7 @@ def test_mutant_ids_are_unique_and_cover_the_core_modules():
     ids = [m.id for m in MUTANTS]
     assert len(ids) == len(set(ids))
     paths = {m.path for m in MUTANTS}
-    for module in ("nn/constraints.py", "grid/coarsen.py", "prediction.py", "io/resumable.py",
+    for module in ("nn/constraints.py", "grid/coarsen.py", "engine/field_predict.py", "io/resumable.py",
                    "engine/checkpoint.py", "metrics/conservation.py", "metrics/deterministic.py",
                    "models/diffusion/schedulers.py"):
         assert f"xdownscale/{module}" in paths, module

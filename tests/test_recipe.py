@@ -116,7 +116,7 @@ def test_minutes_budget_ends_the_run_and_validates_along_the_way(tmp_path):
 
 
 def test_resume_continues_the_update_count_and_schedule(tmp_path, monkeypatch):
-    import xdownscale.fitting as fitting
+    import xdownscale.engine.setup as fitting  # TrainingSetup lives with prepare/finish
 
     hr = synthetic_field("tcwv", times=6, ny=16, nx=16, seed=1)
     full = xds.fit(hr, factor=4, max_updates=20, checkpoint=tmp_path / "f.pt", **SMALL)

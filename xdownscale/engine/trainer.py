@@ -38,6 +38,10 @@ def _soft_term(net, coarse, pred, w):
 
 
 def cosine_factor(epoch: int, cfg: TrainConfig) -> float:
+    """Per-epoch cosine to 1 % over ``cfg.epochs`` (the GAN and diffusion loops); constant when
+    only an update or minute budget is set, since the number of epochs is then unknown."""
+    if cfg.epochs is None:
+        return 1.0
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(epoch, cfg.epochs) / max(cfg.epochs, 1)))
 
 

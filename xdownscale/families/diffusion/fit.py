@@ -150,9 +150,11 @@ def _train(net, train_ds, val_ds, cfg, device, opts, setup) -> dict:
         best, best_epoch, bad = float(resume["best_val_loss"]), int(resume["best_epoch"]), int(resume["bad_epochs"])
         best_state = resume["best_state_dict"]
     gen = torch.Generator().manual_seed(cfg.seed)
-    deadline = time.perf_counter() + 60 * float(opts.max_minutes) if opts.max_minutes else None
+    deadline = time.perf_counter() + 60 * float(cfg.max_minutes) if cfg.max_minutes else None
     out_of_time = False
-    for epoch in range(start, cfg.epochs):
+    # the budget: fit's epochs (20 by default), max_updates and/or max_minutes, whichever ends first
+    epochs = cfg.epochs if cfg.epochs is not None else 1 << 30
+    for epoch in range(start, epochs):
         gen.manual_seed(cfg.seed * 100_003 + epoch)
         train_ds.set_epoch(epoch)
         net.train()
@@ -169,7 +171,7 @@ def _train(net, train_ds, val_ds, cfg, device, opts, setup) -> dict:
             running, seen = running + float(loss.detach()) * len(x), seen + len(x)
             bar.set_postfix(loss=f"{running / seen:.4g}")
             if (deadline is not None and time.perf_counter() > deadline) or (
-                    opts.max_updates is not None and updates >= int(opts.max_updates)):
+                    cfg.max_updates is not None and updates >= int(cfg.max_updates)):
                 out_of_time = True
                 break
         sched.step()

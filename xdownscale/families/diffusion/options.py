@@ -30,8 +30,6 @@ class DiffusionOptions:
     clip: float | None = field(default=None, metadata={"help": "clip the predicted clean residual"})
     overlap: int | None = field(default=None, metadata={"help": "tile overlap when sampling (fine cells)"})
     ema: float = field(default=0.999, metadata={"help": "decay of the weights' moving average"})
-    max_minutes: float | None = field(default=None, metadata={"help": "wall-time budget of the training"})
-    max_updates: int | None = field(default=None, metadata={"help": "optimizer-update budget of the training"})
     residual_samples: int = field(default=64, metadata={"help": "patches that measure the base model's residual"})
 
     def __post_init__(self) -> None:

@@ -158,7 +158,10 @@ def train_adversarial(gen, disc, train_ds, val_ds, cfg: TrainConfig, adv: Advers
         best, best_epoch, bad = float(resume["best_val_loss"]), int(resume["best_epoch"]), int(resume["bad_epochs"])
         best_state = resume["best_state_dict"]
         log.info("resuming adversarial training at epoch %d (best CRPS %.4g)", start, best)
-    for epoch in range(start, cfg.epochs):
+    # the budget: fit's epochs (20 by default), max_updates and/or max_minutes, whichever ends first
+    epochs = cfg.epochs if cfg.epochs is not None else 1 << 30
+    t_start, updates, out_of_budget = time.perf_counter(), sum(int(h.get("updates", 0)) for h in history[-1:]), False
+    for epoch in range(start, epochs):
         train_ds.set_epoch(epoch)
         gen.train()
         disc.train()
@@ -195,12 +198,18 @@ def train_adversarial(gen, disc, train_ds, val_ds, cfg: TrainConfig, adv: Advers
             opt_g.zero_grad(set_to_none=True)
             loss.backward()
             opt_g.step()
+            updates += 1
+            if (cfg.max_updates is not None and updates >= cfg.max_updates) or (
+                    cfg.max_minutes is not None and time.perf_counter() - t_start > 60 * cfg.max_minutes):
+                out_of_budget = True
             b = len(x)
             sums["content"] += float(content.detach()) * b
             sums["adv"] += float(g_adv.detach()) * b
             sums["disc"] += float(d_loss.detach()) * b
             seen += b
             bar.set_postfix(content=f"{sums['content'] / seen:.4g}", disc=f"{sums['disc'] / seen:.4g}")
+            if out_of_budget:
+                break
         sched_g.step()
         sched_d.step()
         seconds = time.perf_counter() - t0
@@ -228,6 +237,10 @@ def train_adversarial(gen, disc, train_ds, val_ds, cfg: TrainConfig, adv: Advers
                           "disc_scheduler": sched_d.state_dict(), "torch_rng": torch.get_rng_state(),
                           "epoch": epoch, "history": history, "best_val_loss": best, "best_epoch": best_epoch,
                           "bad_epochs": bad})
+        history[-1]["updates"] = updates
+        if out_of_budget:
+            log.info("stopping: the training budget is spent (%d updates)", updates)
+            break
         if bad >= cfg.patience and adversarial:
             log.info("early stopping: no CRPS improvement for %d epochs", bad)
             break
