@@ -1,4 +1,4 @@
-"""The end-to-end demo behind ``xdownscale demo``: train, downscale, map and score, in about a minute.
+"""The end-to-end demo behind ``xdownscale demo``: train, downscale, map and score, in a few minutes.
 
 :func:`run_demo` trains the ``cnn`` model with the ``softmax`` constraint
 (output non-negative and, once coarsened, exactly equal to the coarse input)
@@ -43,7 +43,7 @@ MODEL = "cnn"
 TEST_FRACTION = 0.25
 # the default field: ERA5-like 0.25 degree grid over the North Atlantic
 DEFAULT_FIELD = {"times": 48, "ny": 128, "nx": 192, "north": 60.0, "west": -40.0, "resolution": 0.25}
-# training budget tuned for about one minute on a 2-core CPU (see tests/test_demo.py for a fast one)
+# training budget: a few minutes on a 2-core CPU (see tests/test_demo.py for a fast one)
 # (measured: ~4 s per epoch, ~50 s of training, ~60 s in all on an idle 2-core x86 CPU)
 DEFAULT_TRAINING = {"epochs": 12, "width": 48, "n_blocks": 4, "patch_size": 96, "batch_size": 16,
                     "samples_per_epoch": 256, "learning_rate": 1e-3}
@@ -152,7 +152,7 @@ def run_demo(out_dir, data=None, var: str | None = None, epochs: int | None = No
     data, var : path (or xarray object) and variable name, optional
         Your own high-resolution field; default: the embedded synthetic TCWV
         field (module docstring).
-    epochs, seed : training epochs (default tuned to ~1 minute) and seed.
+    epochs, seed : training epochs (default: a few minutes on 2 cores) and seed.
     times, ny, nx : size of the default field (48, 128, 192); ``width``,
         ``n_blocks``, ``patch_size``, ``batch_size``, ``samples_per_epoch``:
         training budget. Smaller values make a fast test; the defaults are

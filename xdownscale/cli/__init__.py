@@ -233,7 +233,7 @@ run '{PROG} COMMAND --help' for the options of each command.""")
     p.add_argument("--data", metavar="PATH", help="your own high-resolution file (.nc, .zarr, .grib)")
     p.add_argument("--var", help="variable in --data")
     p.add_argument("--epochs", type=int, metavar="N",
-                   help=f"training epochs (default: {DEFAULT_TRAINING['epochs']}, about one minute on a 2-core CPU)")
+                   help=f"training epochs (default: {DEFAULT_TRAINING['epochs']}, a few minutes on a 2-core CPU)")
     p.add_argument("--seed", type=int, metavar="N", default=0, help="random seed")
     p.add_argument("--overwrite", action="store_true", help="replace existing products in DIR")
     p.set_defaults(func=cmd_demo)
