@@ -9,6 +9,7 @@ from ..errors import DataError, ModelNotFoundError, suggest
 from ..models import list_models, model_info
 from .downscaler import Downscaler
 from .record import ModelRecord
+from .setup import POSITIVE_CONSTRAINTS, grid_spacing
 
 
 def baseline(name: str, factor: int, constraint: str = "none", constraint_kwargs: dict | None = None) -> Downscaler:
@@ -81,10 +82,12 @@ def fit_baseline_to(downscaler: Downscaler, lr) -> Downscaler:
     constraint = downscaler.constraint
     if model_info(downscaler.model_name)["trainable"] or constraint not in ("mult", "softmax", "scadd"):
         return downscaler
-    from ..data.normalize import scadd_bounds
-    from .setup import POSITIVE_CONSTRAINTS
+    import dask
 
-    low, high, spread = (float(v) for v in (lr.min(), lr.max(), lr.std()))  # one pass over a lazy input
+    from ..data.normalize import scadd_bounds
+
+    # one pass over a lazy input for all three statistics
+    low, high, spread = (float(v) for v in dask.compute(lr.min(), lr.max(), lr.std()))
     if constraint in POSITIVE_CONSTRAINTS and low < 0:
         raise DataError(f"constraint {constraint!r} needs a non-negative field, but {lr.name!r} reaches {low:.4g}; "
                         "use constraint='add' or 'scadd' (or convert units, e.g. degC -> K)")
@@ -92,13 +95,6 @@ def fit_baseline_to(downscaler: Downscaler, lr) -> Downscaler:
         bounds = scadd_bounds({"min": low, "max": high, "std": spread or 1.0})
         return baseline(downscaler.model_name, downscaler.factor, "scadd", bounds)
     return downscaler
-
-
-def _spacing(values) -> float | None:
-    import numpy as np
-
-    v = np.asarray(values, dtype="float64")
-    return float(np.median(np.abs(np.diff(v)))) if v.ndim == 1 and v.size > 1 else None
 
 
 def check_applicable(downscaler: Downscaler, field, *, allow_other_variable: bool = False) -> None:
@@ -119,10 +115,10 @@ def check_applicable(downscaler: Downscaler, field, *, allow_other_variable: boo
         problems.append(f"units {units!r}, not {trained_units!r}")
     grid = meta.get("grid", {})
     fine = grid.get("fine_spacing")
-    if fine and downscaler.factor and grid.get("y") in field.coords and grid.get("x") in field.coords:
-        have = [_spacing(field[grid["y"]].values), _spacing(field[grid["x"]].values)]
+    have = grid_spacing(field, (grid.get("y"), grid.get("x"))) if fine and downscaler.factor else None
+    if have is not None:
         want = [float(s) * downscaler.factor for s in fine]
-        if all(h is not None for h in have) and any(abs(h - w) > 0.01 * w for h, w in zip(have, want)):
+        if any(abs(h - w) > 0.01 * w for h, w in zip(have, want)):
             problems.append(f"grid spacing {have[0]:.4g} x {have[1]:.4g}, not the {want[0]:.4g} x {want[1]:.4g} "
                             f"of its coarse training input")
     if not problems:

@@ -107,12 +107,13 @@ class TrainingSetup:
         save_checkpoint(self.path, state["best_state_dict"], self.meta, resume=state)
 
 
-def fine_spacing(hr: xr.DataArray, axes) -> list[float] | None:
-    """|step| of the fine grid along (y, x), recorded so a model is not applied to another spacing."""
+def grid_spacing(da: xr.DataArray, dims) -> list[float] | None:
+    """|step| of ``da``'s grid along ``dims`` (None without coordinates): recorded for the fine
+    training grid, and compared with an input's, so a model is not applied to another spacing."""
     steps = []
-    for dim in axes.spatial:
-        v = np.asarray(hr[dim].values, dtype="float64") if dim in hr.coords else np.zeros(0)
-        if v.size < 2:
+    for dim in dims:
+        v = np.asarray(da[dim].values, dtype="float64") if dim in da.coords else np.zeros(0)
+        if v.ndim != 1 or v.size < 2:
             return None
         steps.append(float(np.median(np.abs(np.diff(v)))))
     return steps
@@ -176,7 +177,7 @@ def prepare(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, 
         normalization={"target": stats, "predictors": extra_stats, "covariates": cov_stats},
         grid={"kind": axes.kind, "y": axes.y, "x": axes.x, "time": axes.time,
               "fine_shape": list(pair.hr.shape[-2:]), "pair": "real" if lr is not None else "coarsened",
-              "fine_spacing": fine_spacing(pair.hr, axes)},
+              "fine_spacing": grid_spacing(pair.hr, axes.spatial)},
         training={"config": cfg.to_dict(), "train_times": len(train_t), "val_times": len(val_t)},
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     ).to_meta()
