@@ -7,14 +7,18 @@ from __future__ import annotations
 import os
 
 from .config import TrainConfig
-from .engine.contract import FitRequest
+from .engine.contract import FitRequest, target_names
 from .engine.downscaler import Downscaler
 from .errors import DataError
-from .models import family_of, model_info
+from .models import family_of, list_models, model_info
 
 
-def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, constraint: str = "none",
-        var: str | None = None, predictors: list[str] | None = None, covariates=None,
+def spatial_models() -> list[str]:
+    return [m for m in list_models(trainable=True) if model_info(m)["family"] == "spatial"]
+
+
+def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, constraint="none",
+        var: str | list[str] | None = None, predictors: list[str] | None = None, covariates=None,
         epochs: int | None = None, max_updates: int | None = None, max_minutes: float | None = None,
         batch_size: int = 64, patch_size: int | None = None, learning_rate: float = 1e-3,
         lr_schedule: str = "cosine",
@@ -30,6 +34,14 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
     input is its exact area-weighted coarsening by ``factor``. Or a real pair:
     ``lr=coarse, hr=fine``. ``predictors``: further Dataset variables used as
     inputs; ``covariates``: static fine-grid fields (orography, land-sea mask).
+
+    Several targets in one network (spatial models): ``var=["msl", "tp"]`` on a Dataset, with
+    ``constraint`` one name for all or a dict by target, e.g. ``{"msl": "add", "tp": "softmax"}``.
+    Without ``lr`` the inputs are the targets coarsened (plus ``predictors``); with
+    ``lr=coarse_ds`` every gridded variable of ``lr`` is an input (``predictors=[...]`` narrows
+    the set), and a target's constraint conserves the input of the same name, or a named input
+    (``{"tp": ("softmax", "tp_arpege")}``), or nothing (``"none"``, or ``"soft"`` for a loss term
+    towards it): see :mod:`xdownscale.engine.multi_setup`. ``predict`` then returns a Dataset.
     ``model_kwargs`` go to the model body (e.g. ``width=32, n_blocks=4``).
     Budget: ``max_updates`` optimizer steps and/or ``max_minutes`` (``epochs`` still accepted;
     none given: a fixed number of updates, the same on any archive), see :class:`TrainConfig`.
@@ -41,6 +53,13 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
     if not info["trainable"]:
         raise DataError(f"{model!r} is a baseline with nothing to train: use predict(model={model!r}, factor=...)")
     family = family_of(model)
+    targets = target_names(var)
+    if targets is not None and family.name != "spatial":
+        raise DataError(f"model {model!r} (family {family.name!r}) cannot train several targets yet: var=[...] is "
+                        f"for the spatial models for now ({', '.join(spatial_models())}); train one {model!r} per "
+                        "variable")
+    if targets is None and isinstance(constraint, dict):
+        raise DataError(f"constraint={constraint!r} is by target: give the targets too, var=[...]")
     if nproc != 1 and family.name != "spatial":
         raise DataError(f"nproc={nproc}: data-parallel training is available for the models trained by fit's own "
                         f"loop; {model!r} has its own training (use nproc=1)")
@@ -56,7 +75,8 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
                       lr_schedule=lr_schedule, loss=loss, seed=seed, val_fraction=val_fraction, patience=patience,
                       samples_per_epoch=samples_per_epoch, val_samples=val_samples, soft_weight=soft_weight,
                       num_workers=num_workers, device=device, progress=progress)
-    request = FitRequest(hr=hr, lr=lr, model=model, factor=factor, constraint=constraint, var=var,
+    request = FitRequest(hr=hr, lr=lr, model=model, factor=factor, constraint=constraint,
+                         var=var if targets is None else tuple(targets),
                          predictors=tuple(predictors) if predictors else None, covariates=covariates, cfg=cfg,
                          skip=skip, checkpoint=checkpoint, resume=resume, trim=trim, scadd_lower=scadd_lower,
                          scadd_upper=scadd_upper, nproc=nproc, options=dict(model_kwargs))

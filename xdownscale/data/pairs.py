@@ -42,7 +42,7 @@ def fine_row_weights(hr: xr.DataArray, axes: GridAxes) -> np.ndarray:
     return np.ones(hr.sizes[axes.y])
 
 
-def _with_time(da: xr.DataArray, axes: GridAxes) -> xr.DataArray:
+def with_time(da: xr.DataArray, axes: GridAxes) -> xr.DataArray:
     extra = [d for d in da.dims if d not in axes.spatial and d != axes.time]
     for d in extra:
         if da.sizes[d] != 1:
@@ -72,7 +72,7 @@ def make_pair(hr: xr.DataArray, factor: int | None = None, lr: xr.DataArray | No
         if factor is None:
             raise DataError("give factor=... (or a real coarse field with lr=...)")
         hr = check_divisible(hr, int(factor), axes, trim)
-        hr = _with_time(hr, axes)
+        hr = with_time(hr, axes)
         return Pair(hr, None, int(factor), axes, fine_row_weights(hr, axes))
     lr = _check_field(lr, "lr")
     lax = find_axes(lr)
@@ -97,7 +97,7 @@ def make_pair(hr: xr.DataArray, factor: int | None = None, lr: xr.DataArray | No
         lax = find_axes(lr)
     if (axes.time is None) != (lax.time is None) or (axes.time and hr.sizes[axes.time] != lr.sizes[lax.time]):
         raise DataError("hr and lr must have the same time steps; align them first with xr.align(hr, lr, join='inner')")
-    hr, lr = _with_time(hr, axes), _with_time(lr, lax)
+    hr, lr = with_time(hr, axes), with_time(lr, lax)
     if axes.time and lax.time != axes.time:
         lr = lr.rename({lax.time: axes.time})
     return Pair(hr, lr, f, axes, fine_row_weights(hr, axes))

@@ -211,6 +211,9 @@ def network_cost(runner, in_channels: int, factor: int, owner=None, fixed_channe
         for channel, value in fixed_channels.items():
             x[:, channel] = value
         coarse = np.abs(x[:, 0]) + 1.0
+        outputs = getattr(runner.module, "n_targets", None)
+        if outputs:  # a multi-target network conserves one map per output
+            coarse = np.repeat(coarse[:, None], outputs, axis=1)
         runner(x, coarse, np.ones(side * factor, dtype="float32"), 1)
 
     sizes = (32, 64)

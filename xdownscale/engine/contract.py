@@ -33,8 +33,8 @@ class FitRequest:
     lr: Any = None
     model: str = "cnn"
     factor: int | None = None
-    constraint: str = "none"
-    var: str | None = None
+    constraint: Any = "none"  # a name, or for several targets a dict by target
+    var: str | tuple[str, ...] | None = None  # a tuple: several targets in one model
     predictors: tuple[str, ...] | None = None
     covariates: Any = None
     cfg: TrainConfig = field(default_factory=TrainConfig)
@@ -85,6 +85,16 @@ class PredictRequest:
         return cls(lr=lr, model=model, factor=factor, var=var, covariates=covariates, constraint=constraint,
                    chunks=chunks, halo=halo, batch_size=batch_size, device=device, like=like,
                    allow_other_variable=allow_other_variable, max_memory=max_memory, options=options)
+
+
+def target_names(var) -> list[str] | None:
+    """``var`` as a list of several targets, or None for the single-target path (a name or None)."""
+    if var is None or isinstance(var, str):
+        return None
+    names = [str(v) for v in var]
+    if not names or len(set(names)) != len(names):
+        raise DataError(f"var={list(var)!r}: give distinct target names, e.g. var=['msl', 'tp']")
+    return names
 
 
 class Family(Protocol):

@@ -124,6 +124,58 @@ def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), cov
     """Lazy fine-resolution prediction of a coarse DataArray (see :func:`predict`). ``max_memory``
     (bytes or ``"2GB"``; default from the machine) bounds the tile, the chunk, the batch and the
     chunks computed at once (:mod:`~xdownscale.engine.budget`)."""
+    norm = downscaler.meta.get("normalization", {})
+    stats = [norm.get("target", {"mean": 0.0, "std": 1.0})] + list(norm.get("predictors", []))
+    data, coords, lead = predict_stack(lr, downscaler, extra=list(extra), stats=stats, covariates=covariates,
+                                       chunks=chunks, halo=halo, batch_size=batch_size, device=device,
+                                       max_memory=max_memory)
+    return finish_field(data, lr, downscaler, coords, lead, like=like, constraint=downscaler.constraint)
+
+
+def predict_targets(inputs: list[xr.DataArray], downscaler: Downscaler, *, targets: list[str], sources: list,
+                    attrs: dict, constraints: dict, covariates=None, chunks=None, halo: int | None = None,
+                    batch_size: int = 16, device: str = "auto", like=None, max_memory=None) -> xr.Dataset:
+    """Lazy prediction of a multi-target network: a Dataset with one fine field per target, each with
+    its own CF attributes (``attrs``) and constraint (``constraints``). ``sources``: the input index
+    each target conserves (None: none). ``like``: a fine Dataset (or field) whose coordinates to take."""
+    stats = list(downscaler.meta["normalization"]["inputs"])
+    data, coords, lead = predict_stack(inputs[0], downscaler, extra=inputs[1:], stats=stats, covariates=covariates,
+                                       chunks=chunks, halo=halo, batch_size=batch_size, device=device,
+                                       max_memory=max_memory, sources=sources)
+    out = {}
+    for k, name in enumerate(targets):
+        src = inputs[sources[k]] if sources[k] is not None else inputs[0]
+        template = src.rename(name)
+        template.attrs = dict(attrs.get(name, {}))  # the target's own CF attributes, not its source's
+        out[name] = finish_field(data[k], template, downscaler, coords, lead, constraint=constraints[name],
+                                 like=None if like is None else (like[name] if isinstance(like, xr.Dataset) else like))
+    return xr.Dataset(out)
+
+
+def finish_field(data, lr: xr.DataArray, downscaler: Downscaler, coords: dict, lead: list, *, constraint: str,
+                 like=None) -> xr.DataArray:
+    """The fine DataArray around ``data``: the coarse input's lead coordinates, the fine ones, its
+    dimension order, CF attributes and provenance."""
+    axes = find_axes(lr)
+    out_coords = {d: lr.coords[d] for d in lead if d in lr.coords}
+    out_coords.update(coords)
+    for name, c in lr.coords.items():  # scalar and lead-only coordinates (e.g. a time label)
+        if name not in out_coords and set(c.dims) <= set(lead):
+            out_coords[name] = c
+    out = xr.DataArray(data, dims=lead + list(axes.spatial), coords=out_coords, name=lr.name)
+    out = out.transpose(*[d for d in lr.dims])
+    if like is not None:
+        out = snap_to(out, like, axes)
+    out.attrs = dict(lr.attrs)
+    return add_cf_attrs(out, source=lr, model=downscaler.model_name, factor=downscaler.factor, constraint=constraint,
+                        checkpoint_hash=downscaler.checkpoint_hash)
+
+
+def predict_stack(lr: xr.DataArray, downscaler: Downscaler, *, extra: list, stats: list, covariates=None,
+                  chunks=None, halo: int | None = None, batch_size: int = 16, device: str = "auto",
+                  max_memory=None, sources: list | None = None) -> tuple:
+    """``(lazy fine data, fine coordinates, lead dims)`` of the network on ``lr`` and ``extra``
+    (the input channels, with their normalisation ``stats``), tiled to the memory budget."""
     if not isinstance(lr, xr.DataArray):
         raise DataError(f"expected a DataArray, got {type(lr).__name__}")
     if not np.issubdtype(lr.dtype, np.number):
@@ -134,7 +186,7 @@ def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), cov
     halo = net.receptive_radius if halo is None else int(halo)
     if halo < net.receptive_radius:
         warnings.warn(f"halo={halo} is below the model's receptive radius ({net.receptive_radius} coarse cells): "
-                      "tiles will show seams", stacklevel=3)
+                      "tiles will show seams", stacklevel=4)
     norm = downscaler.meta.get("normalization", {})
     coords = fine_coordinates(lr, f, axes)
     fine_shape = (lr.sizes[axes.y] * f, lr.sizes[axes.x] * f)
@@ -167,26 +219,12 @@ def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), cov
         spec = cap_chunks(stacked.chunks, plan.side, max(plan.steps, 1))
         if spec is not None:
             stacked = stacked.rechunk(spec)
-    stats = [norm.get("target", {"mean": 0.0, "std": 1.0})] + list(norm.get("predictors", []))
     data = tiled_predict(runner, stacked, stats=stats, factor=f, halo=halo,
                          row_weights=fine_weights(coords, axes), covariates=cov, batch_size=plan.batch,
-                         periodic_x=wraps_longitude(lr, axes), gate=ChunkGate(plan.slots))
+                         periodic_x=wraps_longitude(lr, axes), gate=ChunkGate(plan.slots), sources=sources)
     if not planned:  # a Dask input stays lazy: the all-NaN check runs when the result is computed
         data = require_valid(data, lr.data, str(lr.name))
-    out_coords = {d: lr.coords[d] for d in lead if d in lr.coords}
-    out_coords.update(coords)
-    for name, c in lr.coords.items():  # scalar and lead-only coordinates (e.g. a time label)
-        if name not in out_coords and set(c.dims) <= set(lead):
-            out_coords[name] = c
-    out = xr.DataArray(data, dims=lead + list(axes.spatial), coords=out_coords, name=lr.name)
-    out = out.transpose(*[d for d in lr.dims])
-    if like is not None:
-        out = snap_to(out, like, axes)
-    out.attrs = dict(lr.attrs)
-    return add_cf_attrs(out, source=lr, model=downscaler.model_name, factor=f, constraint=downscaler.constraint,
-                        checkpoint_hash=downscaler.checkpoint_hash)
-
-
+    return data, coords, lead
 
 
 def pick(ds: xr.Dataset, name: str | None) -> xr.DataArray:

@@ -103,7 +103,8 @@ class ModelRunner:
     @torch.inference_mode()
     def __call__(self, x: np.ndarray, coarse: np.ndarray, weights: np.ndarray | None, batch_size: int,
                  threads: int | None = None) -> np.ndarray:
-        """x: (N, C, h, w) normalised; coarse: (N, h, w) physical field to conserve;
+        """x: (N, C, h, w) normalised; coarse: (N, h, w) physical field to conserve, or (N, K, h, w)
+        one per output of a multi-target network (then the result is (N, K, H, W));
         weights: (H,) fine row weights or None; threads: torch threads (default :func:`task_threads`
         of the calling thread). Returns (N, H, W)."""
         threads = task_threads() if threads is None else threads
@@ -115,9 +116,11 @@ class ModelRunner:
             xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype="float32")).to(self.device)
             if self.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            cb = torch.from_numpy(np.ascontiguousarray(coarse[i : i + batch_size, None], dtype="float32"))
-            cb = cb.to(self.device)
-            y = self.module(xb, w, cb)[:, 0].float().cpu().numpy()
+            multi = coarse.ndim == 4  # one coarse map per output channel: a multi-target network
+            cb = coarse[i : i + batch_size] if multi else coarse[i : i + batch_size, None]
+            cb = torch.from_numpy(np.ascontiguousarray(cb, dtype="float32")).to(self.device)
+            y = self.module(xb, w, cb).float()
+            y = (y if multi else y[:, 0]).cpu().numpy()
             del xb, cb
             if out is None:
                 out = np.empty((len(x),) + y.shape[1:], dtype="float32")
@@ -205,13 +208,15 @@ def tiled_predict(
     batch_size: int = 16,
     periodic_x: bool = False,
     gate=None,
+    sources: list | None = None,
 ) -> dsa.Array:
     """Predict lazily. ``stacked``: (C, *lead, ny, nx) coarse inputs in physical units (channel 0:
     the variable). ``row_weights``: (ny * factor,) fine row weights or None. ``periodic_x``: the
     last axis closes on itself (global longitude), so halos wrap round instead of repeating the
     edge and no seam appears at the date line. ``gate``: what runs each chunk (``gate.run(fn,
     *args)``; :class:`~xdownscale.engine.budget.ChunkGate` bounds the chunks at once). Returns a dask
-    array (*lead, ny*factor, nx*factor) float32."""
+    array (*lead, ny*factor, nx*factor) float32; with ``sources`` (a multi-target network: the input
+    channel each output conserves, or None) one more leading axis, the K outputs."""
     ny, nx = stacked.shape[-2:]
     stacked = stacked.rechunk({stacked.ndim - 2: _min_chunks(stacked.chunks[-2], halo),
                                stacked.ndim - 1: _min_chunks(stacked.chunks[-1], halo)})
@@ -244,6 +249,8 @@ def tiled_predict(
         if missing.any():
             x = _fill_nearest(x)
         coarse = np.where(missing, mean[0], x[:, 0])
+        if sources is not None:  # each output's own source (filled where missing), zeros without one
+            coarse = np.stack([x[:, k] if k is not None else np.zeros_like(x[:, 0]) for k in sources], axis=1)
         x -= mean[None, :, None, None]
         x /= std[None, :, None, None]
         x = np.nan_to_num(x, nan=0.0, copy=False)
@@ -252,10 +259,13 @@ def tiled_predict(
             x = np.concatenate([x, np.broadcast_to(cov, (n, *cov.shape))], axis=1)
         wts = None if row_weights is None else row_weights.reshape(ny, f)[rows].reshape(-1)
         y = runner(x, coarse, wts, batch_size, threads)
-        y = y[:, top * f : y.shape[1] - bottom * f, left * f : y.shape[2] - right * f]
+        y = y[..., top * f : y.shape[-2] - bottom * f, left * f : y.shape[-1] - right * f]
         miss = missing[:, top : h - bottom, left : w - right]
         if miss.any():
-            y = np.where(miss.repeat(f, axis=1).repeat(f, axis=2), np.nan, y)
+            miss = miss.repeat(f, axis=1).repeat(f, axis=2)
+            y = np.where(miss[:, None] if sources is not None else miss, np.nan, y)
+        if sources is not None:  # (N, K, H, W) -> (K, *lead, H, W)
+            return np.moveaxis(y, 1, 0).reshape(len(sources), *lead, *y.shape[-2:]).astype("float32", copy=False)
         return y.reshape(*lead, y.shape[1], y.shape[2]).astype("float32", copy=False)
 
     out_chunks = stacked.chunks[1:-2] + (tuple(c * f for c in ychunks), tuple(c * f for c in xchunks))
@@ -263,6 +273,10 @@ def tiled_predict(
     depth[stacked.ndim - 2], depth[stacked.ndim - 1] = depth_y, depth_x
     boundary = {i: "none" for i in range(stacked.ndim)}
     boundary[stacked.ndim - 1] = "periodic" if periodic_x else "none"
+    if sources is not None:  # the channel axis (one chunk) becomes the outputs' axis
+        return dsa.map_overlap(run_block, stacked.rechunk({0: -1}), depth=depth, boundary=boundary, trim=False,
+                               chunks=((len(sources),),) + out_chunks, dtype="float32",
+                               meta=np.empty((0,) * stacked.ndim, dtype="float32"))
     return dsa.map_overlap(run_block, stacked, depth=depth, boundary=boundary, trim=False,
                            drop_axis=0, chunks=out_chunks, dtype="float32",
                            meta=np.empty((0,) * (stacked.ndim - 1), dtype="float32"))

@@ -23,6 +23,7 @@ from ..errors import CheckpointError
 RECORD_VERSION = 2
 _IDENTITY = {"mean": 0.0, "std": 1.0}
 NETWORK_KEYS = ("model", "factor", "in_channels", "constraint")
+MULTI_TARGET_SECTION = "multi_target"  # the section of a model with several targets (engine.multi_setup)
 
 
 def _default_normalization() -> dict[str, Any]:

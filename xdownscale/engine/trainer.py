@@ -33,8 +33,17 @@ def masked_loss(pred, target, std, kind: str):
     return (err * mask).sum() / mask.sum().clamp(min=1)
 
 
-def _soft_term(net, coarse, pred, w):
-    return (((block_mean(pred, net.factor, w) - coarse) / net.std) ** 2).mean()
+def soft_channels(net) -> list[int]:
+    """The output channels trained with the soft constraint (a multi-target net lists its own)."""
+    if hasattr(net, "soft_channels"):
+        return list(net.soft_channels)
+    return [0] if net.constraint.name == "soft" else []
+
+
+def _soft_term(net, coarse, pred, w, channels=(0,)):
+    k = list(channels)
+    std = net.std if net.std.dim() == 0 else net.std[:, k]
+    return (((block_mean(pred[:, k], net.factor, w) - coarse[:, k]) / std) ** 2).mean()
 
 
 def cosine_factor(epoch: int, cfg: TrainConfig) -> float:
@@ -258,8 +267,9 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
                 group["lr"] = lr
             pred = model(x, w, c)
             loss = masked_loss(pred, y, net.std, cfg.loss) if loss_fn is None else loss_fn(pred, x, y, w, c)
-            if net.constraint.name == "soft":
-                loss = loss + cfg.soft_weight * _soft_term(net, c, pred, w)
+            soft = soft_channels(net)
+            if soft:
+                loss = loss + cfg.soft_weight * _soft_term(net, c, pred, w, soft)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

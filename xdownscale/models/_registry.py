@@ -6,6 +6,8 @@ from typing import Callable
 
 from ..errors import ModelNotFoundError, suggest
 
+MULTI_TARGET_WRAPPER = "xdownscale.models.multi_target:MultiTargetNet"
+
 _MODELS: dict[str, Callable] = {}
 _INFO: dict[str, dict] = {}
 
@@ -81,5 +83,8 @@ def family_of(name: str):
 
 
 def build_network(network: dict):
-    """Rebuild the wrapped network from a checkpoint's ``network`` configuration."""
+    """Rebuild the wrapped network from a checkpoint's ``network`` configuration (a record with
+    ``targets`` is a multi-target spatial model)."""
+    if network.get("targets"):
+        return resolve_hook(MULTI_TARGET_WRAPPER)(**network)
     return resolve_hook(model_info(network["model"])["wrapper"])(**network)

@@ -7,9 +7,17 @@ import logging
 import numpy as np
 import xarray as xr
 
-from ...engine.contract import FitRequest, NoOptions, PredictRequest, options_from_signature, parse_options
+from ...engine.contract import (
+    FitRequest,
+    NoOptions,
+    PredictRequest,
+    options_from_signature,
+    parse_options,
+    target_names,
+)
 from ...errors import DataError
 from ...models import get_builder
+from .multi import fit_multi, is_multi_target, predict_multi
 
 log = logging.getLogger("xdownscale")
 
@@ -40,6 +48,9 @@ class SpatialFamily:
 
         parse_options(body_options(request.model), request.options, model=request.model)
         model_kwargs = dict(request.options)  # only what the user set goes into the checkpoint
+        targets = target_names(request.var)
+        if targets is not None:
+            return fit_multi(request, targets, model_kwargs)
         cfg = request.cfg
         common = request.setup_kwargs()
         if distributed.launched_by_torchrun():
@@ -69,6 +80,8 @@ class SpatialFamily:
             raise DataError(f"predict() got options {sorted(r.options)} that "
                             f"{getattr(model, 'model_name', model)!r} does not take; see xds.model_info(name) "
                             "for what each model family accepts")
+        if is_multi_target(model):
+            return predict_multi(r, model)
         common = dict(covariates=r.covariates, chunks=r.chunks, halo=r.halo, batch_size=r.batch_size,
                       device=r.device, like=r.like, max_memory=r.max_memory)
         if isinstance(r.lr, xr.Dataset):

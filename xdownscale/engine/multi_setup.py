@@ -1,0 +1,185 @@
+"""Training plumbing for several targets in one network (``fit(var=[...])``).
+
+The twin of :func:`~xdownscale.engine.setup.prepare` for a :class:`~xdownscale.data.multi.MultiPair`:
+which input each target's constraint conserves, the statistics, the network configuration of
+:class:`~xdownscale.models.multi_target.MultiTargetNet` and the record. The result goes through
+the same :func:`~xdownscale.engine.setup.finish`.
+
+Constraint choice, per target (``constraint="add"`` for all, or a dict by target):
+
+* ``"add"`` (any constraint name): conserve the coarse field of the same variable; it must be
+  among the inputs (the default when the target is coarsened from ``hr``);
+* ``("softmax", "tp_arpege")`` or ``"softmax@tp_arpege"``: conserve a named input instead;
+* ``"none"`` (optionally ``"soft"``, a loss term towards the source): no hard conservation, for
+  coarse inputs from another model whose biases should not be imposed.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import model_store
+from ..config import TrainConfig
+from ..data import covariate_stats, default_samples_per_epoch, fit_stats, fold_covariates, scadd_bounds
+from ..data.covariates import as_dataset
+from ..data.multi import MultiPair, MultiPatchDataset, make_multi_pair
+from ..data.normalize import residual_std
+from ..errors import DataError
+from ..nn.constraints import CONSTRAINTS
+from .checkpoint import save_checkpoint
+from .record import MULTI_TARGET_SECTION, ModelRecord
+from .setup import POSITIVE_CONSTRAINTS, cf_attrs, check_constraint_fits, grid_spacing, split_times
+
+SECTION = MULTI_TARGET_SECTION
+
+
+def parse_constraints(constraint, targets: list[str]) -> dict[str, tuple[str, str | None]]:
+    """``{target: (constraint, named source input or None)}`` from a name for all targets, a dict
+    by target (values ``"add"``, ``("add", "input")`` or ``"add@input"``), or the CLI's
+    ``"msl=add,tp=softmax@tp_arpege"``. Targets not named get ``"none"``."""
+    if isinstance(constraint, str) and "=" in constraint:
+        constraint = dict(item.split("=", 1) for item in constraint.split(",") if item.strip())
+    if constraint is None or isinstance(constraint, str):
+        constraint = {t: constraint or "none" for t in targets}
+    if not isinstance(constraint, dict):
+        raise DataError(f"constraint={constraint!r}: give a name ('add') or a dict by target, e.g. "
+                        "{'msl': 'add', 'tp': 'softmax'}")
+    out: dict[str, tuple[str, str | None]] = {t: ("none", None) for t in targets}
+    for key, value in constraint.items():
+        key = str(key).strip()
+        if key not in targets:
+            raise DataError(f"constraint given for {key!r}, which is not a target {targets}: name one of them "
+                            "(or add it to var=)")
+        if isinstance(value, str):
+            kind, _, source = value.strip().partition("@")
+            value = (kind, source or None)
+        kind, source = (tuple(value) + (None,))[:2]
+        if kind not in CONSTRAINTS:
+            raise DataError(f"constraint {kind!r} for {key!r} is unknown: choose one of {', '.join(CONSTRAINTS)}")
+        out[key] = (str(kind), None if source is None else str(source))
+    return out
+
+
+def resolve_sources(choice: dict, targets: list[str], inputs: list[str]) -> list[int | None]:
+    """The input index each target interpolates and conserves (see the module docstring)."""
+    sources: list[int | None] = []
+    for t in targets:
+        kind, named = choice[t]
+        if named is not None and named not in inputs:
+            raise DataError(f"the constraint for {t!r} names input {named!r}, which is not among the inputs "
+                            f"{inputs}: add it to predictors= or name another")
+        name = named if named is not None else (t if t in inputs else None)
+        if name is None and kind != "none":
+            raise DataError(f"constraint {kind!r} for {t!r} needs a coarse field to conserve, and {t!r} is not among "
+                            f"the inputs {inputs}: add it to predictors=, name an input "
+                            f"(constraint={{{t!r}: ({kind!r}, 'input')}}) or use 'none'")
+        sources.append(None if name is None else inputs.index(name))
+    return sources
+
+
+def _sample(da, tdim, sample_t) -> np.ndarray:
+    values = np.asarray((da.isel({tdim: sample_t}) if tdim else da).values, dtype="float64")
+    return values.reshape(-1, *values.shape[-2:])
+
+
+@dataclass
+class MultiSetup:
+    """What :func:`prepare_multi` describes before the network is trained (``finish`` reads
+    ``meta``, ``path``, ``model`` and ``network``)."""
+
+    cfg: TrainConfig
+    model: str
+    pair: MultiPair
+    sources: list
+    input_stats: list
+    train_t: np.ndarray
+    val_t: np.ndarray
+    covariates: np.ndarray | None
+    network: dict
+    meta: dict
+    path: Path
+    resume_state: dict | None = None
+
+    @property
+    def factor(self) -> int:
+        return self.pair.factor
+
+    def datasets(self) -> tuple[MultiPatchDataset, MultiPatchDataset]:
+        cfg = self.cfg
+        patch = min(cfg.patch_size, *self.pair.hr.shape[-2:])
+        n_train = cfg.samples_per_epoch or default_samples_per_epoch(len(self.train_t), self.pair.hr.shape[-2:], patch,
+                                                                     cfg.batch_size)
+        n_val = cfg.val_samples or max(cfg.batch_size, n_train // 4)
+        self.meta["training"].update(samples_per_epoch=n_train, val_samples=n_val)
+        common = dict(patch_size=cfg.patch_size, covariates=self.covariates)
+        return (MultiPatchDataset(self.pair, self.input_stats, self.sources, self.train_t, n_samples=n_train,
+                                  seed=cfg.seed, **common),
+                MultiPatchDataset(self.pair, self.input_stats, self.sources, self.val_t, n_samples=n_val,
+                                  seed=cfg.seed + 1, fixed=True, **common))
+
+    def save_epoch(self, state: dict) -> None:
+        self.meta["training"].update(history=state["history"], best_epoch=state["best_epoch"],
+                                     best_val_loss=state["best_val_loss"])
+        save_checkpoint(self.path, state["best_state_dict"], self.meta, resume=state)
+
+
+def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor: int | None = None,
+                  constraint=None, predictors: list[str] | None = None, covariates=None, cfg: TrainConfig,
+                  skip: str | None = "bicubic", checkpoint=None, trim: bool = False,
+                  model_kwargs: dict | None = None) -> MultiSetup:
+    """Pair, split, normalise and describe a multi-target training run."""
+    choice = parse_constraints(constraint, targets)
+    pair = make_multi_pair(hr, targets, lr=lr, predictors=predictors, factor=factor, trim=trim)
+    sources = resolve_sources(choice, targets, pair.input_names)
+    f, axes, tdim = pair.factor, pair.axes, pair.axes.time
+    train_t, val_t = split_times(pair.n_times, cfg.val_fraction)
+
+    def stats_of(da):
+        return fit_stats(da.isel({tdim: train_t}) if tdim else da, tdim)
+
+    target_stats = [stats_of(da) for da in pair.targets]
+    input_stats = [stats_of(da) for da in pair.inputs]
+    sample_t = train_t[np.linspace(0, len(train_t) - 1, min(8, len(train_t))).round().astype(int)]
+    specs = []
+    for k, t in enumerate(targets):
+        kind, s = choice[t][0], sources[k]
+        check_constraint_fits(kind, target_stats[k], t)
+        if kind in POSITIVE_CONSTRAINTS and s is not None:
+            check_constraint_fits(kind, input_stats[s], pair.input_names[s])
+        scale = None
+        if s is not None:
+            scale = residual_std(_sample(pair.targets[k], tdim, sample_t), f, pair.row_weights, skip,
+                                 coarse=_sample(pair.inputs[s], tdim, sample_t))
+        specs.append({"name": t, "constraint": kind, "source": s, "mean": target_stats[k]["mean"],
+                      "std": target_stats[k]["std"], "residual_scale": scale,
+                      "constraint_kwargs": scadd_bounds(target_stats[k]) if kind == "scadd" else None})
+    cov_ds = as_dataset(covariates)
+    cov_stats = covariate_stats(cov_ds) if cov_ds is not None else {}
+    cov = fold_covariates(cov_ds, cov_stats, pair.hr.shape[-2:], f)
+    in_channels = len(pair.inputs) + (0 if cov is None else cov.shape[0])
+    summary = ",".join(f"{t}={choice[t][0]}" for t in targets)
+    network = {"model": model, "factor": f, "in_channels": in_channels, "constraint": summary, "skip": skip,
+               "targets": specs, "inputs": [{"name": n, "mean": s["mean"], "std": s["std"]}
+                                            for n, s in zip(pair.input_names, input_stats)],
+               **(model_kwargs or {})}
+    variable = "+".join(targets)
+    meta = ModelRecord(
+        network=network, variable=variable, attrs=cf_attrs(pair.targets[0]), predictors=list(pair.input_names),
+        covariates=list(cov_stats),
+        normalization={"target": target_stats[0], "targets": target_stats, "predictors": [], "inputs": input_stats,
+                       "covariates": cov_stats},
+        grid={"kind": axes.kind, "y": axes.y, "x": axes.x, "time": axes.time, "fine_shape": list(pair.hr.shape[-2:]),
+              "pair": "real" if pair.real else "coarsened", "fine_spacing": grid_spacing(pair.hr, axes.spatial)},
+        training={"config": cfg.to_dict(), "train_times": len(train_t), "val_times": len(val_t)},
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        sections={SECTION: {"targets": list(targets), "inputs": list(pair.input_names),
+                            "attrs": {t: cf_attrs(da) for t, da in zip(targets, pair.targets)},
+                            "constraints": {t: choice[t][0] for t in targets},
+                            "sources": {t: None if s is None else pair.input_names[s] for t, s in zip(targets, sources)}}},
+    ).to_meta()
+    path = Path(checkpoint) if checkpoint else model_store.default_path(variable, model, f)
+    return MultiSetup(cfg=cfg, model=model, pair=pair, sources=sources, input_stats=input_stats, train_t=train_t,
+                      val_t=val_t, covariates=cov, network=network, meta=meta, path=path)

@@ -1,0 +1,105 @@
+"""Several targets in one spatial network: ``fit(var=["msl", "tp"])`` and its prediction.
+
+One body with an output channel per target (:class:`~xdownscale.models.multi_target.MultiTargetNet`),
+inputs that may differ from the targets (``lr=coarse_ds``, ``predictors=``), one constraint per
+target (:mod:`xdownscale.engine.multi_setup`). ``predict`` takes a Dataset holding every input and
+returns a Dataset holding every target.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import xarray as xr
+
+from ...engine.contract import FitRequest, PredictRequest
+from ...engine.record import MULTI_TARGET_SECTION as SECTION
+from ...errors import DataError
+
+log = logging.getLogger("xdownscale")
+
+
+def is_multi_target(downscaler) -> bool:
+    return SECTION in getattr(downscaler, "meta", {})
+
+
+def fit_multi(request: FitRequest, targets: list[str], model_kwargs: dict):
+    import torch
+
+    from ...engine.device import resolve_device
+    from ...engine.multi_setup import prepare_multi
+    from ...engine.setup import finish
+    from ...engine.trainer import train
+    from ...models import build_network
+
+    if request.nproc != 1 or request.resume is not None:
+        raise DataError("several targets (var=[...]) train in one process and from scratch for now: drop nproc= and "
+                        "resume=")
+    cfg = request.cfg
+    setup = prepare_multi(request.hr, targets=targets, lr=request.lr, model=request.model, factor=request.factor,
+                          constraint=request.constraint,
+                          predictors=list(request.predictors) if request.predictors else None,
+                          covariates=request.covariates, cfg=cfg, skip=request.skip, checkpoint=request.checkpoint,
+                          trim=request.trim, model_kwargs=model_kwargs)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    net = build_network(setup.network)
+    train_ds, val_ds = setup.datasets()
+    log.info("training %s x%d for %s from %s on %d+%d time steps", request.model, setup.factor, targets,
+             setup.pair.input_names, len(setup.train_t), len(setup.val_t))
+    result = train(net, train_ds, val_ds, cfg, resolve_device(cfg.device), on_epoch_end=setup.save_epoch)
+    return finish(setup, net, result)  # type: ignore[arg-type]  # MultiSetup has what finish reads
+
+
+def check_spacing(downscaler, field: xr.DataArray, allow: bool) -> None:
+    """Refuse inputs on another spacing than the coarse training inputs (x factor of the fine grid)."""
+    import warnings
+
+    from ...engine.setup import grid_spacing
+
+    grid = downscaler.meta.get("grid", {})
+    fine = grid.get("fine_spacing")
+    have = grid_spacing(field, (grid.get("y"), grid.get("x"))) if fine else None
+    if have is None:
+        return
+    want = [float(s) * downscaler.factor for s in fine]
+    if all(abs(h - w) <= 0.01 * w for h, w in zip(have, want)):
+        return
+    msg = (f"input {field.name!r} has grid spacing {have[0]:.4g} x {have[1]:.4g}, not the {want[0]:.4g} x "
+           f"{want[1]:.4g} of the model's coarse training inputs")
+    if not allow:
+        raise DataError(msg + ": regrid it first, or pass allow_other_variable=True if this is intended")
+    warnings.warn(msg, stacklevel=4)
+
+
+def predict_multi(request: PredictRequest, downscaler) -> xr.Dataset:
+    """Every target of a multi-target model, downscaled from the inputs in ``request.lr``."""
+    from ...engine.field_predict import predict_targets
+
+    info = downscaler.meta[SECTION]
+    targets, names = list(info["targets"]), list(info["inputs"])
+    if not isinstance(request.lr, xr.Dataset):
+        raise DataError(f"this model predicts {targets} from the inputs {names}: pass a Dataset that holds them "
+                        "(coarse_ds.downscale.predict(model=m))")
+    if request.constraint is not None and request.constraint != downscaler.constraint:
+        raise DataError(f"the model was trained with constraints {downscaler.constraint!r}; they cannot be changed "
+                        "at prediction time (train another model)")
+    missing = [n for n in names if n not in request.lr.data_vars]
+    if missing:
+        raise DataError(f"input {missing[0]!r} that the model was trained on is not in the Dataset (it holds "
+                        f"{list(map(str, request.lr.data_vars))}): pass every input {names}")
+    ref = request.lr[names[0]]
+    inputs = [request.lr[n].transpose(*ref.dims) if set(request.lr[n].dims) == set(ref.dims) else request.lr[n]
+              for n in names]
+    for da in inputs:
+        if da.dims != ref.dims or da.shape != ref.shape:
+            raise DataError(f"input {da.name!r} has dims {dict(da.sizes)}, not those of {ref.name!r} "
+                            f"{dict(ref.sizes)}: put every input on one coarse grid (xds.regrid)")
+        check_spacing(downscaler, da, request.allow_other_variable)
+    sources = [None if info["sources"][t] is None else names.index(info["sources"][t]) for t in targets]
+    out = predict_targets(inputs, downscaler, targets=targets, sources=sources, attrs=info.get("attrs", {}),
+                          constraints=info["constraints"], covariates=request.covariates, chunks=request.chunks,
+                          halo=request.halo, batch_size=request.batch_size, device=request.device, like=request.like,
+                          max_memory=request.max_memory)
+    out.attrs = dict(request.lr.attrs)
+    return out
