@@ -72,8 +72,9 @@ def check_same_times(hr_field: xr.DataArray, field: xr.DataArray, name: str) -> 
     a = hr_field[th].values if th in hr_field.coords else np.arange(hr_field.sizes[th])
     b = field[tl].values if tl in field.coords else np.arange(field.sizes[tl])
     if a.shape != b.shape or not np.array_equal(a, b):
-        raise DataError(f"input {name!r} has {b.size} time steps that do not match the targets' {a.size}: align "
-                        "them first, e.g. hr, lr = xr.align(hr, lr, join='inner')")
+        first = f", first {b[0]} vs {a[0]}" if a.size and b.size else ""
+        raise DataError(f"input {name!r} has time steps that do not match the targets' ({b.size} vs {a.size}{first}): "
+                        "align them first, e.g. hr, lr = xr.align(hr, lr, join='inner')")
 
 
 def like_grid(da: xr.DataArray, ref: xr.DataArray, axes: GridAxes) -> xr.DataArray:
@@ -109,6 +110,7 @@ def make_multi_pair(hr, targets: list[str], *, lr=None, predictors: list[str] | 
     for p in names:
         if lr is not None:
             coarse = first.lr if p == names[0] else make_pair(fields[0], f, lr[p], trim=trim).lr
+            assert coarse is not None  # a pair made with lr= holds it
         else:
             da = require(hr, p, "predictor", "hr", "pass predictors= names of hr variables (or give lr=)")
             if all(da.sizes[d] == ref.sizes[d] for d in axes.spatial) or p in targets:

@@ -34,7 +34,7 @@ class FitRequest:
     model: str = "cnn"
     factor: int | None = None
     constraint: Any = "none"  # a name, or for several targets a dict by target
-    var: str | tuple[str, ...] | None = None  # a tuple: several targets in one model
+    var: Any = None  # a name, or a tuple of names: several targets in one model
     predictors: tuple[str, ...] | None = None
     covariates: Any = None
     cfg: TrainConfig = field(default_factory=TrainConfig)
@@ -87,7 +87,7 @@ class PredictRequest:
                    allow_other_variable=allow_other_variable, max_memory=max_memory, options=options)
 
 
-def target_names(var) -> list[str] | None:
+def target_names(var: Any) -> list[str] | None:
     """``var`` as a list of several targets, or None for the single-target path (a name or None)."""
     if var is None or isinstance(var, str):
         return None

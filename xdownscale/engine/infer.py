@@ -117,10 +117,10 @@ class ModelRunner:
             if self.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             multi = coarse.ndim == 4  # one coarse map per output channel: a multi-target network
-            cb = coarse[i : i + batch_size] if multi else coarse[i : i + batch_size, None]
-            cb = torch.from_numpy(np.ascontiguousarray(cb, dtype="float32")).to(self.device)
-            y = self.module(xb, w, cb).float()
-            y = (y if multi else y[:, 0]).cpu().numpy()
+            part = coarse[i : i + batch_size] if multi else coarse[i : i + batch_size, None]
+            cb = torch.from_numpy(np.ascontiguousarray(part, dtype="float32")).to(self.device)
+            pred = self.module(xb, w, cb).float()
+            y = (pred if multi else pred[:, 0]).cpu().numpy()
             del xb, cb
             if out is None:
                 out = np.empty((len(x),) + y.shape[1:], dtype="float32")

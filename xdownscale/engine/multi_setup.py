@@ -109,16 +109,16 @@ class MultiSetup:
 
     def datasets(self) -> tuple[MultiPatchDataset, MultiPatchDataset]:
         cfg = self.cfg
-        patch = min(cfg.patch_size, *self.pair.hr.shape[-2:])
-        n_train = cfg.samples_per_epoch or default_samples_per_epoch(len(self.train_t), self.pair.hr.shape[-2:], patch,
-                                                                     cfg.batch_size)
+        ny, nx = self.pair.hr.shape[-2:]
+        n_train = cfg.samples_per_epoch or default_samples_per_epoch(len(self.train_t), (ny, nx),
+                                                                     min(cfg.patch_size, ny, nx), cfg.batch_size)
         n_val = cfg.val_samples or max(cfg.batch_size, n_train // 4)
         self.meta["training"].update(samples_per_epoch=n_train, val_samples=n_val)
-        common = dict(patch_size=cfg.patch_size, covariates=self.covariates)
         return (MultiPatchDataset(self.pair, self.input_stats, self.sources, self.train_t, n_samples=n_train,
-                                  seed=cfg.seed, **common),
+                                  seed=cfg.seed, patch_size=cfg.patch_size, covariates=self.covariates),
                 MultiPatchDataset(self.pair, self.input_stats, self.sources, self.val_t, n_samples=n_val,
-                                  seed=cfg.seed + 1, fixed=True, **common))
+                                  seed=cfg.seed + 1, fixed=True, patch_size=cfg.patch_size,
+                                  covariates=self.covariates))
 
     def save_epoch(self, state: dict) -> None:
         self.meta["training"].update(history=state["history"], best_epoch=state["best_epoch"],
@@ -158,7 +158,8 @@ def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor
                       "constraint_kwargs": scadd_bounds(target_stats[k]) if kind == "scadd" else None})
     cov_ds = as_dataset(covariates)
     cov_stats = covariate_stats(cov_ds) if cov_ds is not None else {}
-    cov = fold_covariates(cov_ds, cov_stats, pair.hr.shape[-2:], f)
+    ny, nx = pair.hr.shape[-2:]
+    cov = fold_covariates(cov_ds, cov_stats, (ny, nx), f)
     in_channels = len(pair.inputs) + (0 if cov is None else cov.shape[0])
     summary = ",".join(f"{t}={choice[t][0]}" for t in targets)
     network = {"model": model, "factor": f, "in_channels": in_channels, "constraint": summary, "skip": skip,
@@ -178,7 +179,8 @@ def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor
         sections={SECTION: {"targets": list(targets), "inputs": list(pair.input_names),
                             "attrs": {t: cf_attrs(da) for t, da in zip(targets, pair.targets)},
                             "constraints": {t: choice[t][0] for t in targets},
-                            "sources": {t: None if s is None else pair.input_names[s] for t, s in zip(targets, sources)}}},
+                            "sources": {t: None if s is None else pair.input_names[s]
+                                        for t, s in zip(targets, sources)}}},
     ).to_meta()
     path = Path(checkpoint) if checkpoint else model_store.default_path(variable, model, f)
     return MultiSetup(cfg=cfg, model=model, pair=pair, sources=sources, input_stats=input_stats, train_t=train_t,

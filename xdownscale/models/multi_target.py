@@ -9,12 +9,13 @@ a target without a source is learnt from the mean (its constraint is then ``none
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
 
 from ..nn.blocks import INTERP_RADIUS, interpolate
-from ..nn.constraints import make_constraint
+from ..nn.constraints import Constraint, make_constraint
 from ._registry import create_model
 
 
@@ -23,6 +24,12 @@ class MultiTargetNet(nn.Module):
     channel index or None), ``mean``, ``std``, ``residual_scale``, ``constraint_kwargs``);
     ``inputs``: one dict per field input channel (``name``, ``mean``, ``std``); further input
     channels (covariates) follow them. ``constraint`` is only the summary the record shows."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    residual_scale: torch.Tensor
+    in_mean: torch.Tensor
+    in_std: torch.Tensor
 
     def __init__(self, model: str, factor: int, in_channels: int, targets: list, inputs: list,
                  constraint: str = "none", skip: str | None = "bicubic", **body_config):
@@ -67,7 +74,8 @@ class MultiTargetNet(nn.Module):
         coarse = self.source_fields(x) if coarse is None else coarse.to(x.dtype)
         residual = self.body(x)
         outs = []
-        for k, (s, layer) in enumerate(zip(self.sources, self.constraints)):
+        for k, s in enumerate(self.sources):
+            layer = cast(Constraint, self.constraints[k])
             base = None
             if self.skip is not None and s is not None:
                 base = interpolate(x[:, s : s + 1], self.factor, self.skip) * self.in_std[:, s : s + 1] \

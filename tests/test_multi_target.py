@@ -1,0 +1,140 @@
+"""Several targets in one network, from inputs that need not be the targets (issue #15).
+
+Pinned public API:
+    hr_ds.downscale.fit(var=["t2m", "tp"], factor=4, constraint={"t2m": "add", "tp": "softmax"})
+    xds.fit(lr=coarse_ds, hr=fine_ds, var=[...], predictors=[...], constraint={"tp": ("softmax", "tp_src")})
+    xds.predict(coarse_ds, model=m) -> xr.Dataset of every target
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import xdownscale as xds
+from xdownscale.errors import DataError
+from xdownscale.testing import assert_conserves, synthetic_field
+
+F = 4
+TRAIN = dict(epochs=1, batch_size=2, patch_size=16, samples_per_epoch=4, val_samples=2, progress=False, seed=0,
+             width=8, n_blocks=1)
+
+
+@pytest.fixture(autouse=True)
+def _own_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDOWNSCALE_HOME", str(tmp_path / "store"))
+
+
+@pytest.fixture(scope="module")
+def fine():
+    return xr.Dataset({"t2m": synthetic_field("t2m", times=6, ny=16, nx=16, seed=1),
+                       "tp": synthetic_field("tp", times=6, ny=16, nx=16, seed=2)})
+
+
+@pytest.fixture(scope="module")
+def coarse(fine):
+    """A real coarse source: the targets' coarsening, a biased precipitation of "another model"
+    and an unrelated predictor."""
+    lr = fine.downscale.coarsen(F)
+    lr["tp_src"] = (lr["tp"] * 1.3 + 0.01).assign_attrs(lr["tp"].attrs)
+    lr["q"] = lr["t2m"] * 0 + np.random.default_rng(0).random(lr["t2m"].shape).astype("float32")
+    return lr.drop_vars([v for v in lr.data_vars if v.endswith("_bnds")])
+
+
+def test_joint_fit_conserves_each_target_and_round_trips(fine, tmp_path):
+    m = fine.downscale.fit(model="cnn", factor=F, var=["t2m", "tp"], constraint={"t2m": "add", "tp": "softmax"},
+                           checkpoint=tmp_path / "m.pt", **TRAIN)
+    loaded = xds.load(tmp_path / "m.pt")
+    lr = fine.downscale.coarsen(F)
+    sr = xds.predict(lr, model=loaded)
+    assert isinstance(sr, xr.Dataset) and sorted(sr.data_vars) == ["t2m", "tp"]
+    for v in ("t2m", "tp"):  # each target is conserved against its own coarse field
+        assert assert_conserves(sr[v], lr[v], F) < 1e-5
+        assert sr[v].attrs["units"] == fine[v].attrs["units"]  # its own CF metadata, not the first target's
+    assert float(sr["tp"].min()) >= 0  # softmax on tp only
+    assert "constraint=softmax" in sr["tp"].attrs["history"] and "constraint=add" in sr["t2m"].attrs["history"]
+    assert sr["t2m"].shape == fine["t2m"].shape
+    np.testing.assert_allclose(sr["t2m"].values, xds.predict(lr, model=m)["t2m"].values, rtol=1e-6)
+
+
+def test_outputs_are_wired_to_their_own_source_and_statistics(fine, tmp_path):
+    """With the body's output zeroed, each target is its source's bicubic interpolation through its
+    own constraint: catches a target read through another input or de-normalised with wrong statistics."""
+    m = fine.downscale.fit(model="cnn", factor=F, var=["tp", "t2m"], constraint="add", **TRAIN)
+    with torch.no_grad():
+        for p in m.module.body.parameters():
+            p.zero_()
+    lr = fine.downscale.coarsen(F)
+    sr = xds.predict(lr, model=m)
+    for v in ("t2m", "tp"):
+        ref = xds.predict(lr[v], model="bicubic", factor=F, constraint="add")
+        np.testing.assert_allclose(sr[v].values, ref.values, rtol=1e-5, atol=1e-5 * float(abs(ref).max()))
+
+
+def test_real_pair_inputs_differ_from_targets(fine, coarse, tmp_path):
+    m = xds.fit(lr=coarse, hr=fine, var=["t2m", "tp"], model="espcn",
+                constraint={"t2m": "add", "tp": ("softmax", "tp_src")}, **TRAIN)
+    assert m.meta["predictors"] == ["t2m", "tp", "tp_src", "q"]  # every gridded variable of lr by default
+    assert m.module.body is not None and m.config["in_channels"] == 4
+    sr = xds.predict(coarse, model=m)
+    assert sorted(sr.data_vars) == ["t2m", "tp"]
+    assert_conserves(sr["t2m"], coarse["t2m"], F)
+    assert_conserves(sr["tp"], coarse["tp_src"], F)  # conserves the named input, not the same-named one
+    with pytest.raises(AssertionError):
+        assert_conserves(sr["tp"], coarse["tp"], F)
+
+
+def test_predictors_narrow_the_inputs_and_none_needs_no_source(fine, coarse):
+    m = xds.fit(lr=coarse, hr=fine, var=["t2m", "tp"], predictors=["t2m", "q"],
+                constraint={"t2m": "add", "tp": "none"}, **TRAIN)
+    assert m.meta["predictors"] == ["t2m", "q"] and m.config["in_channels"] == 2
+    sr = xds.predict(coarse[["q", "t2m"]], model=m)  # only the inputs are needed, in any order
+    assert_conserves(sr["t2m"], coarse["t2m"], F)
+    assert np.isfinite(sr["tp"].values).all()
+    with pytest.raises(DataError, match="input 'q' that the model was trained on is not in the Dataset"):
+        xds.predict(coarse[["t2m"]], model=m)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(var=["t2m", "rain"]), r"target 'rain' is not in hr.*pass var="),
+    (dict(var=["t2m", "tp"], predictors=["t2m", "humidity"]), r"predictor 'humidity' is not in lr.*predictors="),
+    (dict(var=["t2m", "tp"], constraint={"t2m": "add", "msl": "add"}), r"constraint given for 'msl', which is not a "
+                                                                         r"target"),
+    (dict(var=["t2m", "tp"], predictors=["t2m", "q"], constraint={"tp": "add"}), r"constraint 'add' for 'tp' needs a "
+                                                                                  r"coarse field.*'none'"),
+    (dict(var=["t2m", "tp"], constraint={"tp": ("add", "tp_model")}), r"names input 'tp_model', which is not among"),
+])
+def test_bad_input_gets_one_line_naming_the_variable(fine, coarse, kwargs, message):
+    with pytest.raises(DataError, match=message):
+        xds.fit(lr=coarse, hr=fine, **kwargs, **TRAIN)
+
+
+def test_softmax_on_a_negative_target_is_refused(fine):
+    celsius = fine.assign(t2m=fine["t2m"] - 273.15)
+    with pytest.raises(DataError, match=r"'softmax' needs a non-negative field, but 't2m' reaches"):
+        celsius.downscale.fit(factor=F, var=["t2m", "tp"], constraint={"t2m": "softmax"}, **TRAIN)
+
+
+def test_inputs_with_other_time_steps_are_refused(fine, coarse):
+    shifted = coarse.assign_coords(time=coarse["time"] + np.timedelta64(1, "h"))
+    with pytest.raises(DataError, match=r"input 't2m' has time steps that do not match the targets' \(6 vs 6, first "
+                                        r"2020-01-01T01.*xr.align"):
+        xds.fit(lr=shifted, hr=fine, var=["t2m", "tp"], **TRAIN)
+    with pytest.raises(DataError, match=r"input 't2m' has time steps that do not match the targets' \(5 vs 6"):
+        xds.fit(lr=coarse.isel(time=slice(1, None)), hr=fine, var=["t2m", "tp"], **TRAIN)
+
+
+@pytest.mark.parametrize("model", ["convgru", "gan", "diffusion", "liif", "rnngan", "flowconvgru"])
+def test_other_families_refuse_several_targets_in_one_line(fine, model):
+    with pytest.raises(DataError, match=rf"model '{model}' \(family '\w+'\) cannot train several targets yet.*spatial"):
+        xds.fit(fine, model=model, factor=F, var=["t2m", "tp"])
+
+
+def test_single_target_calls_are_unchanged(fine):
+    """A name (not a list) stays on the single-target path: a DataArray comes back."""
+    m = fine.downscale.fit(model="cnn", factor=F, var="t2m", constraint="add", **TRAIN)
+    sr = xds.predict(fine.downscale.coarsen(F), model=m, var="t2m")
+    assert list(sr.data_vars) == ["t2m"] and "multi_target" not in m.meta
+    with pytest.raises(DataError, match="by target: give the targets too"):
+        fine.downscale.fit(factor=F, var="t2m", constraint={"t2m": "add"}, **TRAIN)
