@@ -138,3 +138,23 @@ def test_single_target_calls_are_unchanged(fine):
     assert list(sr.data_vars) == ["t2m"] and "multi_target" not in m.meta
     with pytest.raises(DataError, match="by target: give the targets too"):
         fine.downscale.fit(factor=F, var="t2m", constraint={"t2m": "add"}, **TRAIN)
+
+
+def test_cli_fits_several_targets_and_writes_every_one(fine, coarse, tmp_path):
+    from xdownscale.cli import main
+
+    fine.to_netcdf(tmp_path / "fine.nc")
+    coarse.to_netcdf(tmp_path / "coarse.nc")
+    small = ["--epochs", "1", "--batch-size", "2", "--patch-size", "16", "--samples-per-epoch", "4", "--width", "8",
+             "--n-blocks", "1", "-q"]
+    assert main(["fit", str(tmp_path / "fine.nc"), "--lr-data", str(tmp_path / "coarse.nc"), "--var", "t2m,tp",
+                 "--predictors", "t2m,tp,q", "--constraint", "t2m=add,tp=softmax", "--out", str(tmp_path / "m.pt"),
+                 *small]) == 0
+    m = xds.load(tmp_path / "m.pt")
+    assert m.meta["predictors"] == ["t2m", "tp", "q"] and m.constraint == "t2m=add,tp=softmax"
+    assert main(["predict", str(tmp_path / "coarse.nc"), "--model", str(tmp_path / "m.pt"),
+                 "--out", str(tmp_path / "sr.nc"), "-q"]) == 0
+    with xr.open_dataset(tmp_path / "sr.nc") as sr:
+        assert {"t2m", "tp"} <= set(sr.data_vars)
+        assert_conserves(sr["t2m"], coarse["t2m"], F)
+        assert_conserves(sr["tp"], coarse["tp"], F)

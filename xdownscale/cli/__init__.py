@@ -97,11 +97,16 @@ run '{PROG} COMMAND --help' for the options of each command.""")
   {PROG} fit fine.nc --lr-data coarse.nc --var tp --model cnn --constraint softmax --out tp.pt
   {PROG} fit era5_tcwv.zarr --var tcwv --model cnn --factor 4 --nproc 4 --batch-size 64 --out tcwv_x4.pt""")
     p.add_argument("data", metavar="DATA", help="high-resolution training file (.nc, .zarr, .grib)")
-    p.add_argument("--var", help="variable to downscale (default: the file's only variable)")
+    p.add_argument("--var", help="variable to downscale (default: the file's only variable); several, comma "
+                                 "separated (--var msl,tp), train one network for all of them")
+    p.add_argument("--predictors", metavar="NAMES",
+                   help="input variables, comma separated (default with several --var: every gridded variable of "
+                        "--lr-data, or the targets coarsened)")
     p.add_argument("--model", default="cnn", help="trainable model (see: xdownscale models)")
     p.add_argument("--factor", type=int, metavar="N", help="downscaling factor (required unless --lr-data)")
     p.add_argument("--constraint", default="none",
-                   help="output constraint: none, soft, add, mult, softmax (non-negative fields), scadd")
+                   help="output constraint: none, soft, add, mult, softmax (non-negative fields), scadd; per target "
+                        "with several --var: msl=add,tp=softmax (tp=softmax@tp_arpege conserves a named input)")
     p.add_argument("--epochs", type=int, metavar="N",
                    help="training epochs (default: a budget of optimizer updates, the same on any archive; "
                         "ensembles and diffusion: 20 epochs)")

@@ -42,6 +42,16 @@ def parse_options(items) -> dict:
     return out
 
 
+def names_list(text: str | None) -> list[str] | None:
+    """``"msl,tp"`` as ``["msl", "tp"]`` (None stays None)."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise CLIError(f"give variable names separated by commas (e.g. msl,tp), got {text!r}")
+    return names
+
+
 def _factor(value):
     """An integer factor stays an int (fixed-factor models); 2.5 stays a float (arbitrary-scale models)."""
     if value is None:
@@ -62,23 +72,35 @@ def cmd_fit(args) -> int:
     if out.suffix.lower() not in (".pt", ".pth"):
         raise CLIError(f"name the checkpoint '*.pt' (got {str(out)!r}) so that predict --model recognises it")
     ds = open_data(args.data, role="training")
-    hr = pick_variable(ds, args.var, path=args.data)
-    check_not_all_nan(hr, args.data)
-    lr = None
-    if args.lr_data is not None:
-        lr = pick_variable(open_data(args.lr_data, role="coarse (--lr-data)"), str(hr.name), path=args.lr_data,
-                           role="coarse")
-        check_not_all_nan(lr, args.lr_data)
+    targets = names_list(args.var)
+    predictors = names_list(args.predictors)
+    if targets is not None and len(targets) > 1:  # several targets: the Datasets go whole to fit
+        hr, lr, var = ds, None, targets
+        for name in targets:
+            check_not_all_nan(pick_variable(ds, name, path=args.data), args.data)
+        if args.lr_data is not None:
+            lr = open_data(args.lr_data, role="coarse (--lr-data)")
+    else:
+        hr = pick_variable(ds, args.var, path=args.data)
+        check_not_all_nan(hr, args.data)
+        var, lr = None, None
+        if args.lr_data is not None:
+            lr_file = open_data(args.lr_data, role="coarse (--lr-data)")
+            lr = pick_variable(lr_file, str(hr.name), path=args.lr_data, role="coarse")
+            check_not_all_nan(lr, args.lr_data)
+            lr = lr_file if predictors else lr
+        if predictors:  # one target: its predictors are read from the Datasets (lr's, else hr's)
+            hr, var = ds, str(hr.name)
     cov = _open_covariates(args.covariates)
     kwargs = parse_options(args.option)
     if args.width is not None:
         kwargs["width"] = args.width
     if args.n_blocks is not None:
         kwargs["n_blocks"] = args.n_blocks
-    log.info("fitting %s x%s on %r from %s", args.model, args.factor, hr.name, args.data)
+    log.info("fitting %s x%s on %s from %s", args.model, args.factor, var or hr.name, args.data)
     with remove_on_error(out):
         model = xd.fit(hr, lr=lr, model=args.model, factor=args.factor, constraint=args.constraint,
-                       covariates=cov, epochs=args.epochs, max_updates=args.max_updates,
+                       var=var, predictors=predictors, covariates=cov, epochs=args.epochs, max_updates=args.max_updates,
                        max_minutes=args.max_minutes, batch_size=args.batch_size, patch_size=args.patch_size,
                        seed=args.seed, learning_rate=args.learning_rate, samples_per_epoch=args.samples_per_epoch,
                        checkpoint=out, trim=args.trim, device=args.device, progress=not args.quiet,
@@ -120,6 +142,15 @@ def cmd_predict(args) -> int:
     if Path(model).suffix.lower() in (".pt", ".pth") or Path(model).expanduser().is_file():
         model = xd.load(Path(model).expanduser())
         fallback = model.variable
+    targets = getattr(model, "meta", {}).get("multi_target", {}).get("targets")
+    if targets:  # a model with several targets reads its inputs from the file and writes every target
+        pred = xd.predict(ds, model=model, covariates=_open_covariates(args.covariates), chunks=args.chunks,
+                          device=args.device, allow_other_variable=args.force, max_memory=args.max_memory,
+                          **parse_options(args.option))
+        xd.write(pred, out, mode="w" if args.overwrite else "w-", progress=show_progress(args), resume=args.resume,
+                 on_report=_print_report)
+        print(f"wrote {model.model_name} prediction of {', '.join(targets)} to {out}")
+        return EXIT_OK
     da = pick_variable(ds, args.var, path=args.data, fallback=fallback)
     check_not_all_nan(da, args.data)
     name = str(da.name)
