@@ -94,6 +94,8 @@ def make_pair(hr: xr.DataArray, factor: int | None = None, lr: xr.DataArray | No
         raise GridError(f"factor={factor} but the grids differ by {f}: drop factor= or fix the grids")
     if nested_offset(lr, hr, f) is not None:  # point-nested or offset grids: regrid the coarse field
         lr, hr = nest_onto(lr_full, hr, f, trim=trim)
+        if not hasattr(lr_full.data, "dask") and hasattr(lr.data, "dask"):
+            lr = lr.load()  # an in-memory field regridded lazily: once here, not again at every patch
         lax = find_axes(lr)
     if (axes.time is None) != (lax.time is None) or (axes.time and hr.sizes[axes.time] != lr.sizes[lax.time]):
         raise DataError("hr and lr must have the same time steps; align them first with xr.align(hr, lr, join='inner')")

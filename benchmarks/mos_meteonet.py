@@ -1,0 +1,119 @@
+"""Model output statistics on a real pair: ARPEGE 0.1 deg inputs -> AROME 0.025 deg msl and tp (x4).
+
+MeteoNet NW, 2018-05-01 (see ``_data.meteonet_mos``): train on valid hours 01-17, test on 18-24.
+ARPEGE sits point-nested in AROME; its fields are regridded conservatively onto AROME's
+cell-nested coarse grid (the pair is trimmed to 224 x 312 fine cells), as ``fit`` does itself.
+Compares, by RMSE per target on the test hours:
+
+* bicubic of ARPEGE;
+* one model per target (ARPEGE msl -> AROME msl, ARPEGE tp -> AROME tp);
+* one joint model (msl, tp) from ARPEGE msl and tp only;
+* the joint model from every ARPEGE field (msl, tp, t2m, d2m, r, u10, v10, pressure at 7 heights);
+* the joint model trained on coarsened AROME ("perfect" inputs) applied to ARPEGE ("imperfect").
+
+Equal time: each single-target model trains ``--minutes``, each joint model twice as long (the
+time of the two single models together). The real-input runs use ``constraint="none"`` (the
+network still interpolates each target's own ARPEGE field as its skip): conserving ARPEGE's
+cell means would impose ARPEGE's biases. The model trained on coarsened AROME conserves
+(msl add, tp softmax) as it should on its own coarse fields.
+
+    python benchmarks/mos_meteonet.py [--minutes 1.5] [--width 32]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import xarray as xr
+from _data import meteonet_mos
+
+import xdownscale as xds
+from xdownscale.data.multi import make_multi_pair
+
+TARGETS = ["msl", "tp"]
+
+
+def nested(arome: xr.Dataset, arpege: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
+    """(truth cropped to the nested domain, every ARPEGE field on AROME's cell-nested coarse grid)."""
+    pair = make_multi_pair(arome, TARGETS, lr=arpege, trim=True)
+    truth = xr.Dataset({n: da for n, da in zip(pair.target_names, pair.targets)})
+    inputs = xr.Dataset({n: da for n, da in zip(pair.input_names, pair.inputs)})
+    return truth, inputs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=1.5, help="training time of one single-target model")
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--n-blocks", type=int, default=4)
+    ap.add_argument("--model", default="cnn")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--results", default="mos_meteonet.md")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("XDOWNSCALE_HOME", tempfile.mkdtemp())
+    arome, arpege = meteonet_mos()
+    train = dict(time=slice(0, 17))
+    test = dict(time=slice(17, 24))
+    truth, test_in = nested(arome.isel(test), arpege.isel(test))
+    out = Path(tempfile.mkdtemp())
+    common = dict(model=args.model, batch_size=16, patch_size=64, width=args.width, n_blocks=args.n_blocks, seed=0,
+                  progress=False, trim=True)
+    rows: list[dict] = []
+
+    def score(name: str, preds: dict, seconds: float) -> None:
+        row = {"model": name, "train_s": round(seconds)}
+        for v in TARGETS:
+            s = xds.evaluate(preds[v].compute(), truth[v])
+            row[f"{v} rmse"] = float(s["rmse"])
+            row[f"{v} bias"] = float(s["bias"])
+        rows.append(row)
+        print(row, flush=True)
+
+    score("bicubic of ARPEGE", {v: xds.predict(test_in[v], model="bicubic", factor=4, like=truth[v])
+                                for v in TARGETS}, 0.0)
+    singles, spent = {}, 0.0
+    for v in TARGETS:
+        t0 = time.perf_counter()
+        m = xds.fit(lr=arpege.isel(train), hr=arome.isel(train), var=v, constraint="none", max_minutes=args.minutes,
+                    checkpoint=out / f"single_{v}.pt", **common)
+        spent += time.perf_counter() - t0
+        singles[v] = xds.predict(test_in[v], model=m, like=truth[v])
+    score("one model per target (ARPEGE same variable)", singles, spent)
+    joint_runs = [("joint, inputs ARPEGE msl+tp", TARGETS), ("joint, every ARPEGE field", None)]
+    for name, predictors in joint_runs:
+        t0 = time.perf_counter()
+        m = xds.fit(lr=arpege.isel(train), hr=arome.isel(train), var=TARGETS, predictors=predictors,
+                    constraint="none", max_minutes=2 * args.minutes, checkpoint=out / "joint.pt", **common)
+        seconds = time.perf_counter() - t0
+        sr = xds.predict(test_in[m.meta["predictors"]], model=m, like=truth)
+        score(name, {v: sr[v] for v in TARGETS}, seconds)
+    t0 = time.perf_counter()
+    perfect = xds.fit(arome.isel(train).isel(latitude=slice(0, 224), longitude=slice(0, 312)), var=TARGETS, factor=4,
+                      constraint={"msl": "add", "tp": "softmax"}, max_minutes=2 * args.minutes,
+                      checkpoint=out / "perfect.pt", **common)
+    seconds = time.perf_counter() - t0
+    sr = xds.predict(test_in[TARGETS], model=perfect, like=truth)
+    score("joint trained on coarsened AROME, applied to ARPEGE", {v: sr[v] for v in TARGETS}, seconds)
+    coarse_arome = truth.downscale.coarsen(4)[TARGETS]
+    sr = xds.predict(coarse_arome, model=perfect, like=truth)
+    score("(same, applied to coarsened AROME: perfect input)", {v: sr[v] for v in TARGETS}, 0.0)
+
+    cols = ["model", "msl rmse", "msl bias", "tp rmse", "tp bias", "train_s"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+    table = "\n".join(lines)
+    print(table)
+    head = (f"MeteoNet NW 2018-05-01, ARPEGE -> AROME x4, train 01-17 UTC, test 18-24 UTC; msl in Pa, tp in "
+            f"kg m-2 per hour. {args.model} width {args.width}, {args.n_blocks} blocks; single models "
+            f"{args.minutes} min each, joint models {2 * args.minutes} min; torch threads {args.threads}.\n\n")
+    (Path(__file__).parent / "results" / args.results).write_text(head + table + "\n")
+
+
+if __name__ == "__main__":
+    main()
