@@ -158,3 +158,24 @@ def test_cli_fits_several_targets_and_writes_every_one(fine, coarse, tmp_path):
         assert {"t2m", "tp"} <= set(sr.data_vars)
         assert_conserves(sr["t2m"], coarse["t2m"], F)
         assert_conserves(sr["tp"], coarse["tp"], F)
+
+
+def test_offset_inputs_give_the_fine_grid_of_training(tmp_path):
+    """Point-nested coarse inputs (as ARPEGE in AROME) are regridded onto the fine grid's blocks in
+    training; a prediction from such inputs lands on the same fine lattice, also from another region."""
+    box = dict(ny=32, nx=32, lat=(60.0, 52.25), lon=(0.0, 7.75))
+    fine = xr.Dataset({"t2m": synthetic_field("t2m", times=6, seed=1, **box),
+                       "tp": synthetic_field("tp", times=6, seed=2, **box)})
+    points = fine.isel(lat=slice(0, None, F), lon=slice(0, None, F))  # centres on every 4th fine point
+    lr = fine.downscale.coarsen(F)[["t2m", "tp"]].assign_coords(lat=points.lat.values, lon=points.lon.values)
+    with pytest.warns(UserWarning, match="regridding it conservatively"):
+        m = xds.fit(lr=lr, hr=fine, var=["t2m", "tp"], trim=True, **TRAIN)
+    assert m.meta["grid"]["input_offset"] == [-0.375, -0.375]
+    for shift in (0.0, 2.0):  # the training region, and one two coarse cells east
+        moved = lr.assign_coords(lon=lr.lon + shift)
+        with pytest.warns(UserWarning, match="offset by"):
+            sr = xds.predict(moved, model=m)
+        for dim, lattice in (("lat", fine.lat.values), ("lon", fine.lon.values + shift)):
+            gap = np.abs(sr[dim].values[:, None] - lattice[None, :]).min(axis=1)
+            assert gap.max() < 1e-6, dim  # on the training lattice (not nested in the point grid)
+        assert sr.sizes["lat"] == 28 and np.isfinite(sr["tp"].values).all()

@@ -17,6 +17,7 @@ import xarray as xr
 from ..errors import DataError
 from ..grid.cf import GridAxes, find_axes
 from ..grid.coarsen import coarsen
+from ..grid.regrid import nested_offset
 from .pairs import fine_row_weights, make_pair, with_time
 from .patches import PatchDataset
 
@@ -34,6 +35,7 @@ class MultiPair:
     axes: GridAxes
     row_weights: np.ndarray
     real: bool
+    offset: tuple[float, float] | None = None  # the coarse input grid's offset from the fine blocks (cells)
 
     @property
     def hr(self) -> xr.DataArray:  # the first target drives windows and shapes (PatchDataset)
@@ -123,8 +125,9 @@ def make_multi_pair(hr, targets: list[str], *, lr=None, predictors: list[str] | 
         inputs.append(with_time(coarse, find_axes(coarse)).rename(p))
     tdim = axes.time
     inputs = [i.rename({find_axes(i).time: tdim}) if tdim and find_axes(i).time != tdim else i for i in inputs]
+    offset = nested_offset(lr[names[0]], fields[0], f) if lr is not None else None
     return MultiPair(target_fields, inputs, list(targets), names, f, axes, fine_row_weights(ref, axes),
-                     real=lr is not None)
+                     real=lr is not None, offset=offset)
 
 
 class MultiPatchDataset(PatchDataset):

@@ -155,3 +155,23 @@ def nest_onto(lr: xr.DataArray, hr: xr.DataArray, factor: int, *, trim: bool = F
         out = out.isel({la.y: slice(y0, y1), la.x: slice(x0, x1)})
         hr = hr.isel({ha.y: slice(y0 * factor, y1 * factor), ha.x: slice(x0 * factor, x1 * factor)})
     return out.astype(lr.dtype).rename(lr.name), hr
+
+
+def shift_by_cells(da: xr.DataArray, offset) -> xr.DataArray:
+    """``da`` regridded conservatively onto its own grid moved by ``-offset`` cells (dy, dx): the
+    coarse grid that a model trained on inputs offset by ``offset`` from its fine blocks expects
+    (see :func:`nested_offset`). Rows and columns the source covers only partly are dropped."""
+    axes = find_axes(da)
+    coords = {}
+    for dim, shift in zip(axes.spatial, offset):
+        values = coordinate_values(da, dim).astype("float64")
+        step = values[1] - values[0]
+        coords[dim] = xr.DataArray(values - float(shift) * step, dims=dim, attrs=dict(da[dim].attrs))
+    target = xr.DataArray(np.zeros((coords[axes.y].size, coords[axes.x].size)), dims=axes.spatial, coords=coords)
+    out = regrid(da, target, method="conservative", backend="xarray-regrid").assign_coords(coords)
+    keep = {}
+    for dim in axes.spatial:
+        empty = out.isnull().all([d for d in out.dims if d != dim]).values
+        idx = np.flatnonzero(~empty)
+        keep[dim] = slice(int(idx[0]), int(idx[-1]) + 1) if idx.size else slice(0, 0)
+    return out.isel(keep).astype(da.dtype).rename(da.name)

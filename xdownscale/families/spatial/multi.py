@@ -72,6 +72,22 @@ def check_spacing(downscaler, field: xr.DataArray, allow: bool) -> None:
     warnings.warn(msg, stacklevel=4)
 
 
+def on_training_offset(inputs: list[xr.DataArray], offset) -> list[xr.DataArray]:
+    """The inputs moved onto the coarse grid the model was trained on, relative to them: training
+    regridded its (offset) inputs onto the fine grid's blocks, so the fine grid of a prediction
+    is this input grid shifted by the same offset (the edge cells it covers only partly go)."""
+    import warnings
+
+    from ...grid.regrid import shift_by_cells
+
+    msg = (f"the model was trained on inputs offset by ({offset[0]:+.3g}, {offset[1]:+.3g}) coarse cells from its "
+           "fine grid's blocks: regridding these inputs conservatively by the same offset, so the fine grid "
+           "relates to them as in training")
+    log.warning(msg)
+    warnings.warn(msg, stacklevel=4)
+    return [shift_by_cells(da, offset) for da in inputs]
+
+
 def predict_multi(request: PredictRequest, downscaler) -> xr.Dataset:
     """Every target of a multi-target model, downscaled from the inputs in ``request.lr``."""
     from ...engine.field_predict import predict_targets
@@ -96,6 +112,9 @@ def predict_multi(request: PredictRequest, downscaler) -> xr.Dataset:
             raise DataError(f"input {da.name!r} has dims {dict(da.sizes)}, not those of {ref.name!r} "
                             f"{dict(ref.sizes)}: put every input on one coarse grid (xds.regrid)")
         check_spacing(downscaler, da, request.allow_other_variable)
+    offset = downscaler.meta.get("grid", {}).get("input_offset")
+    if offset is not None and any(abs(o) > 0 for o in offset):
+        inputs = on_training_offset(inputs, offset)
     sources = [None if info["sources"][t] is None else names.index(info["sources"][t]) for t in targets]
     out = predict_targets(inputs, downscaler, targets=targets, sources=sources, attrs=info.get("attrs", {}),
                           constraints=info["constraints"], covariates=request.covariates, chunks=request.chunks,
