@@ -179,3 +179,11 @@ def test_offset_inputs_give_the_fine_grid_of_training(tmp_path):
             gap = np.abs(sr[dim].values[:, None] - lattice[None, :]).min(axis=1)
             assert gap.max() < 1e-6, dim  # on the training lattice (not nested in the point grid)
         assert sr.sizes["lat"] == 28 and np.isfinite(sr["tp"].values).all()
+
+
+def test_export_and_distill_refuse_a_model_with_several_targets(fine, tmp_path):
+    m = fine.downscale.fit(factor=F, var=["t2m", "tp"], **TRAIN)
+    with pytest.raises(DataError, match=r"several targets \(t2m\+tp\): export\(\) handles single-target"):
+        xds.export(m, tmp_path / "m.onnx")
+    with pytest.raises(DataError, match="distill\\(\\) takes single-target teachers"):
+        xds.distill(m, "maunet-light", fine["t2m"])

@@ -98,12 +98,16 @@ def export(model, path: str | os.PathLike, *, tile: tuple[int, int] = (32, 32), 
     import torch
 
     from .engine.exporters import ExportedNet
+    from .engine.record import MULTI_TARGET_SECTION
     from .engine.resolve import resolve_model
     from .models import model_info
 
     downscaler = resolve_model(model)
     if model_info(downscaler.model_name).get("probabilistic"):
         raise DataError(f"{downscaler.model_name!r} is probabilistic: export() handles deterministic models only")
+    if MULTI_TARGET_SECTION in downscaler.meta:
+        raise DataError(f"this model has several targets ({downscaler.variable}): export() handles single-target "
+                        "models only for now; train one model per variable to export")
     path = Path(path)
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:

@@ -35,6 +35,7 @@ from ...config import TrainConfig
 from ...data.covariates import as_dataset, fold_covariates
 from ...engine.contract import parse_options
 from ...engine.device import resolve_device
+from ...engine.record import MULTI_TARGET_SECTION
 from ...engine.setup import finish, prepare
 from ...engine.trainer import masked_loss, train
 from ...errors import DataError
@@ -124,6 +125,9 @@ def distill(teacher, student: str = "maunet-light", hr=None, *, lr=None, alpha: 
         raise DataError(f"teacher_on must be one of {TEACHER_ON}, got {teacher_on!r}")
     members = resolve_teachers(teacher, variable=var)
     teacher_ds = members[0]
+    if any(MULTI_TARGET_SECTION in m.meta for m in members):
+        raise DataError("distill() takes single-target teachers for now: this teacher has several targets "
+                        f"({teacher_ds.variable}); distil one model per variable")
     if model_info(student).get("probabilistic"):
         raise DataError("distill() handles deterministic teachers and students only")
     if not model_info(student)["trainable"]:
