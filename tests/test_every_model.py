@@ -98,10 +98,10 @@ def test_fit_checkpoint_predict_conserve(model, constraint, data, tmp_path):
         np.testing.assert_allclose(np.asarray(again.values), np.asarray(out.values), rtol=1e-6, atol=1e-6)
 
 
-# several targets in one network (issue #15): the spatial family does it; the others refuse in
-# one line naming the family, rather than train something else
-MULTI_TARGET_FAMILIES = ("spatial",)
+# several targets in one network (issue #15): the spatial family and the gan do it (a gan member
+# is one joint draw of every target); the others refuse in one line naming the family
 TRAINABLE = [m for m, (fit_options, _, _) in ROWS.items() if fit_options is not None]
+MULTI_TARGET = [m for m in TRAINABLE if xds.model_info(m)["family"] == "spatial"] + ["gan"]
 
 
 @pytest.mark.parametrize("model", TRAINABLE)
@@ -109,8 +109,8 @@ def test_two_targets_conserve_each_or_are_refused(model, data, tmp_path):
     hr, _ = data
     fine = xr.Dataset({"tcwv": hr, "t2m": synthetic_field("t2m", times=6, ny=16, nx=16, seed=4)})
     constraint = {"tcwv": "softmax", "t2m": "add"}
-    fit_options = ROWS[model][0]
-    if xds.model_info(model)["family"] not in MULTI_TARGET_FAMILIES:
+    fit_options, predict_options, _ = ROWS[model]
+    if model not in MULTI_TARGET:
         with pytest.raises(xds.DataError, match=rf"model '{model}' \(family .*cannot train several targets yet"):
             xds.fit(fine, model=model, factor=FACTOR, var=["tcwv", "t2m"], constraint=constraint, **TRAIN,
                     **fit_options)
@@ -118,9 +118,10 @@ def test_two_targets_conserve_each_or_are_refused(model, data, tmp_path):
     xds.fit(fine, model=model, factor=FACTOR, var=["tcwv", "t2m"], constraint=constraint,
             checkpoint=tmp_path / "m.pt", **TRAIN, **fit_options)
     lr = fine.downscale.coarsen(FACTOR)
-    out = xds.predict(lr, model=tmp_path / "m.pt").compute()
+    out = xds.predict(lr, model=tmp_path / "m.pt", **predict_options).compute()
     assert sorted(out.data_vars) == ["t2m", "tcwv"]
     for name in ("tcwv", "t2m"):
-        assert np.isfinite(out[name].values).all() and out[name].shape == fine[name].shape
-        assert_conserves(out[name], lr[name], FACTOR, rtol=1e-5)
+        for member in _members(out[name]):  # every member of every target conserves its own coarse field
+            assert np.isfinite(member.values).all() and member.shape == fine[name].shape
+            assert_conserves(member, lr[name], FACTOR, rtol=1e-5)
     assert float(out["tcwv"].min()) >= 0.0

@@ -13,8 +13,10 @@ from .errors import DataError
 from .models import family_of, list_models, model_info
 
 
-def spatial_models() -> list[str]:
-    return [m for m in list_models(trainable=True) if model_info(m)["family"] == "spatial"]
+def multi_target(model: str) -> bool:
+    """Whether ``model`` trains several targets in one network (its family says so)."""
+    family = family_of(model)
+    return bool(getattr(family, "supports_multi_target", lambda name: False)(model))
 
 
 def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, constraint="none",
@@ -54,10 +56,10 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
         raise DataError(f"{model!r} is a baseline with nothing to train: use predict(model={model!r}, factor=...)")
     family = family_of(model)
     targets = target_names(var)
-    if targets is not None and family.name != "spatial":
+    if targets is not None and not multi_target(model):
         raise DataError(f"model {model!r} (family {family.name!r}) cannot train several targets yet: var=[...] is "
-                        f"for the spatial models for now ({', '.join(spatial_models())}); train one {model!r} per "
-                        "variable")
+                        f"for {', '.join(m for m in list_models(trainable=True) if multi_target(m))} for now; train "
+                        f"one {model!r} per variable")
     if targets is None and isinstance(constraint, dict):
         raise DataError(f"constraint={constraint!r} is by target: give the targets too, var=[...]")
     if nproc != 1 and family.name != "spatial":

@@ -6,7 +6,8 @@ from typing import Callable
 
 from ..errors import ModelNotFoundError, suggest
 
-MULTI_TARGET_WRAPPER = "xdownscale.models.multi_target:MultiTargetNet"
+MULTI_TARGET_WRAPPERS = {"spatial": "xdownscale.models.multi_target:MultiTargetNet",
+                         "stochastic": "xdownscale.models.gan:MultiTargetStochasticNet"}
 
 _MODELS: dict[str, Callable] = {}
 _INFO: dict[str, dict] = {}
@@ -86,5 +87,8 @@ def build_network(network: dict):
     """Rebuild the wrapped network from a checkpoint's ``network`` configuration (a record with
     ``targets`` is a multi-target spatial model)."""
     if network.get("targets"):
-        return resolve_hook(MULTI_TARGET_WRAPPER)(**network)
+        family = model_info(network["model"])["family"]
+        if family not in MULTI_TARGET_WRAPPERS:
+            raise ModelNotFoundError(f"a model of family {family!r} with several targets: no such wrapper")
+        return resolve_hook(MULTI_TARGET_WRAPPERS[family])(**network)
     return resolve_hook(model_info(network["model"])["wrapper"])(**network)

@@ -24,6 +24,7 @@ from torch import nn
 from ..errors import DataError
 from ..nn.constraints import upsample_nearest
 from ._registry import create_model, register_model
+from .multi_target import MultiTargetNet
 from .network import DownscalingNet
 
 GENERATOR_BODIES = ("auto", "cnn", "espcn")
@@ -48,20 +49,16 @@ def gan_generator(in_channels: int = 1, factor: int = 4, body: str = "auto", wid
                         n_blocks=n_blocks, out_channels=out_channels)
 
 
-class StochasticNet(DownscalingNet):
-    """A :class:`DownscalingNet` whose body also takes ``noise_channels`` noise maps.
+class NoiseInputs:
+    """Noise channels for a wrapper: ``data_channels`` data maps, ``noise_channels`` noise maps
+    inserted at ``noise_at`` (after the fields, before the covariates), which is where
+    :func:`xdownscale.engine.infer.tiled_predict` puts extra stacked inputs."""
 
-    ``in_channels`` counts the data channels (variable, predictors, folded
-    covariates). The noise goes in at channel ``noise_at`` (after the variable
-    and the predictors, before the covariates), which is where
-    :func:`xdownscale.engine.infer.tiled_predict` puts extra stacked inputs.
-    """
+    data_channels: int
+    noise_channels: int
+    noise_at: int
 
-    def __init__(self, model: str, factor: int, in_channels: int = 1, noise_channels: int = 8,
-                 noise_at: int | None = None, **config):
-        if int(noise_channels) < 1:
-            raise DataError(f"noise_channels must be >= 1, got {noise_channels}")
-        super().__init__(model, factor, in_channels=int(in_channels) + int(noise_channels), **config)
+    def setup_noise(self, in_channels: int, noise_channels: int, noise_at: int | None) -> None:
         self.data_channels, self.noise_channels = int(in_channels), int(noise_channels)
         self.noise_at = int(in_channels if noise_at is None else noise_at)
 
@@ -87,18 +84,49 @@ class StochasticNet(DownscalingNet):
                             f"{self.noise_channels} noise), got {x.shape[-3]}")
         return x
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None, coarse: torch.Tensor | None = None,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: data channels only (noise is drawn, or ``noise`` is used) or data + noise channels
-        already stacked (as in tiled inference). Returns (B, 1, H, W) in physical units."""
-        return super().forward(self.with_noise(x, noise), weights, coarse)
-
     def condition(self, x: torch.Tensor) -> torch.Tensor:
         """The data channels of ``x`` (noise removed, if present)."""
         if x.shape[-3] == self.data_channels:
             return x
         k = self.noise_at
         return torch.cat([x[..., :k, :, :], x[..., k + self.noise_channels:, :, :]], dim=-3)
+
+
+def check_noise_channels(noise_channels) -> None:
+    if int(noise_channels) < 1:
+        raise DataError(f"noise_channels must be >= 1, got {noise_channels}")
+
+
+class StochasticNet(NoiseInputs, DownscalingNet):
+    """A :class:`DownscalingNet` whose body also takes ``noise_channels`` noise maps
+    (:class:`NoiseInputs`). ``in_channels`` counts the data channels (variable, predictors,
+    folded covariates)."""
+
+    def __init__(self, model: str, factor: int, in_channels: int = 1, noise_channels: int = 8,
+                 noise_at: int | None = None, **config):
+        check_noise_channels(noise_channels)
+        super().__init__(model, factor, in_channels=int(in_channels) + int(noise_channels), **config)
+        self.setup_noise(in_channels, noise_channels, noise_at)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None, coarse: torch.Tensor | None = None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: data channels only (noise is drawn, or ``noise`` is used) or data + noise channels
+        already stacked (as in tiled inference). Returns (B, 1, H, W) in physical units."""
+        return super().forward(self.with_noise(x, noise), weights, coarse)
+
+
+class MultiTargetStochasticNet(NoiseInputs, MultiTargetNet):
+    """Several targets from one noise draw: one ensemble member is one joint draw of every target."""
+
+    def __init__(self, model: str, factor: int, in_channels: int, targets: list, inputs: list,
+                 noise_channels: int = 8, noise_at: int | None = None, **config):
+        check_noise_channels(noise_channels)
+        super().__init__(model, factor, int(in_channels) + int(noise_channels), targets, inputs, **config)
+        self.setup_noise(in_channels, noise_channels, noise_at)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None, coarse: torch.Tensor | None = None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(self.with_noise(x, noise), weights, coarse)
 
 
 class PatchDiscriminator(nn.Module):
@@ -111,15 +139,26 @@ class PatchDiscriminator(nn.Module):
     WGAN-GP critic.
     """
 
-    def __init__(self, cond_channels: int, factor: int, mean: float, std: float, residual_scale: float,
+    mean: torch.Tensor
+    std: torch.Tensor
+    residual_scale: torch.Tensor
+
+    def __init__(self, cond_channels: int, factor: int, mean, std, residual_scale,
                  width: int = 32, n_down: int = 2):
         super().__init__()
         self.factor, self.n_down = int(factor), int(n_down)
-        self.register_buffer("mean", torch.tensor(float(mean)))
-        self.register_buffer("std", torch.tensor(float(std)))
-        self.register_buffer("residual_scale", torch.tensor(float(residual_scale)))
+        # one value per target: a list for a multi-target generator (shaped to broadcast over its channels)
+        per_target = isinstance(mean, (list, tuple))
+        n_targets = len(mean) if per_target else 1
+
+        def stat(v):
+            return torch.tensor([float(a) for a in v]).view(1, -1, 1, 1) if per_target else torch.tensor(float(v))
+
+        self.register_buffer("mean", stat(mean))
+        self.register_buffer("std", stat(std))
+        self.register_buffer("residual_scale", stat(residual_scale))
         act = nn.LeakyReLU(0.2, inplace=True)
-        self.head = nn.Sequential(nn.Conv2d(2 + cond_channels, width, 3, padding=1), act)
+        self.head = nn.Sequential(nn.Conv2d(2 * n_targets + cond_channels, width, 3, padding=1), act)
         # constant width, so stages can be skipped on small patches
         self.downs = nn.ModuleList(
             nn.Sequential(nn.Conv2d(width, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True))
@@ -128,7 +167,7 @@ class PatchDiscriminator(nn.Module):
                                   nn.Conv2d(width, 1, 3, padding=1))
 
     def features(self, fine: torch.Tensor, cond: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        """The critic's input stack for fine (B, 1, H, W), cond (B, C, h, w), coarse (B, 1, h, w)."""
+        """The critic's input stack for fine (B, K, H, W), cond (B, C, h, w), coarse (B, K, h, w)."""
         f = self.factor
         sub = (fine - upsample_nearest(coarse, f)) / self.residual_scale
         return torch.cat([(fine - self.mean) / self.std, sub, upsample_nearest(cond, f)], dim=1)

@@ -34,6 +34,9 @@ class SpatialFamily:
     def fit_options(self, model: str) -> type:
         return body_options(model)
 
+    def supports_multi_target(self, model: str) -> bool:
+        return True
+
     def predict_options(self, model: str) -> type:
         return NoOptions
 

@@ -88,10 +88,9 @@ def on_training_offset(inputs: list[xr.DataArray], offset) -> list[xr.DataArray]
     return [shift_by_cells(da, offset) for da in inputs]
 
 
-def predict_multi(request: PredictRequest, downscaler) -> xr.Dataset:
-    """Every target of a multi-target model, downscaled from the inputs in ``request.lr``."""
-    from ...engine.field_predict import predict_targets
-
+def multi_inputs(request: PredictRequest, downscaler) -> tuple[list[xr.DataArray], list]:
+    """The checked inputs of a multi-target model from ``request.lr`` (moved by the training offset)
+    and the input index each target conserves."""
     info = downscaler.meta[SECTION]
     targets, names = list(info["targets"]), list(info["inputs"])
     if not isinstance(request.lr, xr.Dataset):
@@ -116,9 +115,20 @@ def predict_multi(request: PredictRequest, downscaler) -> xr.Dataset:
     if offset is not None and any(abs(o) > 0 for o in offset):
         inputs = on_training_offset(inputs, offset)
     sources = [None if info["sources"][t] is None else names.index(info["sources"][t]) for t in targets]
-    out = predict_targets(inputs, downscaler, targets=targets, sources=sources, attrs=info.get("attrs", {}),
-                          constraints=info["constraints"], covariates=request.covariates, chunks=request.chunks,
-                          halo=request.halo, batch_size=request.batch_size, device=request.device, like=request.like,
-                          max_memory=request.max_memory)
+    return inputs, sources
+
+
+def predict_multi(request: PredictRequest, downscaler) -> xr.Dataset:
+    """Every target of a multi-target model, downscaled from the inputs in ``request.lr``."""
+    from ...engine.field_predict import predict_targets
+
+    if request.options:
+        raise DataError(f"predict() got options {sorted(request.options)} that a deterministic model does not take")
+    info = downscaler.meta[SECTION]
+    inputs, sources = multi_inputs(request, downscaler)
+    out = predict_targets(inputs, downscaler, targets=list(info["targets"]), sources=sources,
+                          attrs=info.get("attrs", {}), constraints=info["constraints"], covariates=request.covariates,
+                          chunks=request.chunks, halo=request.halo, batch_size=request.batch_size,
+                          device=request.device, like=request.like, max_memory=request.max_memory)
     out.attrs = dict(request.lr.attrs)
     return out

@@ -18,6 +18,9 @@ class StochasticFamily:
     def predict_options(self, model: str) -> type:
         return EnsembleOptions
 
+    def supports_multi_target(self, model: str) -> bool:
+        return model == "gan"  # rnngan: not yet
+
     def fit(self, request: FitRequest) -> Any:
         from .fit import fit_gan, fit_rnngan
 

@@ -257,6 +257,9 @@ def build_pair(setup, adv: AdversarialConfig, generator_cls, critic_cls, *, nois
     torch.manual_seed(setup.cfg.seed)
     np.random.seed(setup.cfg.seed)
     gen = generator_cls(**setup.network)
-    disc = critic_cls(gen.data_channels, setup.factor, setup.stats["mean"], setup.stats["std"],
-                      float(gen.residual_scale), width=adv.disc_width, n_down=adv.disc_down)
+    if getattr(gen, "n_targets", None):  # several targets: the critic sees each, with its own statistics
+        stats = [gen.mean.flatten().tolist(), gen.std.flatten().tolist(), gen.residual_scale.flatten().tolist()]
+    else:
+        stats = [setup.stats["mean"], setup.stats["std"], float(gen.residual_scale)]
+    disc = critic_cls(gen.data_channels, setup.factor, *stats, width=adv.disc_width, n_down=adv.disc_down)
     return gen, disc

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from ...engine.contract import FitRequest, parse_options
+from ...engine.contract import FitRequest, parse_options, target_names
 from ...engine.device import resolve_device
 from ...engine.setup import finish, prepare
 from ...errors import DataError
@@ -18,6 +18,9 @@ log = logging.getLogger("xdownscale")
 def fit_gan(request: FitRequest):
     """``fit(model="gan")``; options: :class:`~.options.GanOptions`."""
     net_opts, adv = split(parse_options(GanOptions, request.options, model=request.model), request.options)
+    targets = target_names(request.var)
+    if targets is not None:  # one generator for every target: a member is one joint draw
+        return fit_gan_multi(request, targets, net_opts, adv)
     setup = prepare(request.hr, **request.setup_kwargs(), model_kwargs=net_opts)
     gen, disc = build_pair(setup, adv, StochasticNet, PatchDiscriminator, noise_at=1 + len(setup.extra_names))
     train_ds, val_ds = setup.datasets()
@@ -27,6 +30,29 @@ def fit_gan(request: FitRequest):
     result = train_adversarial(gen, disc, train_ds, val_ds, cfg, adv, resolve_device(cfg.device),
                                cond_of=gen.condition, resume=setup.resume_state, on_epoch_end=setup.save_epoch)
     return finish(setup, gen, result)
+
+
+def fit_gan_multi(request: FitRequest, targets: list[str], net_opts: dict, adv):
+    """``fit(model="gan", var=[...])``: the multi-target plumbing of the spatial family with noise."""
+    from ...engine.multi_setup import prepare_multi
+    from ...models.gan import MultiTargetStochasticNet
+
+    if request.resume is not None:
+        raise DataError("several targets (var=[...]) train from scratch for now: drop resume=")
+    cfg = request.cfg
+    setup = prepare_multi(request.hr, targets=targets, lr=request.lr, model=request.model, factor=request.factor,
+                          constraint=request.constraint,
+                          predictors=list(request.predictors) if request.predictors else None,
+                          covariates=request.covariates, cfg=cfg, skip=request.skip, checkpoint=request.checkpoint,
+                          trim=request.trim, model_kwargs=net_opts)
+    gen, disc = build_pair(setup, adv, MultiTargetStochasticNet, PatchDiscriminator,
+                           noise_at=len(setup.pair.input_names))
+    train_ds, val_ds = setup.datasets()
+    log.info("adversarial training of %s x%d for %s from %s", request.model, setup.factor, targets,
+             setup.pair.input_names)
+    result = train_adversarial(gen, disc, train_ds, val_ds, cfg, adv, resolve_device(cfg.device),
+                               cond_of=gen.condition, on_epoch_end=setup.save_epoch)
+    return finish(setup, gen, result)  # type: ignore[arg-type]  # MultiSetup has what finish reads
 
 
 def fit_rnngan(request: FitRequest):

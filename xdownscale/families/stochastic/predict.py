@@ -19,6 +19,7 @@ from ...ensemble import seeded_noise
 from ...errors import DataError
 from ...grid.cf import find_axes
 from ...models.rnngan import trailing_windows
+from ..spatial.multi import is_multi_target, multi_inputs
 from .options import EnsembleOptions
 
 
@@ -76,6 +77,30 @@ def window_inputs(da: xr.DataArray, lr_m: xr.DataArray, noise: dsa.Array, window
     return frames + noise_frames, stats
 
 
+def predict_joint_members(request: PredictRequest, downscaler, *, members: int, seed: int, member_dim: str):
+    """The ensemble of a multi-target generator: member ``k`` is one noise draw, shared by every
+    target (a joint draw), as a Dataset of the targets with a ``member_dim``."""
+    from ...engine.field_predict import predict_targets
+
+    inputs, sources = multi_inputs(request, downscaler)
+    info = downscaler.meta["multi_target"]
+    spec = _input_chunks(inputs[0], members, member_dim, downscaler.factor, request.batch_size)
+    inputs_m = [expand_members(da, members, member_dim, spec) for da in inputs]
+    n_noise = int(downscaler.module.noise_channels)
+    noise = seeded_noise(inputs_m[0].shape, channels=n_noise, seed=seed, chunks=inputs_m[0].chunks)
+    with_noise = copy.copy(downscaler)  # the noise channels are normalised as in training: mean 0, std 1
+    with_noise.meta = copy.deepcopy(downscaler.meta)
+    with_noise.meta["normalization"]["inputs"] += [{"mean": 0.0, "std": 1.0}] * n_noise
+    out = predict_targets(inputs_m + _channel_arrays(noise, inputs_m[0]), with_noise, targets=list(info["targets"]),
+                          sources=sources, attrs=info.get("attrs", {}), constraints=info["constraints"],
+                          covariates=request.covariates, chunks=request.chunks, halo=request.halo,
+                          batch_size=request.batch_size, device=request.device, like=request.like,
+                          max_memory=request.max_memory)
+    out = out.assign_coords({member_dim: (member_dim, np.arange(members), {"long_name": "ensemble member"})})
+    out.attrs = dict(request.lr.attrs, ensemble_members=members, ensemble_seed=seed)
+    return out
+
+
 def predict_ensemble(request: PredictRequest):
     """An ensemble with a leading ``member_dim`` (options: :class:`EnsembleOptions`).
 
@@ -91,6 +116,8 @@ def predict_ensemble(request: PredictRequest):
     covariates, halo, batch_size, device, like = (request.covariates, request.halo, request.batch_size,
                                                   request.device, request.like)
     members, seed = int(members), int(seed)
+    if is_multi_target(model):
+        return predict_joint_members(request, model, members=members, seed=seed, member_dim=member_dim)
     dataset_in = isinstance(lr, xr.Dataset)
     if dataset_in:
         ds0 = model if not isinstance(model, str) else None
