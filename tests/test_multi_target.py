@@ -201,3 +201,15 @@ def test_gan_members_are_joint_draws_reproducible_per_member(fine):
         np.testing.assert_allclose(two[v].isel(member=1).values, three[v].isel(member=1).values, rtol=1e-6)
         assert float(np.abs(three[v].isel(member=0) - three[v].isel(member=2)).max()) > 0  # the noise matters
         assert_conserves(three[v].isel(member=2), lr[v], F)
+
+
+def test_static_covariates_feed_every_target(fine):
+    orog = (fine["t2m"].isel(time=0, drop=True) * 0 + np.linspace(0, 1000, 16)[None, :]).rename("orog")
+    m = fine.downscale.fit(factor=F, var=["t2m", "tp"], constraint="add", covariates=orog, **TRAIN)
+    assert m.config["in_channels"] == 2 + F * F  # two coarse inputs, then the folded fine covariate
+    lr = fine.downscale.coarsen(F)
+    sr = xds.predict(lr, model=m, covariates=orog)
+    for v in ("t2m", "tp"):
+        assert_conserves(sr[v], lr[v], F)
+    with pytest.raises(DataError, match="covariates"):
+        xds.predict(lr, model=m).compute()
