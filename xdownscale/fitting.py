@@ -37,7 +37,8 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
     ``lr=coarse, hr=fine``. ``predictors``: further Dataset variables used as
     inputs; ``covariates``: static fine-grid fields (orography, land-sea mask).
 
-    Several targets in one network (spatial models): ``var=["msl", "tp"]`` on a Dataset, with
+    Several targets in one network (the spatial models and ``gan``, whose ensemble member is one
+    joint draw of every target): ``var=["msl", "tp"]`` on a Dataset, with
     ``constraint`` one name for all or a dict by target, e.g. ``{"msl": "add", "tp": "softmax"}``.
     Without ``lr`` the inputs are the targets coarsened (plus ``predictors``); with
     ``lr=coarse_ds`` every gridded variable of ``lr`` is an input (``predictors=[...]`` narrows
