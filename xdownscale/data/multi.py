@@ -8,6 +8,7 @@ coarsening of ``hr``'s own variables. Every check names the variable at fault.
 from __future__ import annotations
 
 import difflib
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,7 +112,12 @@ def make_multi_pair(hr, targets: list[str], *, lr=None, predictors: list[str] | 
     inputs = []
     for p in names:
         if lr is not None:
-            coarse = first.lr if p == names[0] else make_pair(fields[0], f, lr[p], trim=trim).lr
+            if p == names[0]:
+                coarse = first.lr
+            else:  # the same grid as the first input: its regridding warning has been given once
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    coarse = make_pair(fields[0], f, lr[p], trim=trim).lr
             assert coarse is not None  # a pair made with lr= holds it
         else:
             da = require(hr, p, "predictor", "hr", "pass predictors= names of hr variables (or give lr=)")
