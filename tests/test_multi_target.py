@@ -213,3 +213,15 @@ def test_static_covariates_feed_every_target(fine):
         assert_conserves(sr[v], lr[v], F)
     with pytest.raises(DataError, match="covariates"):
         xds.predict(lr, model=m).compute()
+
+
+def test_soft_targets_get_the_loss_term_towards_their_source(fine):
+    from xdownscale.engine.trainer import soft_channels, soft_term
+
+    m = fine.downscale.fit(factor=F, var=["t2m", "tp"], constraint={"t2m": "soft", "tp": "add"}, **TRAIN)
+    net = m.module
+    assert soft_channels(net) == [0]
+    pred = torch.stack([torch.full((2, 16, 16), 3.0), torch.full((2, 16, 16), 5.0)], dim=1)
+    coarse = torch.stack([torch.full((2, 4, 4), 1.0), torch.full((2, 4, 4), 0.0)], dim=1)
+    want = ((3.0 - 1.0) / float(net.std[0, 0])) ** 2  # only t2m's misfit, in its own units
+    assert float(soft_term(net, coarse, pred, None, soft_channels(net))) == pytest.approx(want, rel=1e-5)

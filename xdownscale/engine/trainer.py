@@ -40,7 +40,7 @@ def soft_channels(net) -> list[int]:
     return [0] if net.constraint.name == "soft" else []
 
 
-def _soft_term(net, coarse, pred, w, channels=(0,)):
+def soft_term(net, coarse, pred, w, channels=(0,)):
     k = list(channels)
     std = net.std if net.std.dim() == 0 else net.std[:, k]
     return (((block_mean(pred[:, k], net.factor, w) - coarse[:, k]) / std) ** 2).mean()
@@ -269,7 +269,7 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
             loss = masked_loss(pred, y, net.std, cfg.loss) if loss_fn is None else loss_fn(pred, x, y, w, c)
             soft = soft_channels(net)
             if soft:
-                loss = loss + cfg.soft_weight * _soft_term(net, c, pred, w, soft)
+                loss = loss + cfg.soft_weight * soft_term(net, c, pred, w, soft)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
