@@ -131,7 +131,8 @@ def make_multi_pair(hr, targets: list[str], *, lr=None, predictors: list[str] | 
         inputs.append(with_time(coarse, find_axes(coarse)).rename(p))
     tdim = axes.time
     inputs = [i.rename({find_axes(i).time: tdim}) if tdim and find_axes(i).time != tdim else i for i in inputs]
-    offset = nested_offset(lr[names[0]], fields[0], f) if lr is not None else None
+    # against the fine field as paired (trimmed to whole blocks): the offset is a fraction of a cell
+    offset = nested_offset(lr[names[0]], ref, f) if lr is not None else None
     return MultiPair(target_fields, inputs, list(targets), names, f, axes, fine_row_weights(ref, axes),
                      real=lr is not None, offset=offset)
 
