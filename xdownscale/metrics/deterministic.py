@@ -123,19 +123,37 @@ def weights_for(da: xr.DataArray, axes: GridAxes | None, weighted: bool) -> xr.D
 CHUNK_BYTES = 16 * 2**20  # about this much float64 per Dask chunk when a core dimension is gathered
 
 
-def rechunk_for_core(da: xr.DataArray, core: Iterable[Hashable], target: int = CHUNK_BYTES) -> xr.DataArray:
+def rechunk_for_core(da: xr.DataArray, core: Iterable[Hashable], target: int | None = None) -> xr.DataArray:
     """Dask input: each ``core`` dim in one chunk and the other dims split so that one chunk
-    holds about ``target`` bytes of float64 (a per-field score must not gather a whole year
-    of fields into one chunk, nor a per-cell score the whole grid). NumPy input is returned as is."""
+    holds about ``target`` bytes of float64 (default :data:`CHUNK_BYTES`; a per-field score must not gather a whole year
+    of fields into one chunk, nor a per-cell score the whole grid). The last dims are kept
+    whole first, so that the first one is split coarsest (blocks of rows). Chunks that
+    already fit are kept: every score after the first then reuses one rechunked copy instead
+    of rechunking its own (each rechunk of a Dask array holds its own copy of the data).
+    NumPy input is returned as is."""
     if da.chunks is None:
         return da
+    target = CHUNK_BYTES if target is None else target
     core = [d for d in core if d in da.dims]
+    sizes = da.chunksizes
+    if all(len(sizes[d]) == 1 for d in core) and 8 * int(np.prod([max(sizes[d]) for d in da.dims])) <= target:
+        return da
     budget = max(1, int(target // (8 * int(np.prod([da.sizes[d] for d in core] or [1])))))
     spec: dict = {d: -1 for d in core}
-    for d in (d for d in da.dims if d not in core):
+    for d in reversed([d for d in da.dims if d not in core]):
         spec[d] = min(da.sizes[d], budget)
         budget = max(1, budget // spec[d])
-    return da.chunk(spec)
+    return rechunk_direct(da, spec)
+
+
+def rechunk_direct(da: xr.DataArray, spec: dict) -> xr.DataArray:
+    """``da.chunk(spec)`` in one step. Dask plans a rechunk through intermediate chunks of up to
+    array.chunk-size (128 MiB): gathering time first, it made one chunk of a whole test input,
+    which every block of cells then held. A direct rechunk lets a block read only its own pieces."""
+    import dask
+
+    with dask.config.set({"array.rechunk.threshold": 1000}):
+        return da.chunk(spec)
 
 
 def reduce_dims(da: xr.DataArray, dim: Dim, extra: Iterable[Hashable] = ()) -> list[Hashable]:
@@ -405,14 +423,31 @@ def ms_ssim(pred: xr.DataArray, truth: xr.DataArray, *, data_range=None, weighte
     return _named(_field_mean(out, both, dim, axes), "ms_ssim")
 
 
-def _corr(a: xr.DataArray, b: xr.DataArray, w, dims, centered: bool) -> xr.DataArray:
+def _first_chunk_mean(a: xr.DataArray, dims: list[Hashable]) -> xr.DataArray:
+    """Mean over ``dims`` of the first Dask chunk along them (the whole array for NumPy), 0 if NaN."""
+    sel = {d: slice(0, a.chunksizes[d][0] if a.chunks is not None else a.sizes[d]) for d in dims}
+    return a.isel(sel).mean(dims, skipna=True).fillna(0.0)
+
+
+def centred_corr(a: xr.DataArray, b: xr.DataArray, w: xr.DataArray | None, dims: list[Hashable]) -> xr.DataArray:
+    """Pearson correlation over ``dims`` of the pairs where both are valid, from the moments
+    of one pass: ``(E[ab] - E[a]E[b]) / sqrt(var a var b)``. Centring first (two passes) makes
+    Dask hold every chunk of the inputs until their means are known, i.e. the whole input.
+    The moments are taken about the mean of the first chunk, so the cancellation is small."""
     mask = a.notnull() & b.notnull()
     a, b = a.where(mask), b.where(mask)
+    a, b = a - _first_chunk_mean(a, dims), b - _first_chunk_mean(b, dims)
+    ma, mb = wmean(a, w, dims), wmean(b, w, dims)
+    cov = wmean(a * b, w, dims) - ma * mb
+    return cov / np.sqrt((wmean(a * a, w, dims) - ma * ma) * (wmean(b * b, w, dims) - mb * mb))
+
+
+def _corr(a: xr.DataArray, b: xr.DataArray, w, dims, centered: bool) -> xr.DataArray:
     if centered:
-        a = a - wmean(a, w, dims)
-        b = b - wmean(b, w, dims)
-    cov = wmean(a * b, w, dims)
-    return cov / np.sqrt(wmean(a * a, w, dims) * wmean(b * b, w, dims))
+        return centred_corr(a, b, w, dims)
+    mask = a.notnull() & b.notnull()
+    a, b = a.where(mask), b.where(mask)
+    return wmean(a * b, w, dims) / np.sqrt(wmean(a * a, w, dims) * wmean(b * b, w, dims))
 
 
 def pearson_r(pred: xr.DataArray, truth: xr.DataArray, *, weighted: bool = True,
