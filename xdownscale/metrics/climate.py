@@ -62,13 +62,14 @@ def check_suite(suite: str) -> None:
 
 def climate_summary(pred: xr.DataArray, truth: xr.DataArray, *, weighted: bool = True, member_dim: str = "member",
                     quantiles=CLIMATE_QUANTILES, bins: int = DEFAULT_BINS, indices=None, index_freq: str = "YS",
-                    maps: bool = False) -> dict[str, xr.DataArray]:
-    """Distribution scores, climate-index biases and structure scores of one variable."""
+                    maps: bool = False, distribution: bool = True) -> dict[str, xr.DataArray]:
+    """Distribution scores (unless not ``distribution``), climate-index biases and structure scores of one
+    variable."""
     from .indices import index_biases
     from .structure import structure_summary
 
     out = distribution_summary(pred, truth, weighted=weighted, member_dim=member_dim, quantiles=quantiles,
-                               bins=bins, maps=maps)
+                               bins=bins, maps=maps) if distribution else {}
     out.update(structure_summary(pred, truth, weighted=weighted, member_dim=member_dim))
     out.update(index_biases(pred, truth, indices, weighted=weighted, member_dim=member_dim, freq=index_freq,
                             maps=maps))
