@@ -9,7 +9,7 @@ import xarray as xr
 from dask.callbacks import Callback
 
 import xdownscale as xds
-from xdownscale.metrics import deterministic, passes
+from xdownscale.metrics import common, passes
 
 
 class HeldBytes(Callback):
@@ -38,7 +38,7 @@ def _lazy_pair(nt=24 * 30, ny=24, nx=32):
 
 def test_climate_suite_on_dask_holds_a_bounded_part_of_the_input(monkeypatch):
     # small chunks and blocks, so that a 9 MB input is several blocks of many chunks
-    monkeypatch.setattr(deterministic, "CHUNK_BYTES", 2**17)
+    monkeypatch.setattr(common, "CHUNK_BYTES", 2**17)
     monkeypatch.setattr(passes, "BLOCK_BYTES", 2**21)
     pred, truth = _lazy_pair()
     size = pred.nbytes + truth.nbytes
