@@ -254,6 +254,11 @@ def test_evaluate_climate_ensemble_and_dataset():
     dsv = xds.evaluate(both_p, both_t, suite="climate")
     assert float(dsv.u_wasserstein) == pytest.approx(float(xds.evaluate(pred, truth, suite="climate").wasserstein))
     assert float(dsv.multivariate_correlation_bias.sel(pair="u~v")) == pytest.approx(0.0, abs=1e-12)
+    # on Dask each variable goes through the blocked passes, ensembles too: the same numbers
+    lazy = xds.evaluate(both_p.chunk({"time": 5}), both_t.chunk({"time": 4}), suite="climate")
+    xr.testing.assert_allclose(lazy, dsv, rtol=1e-9)
+    xr.testing.assert_allclose(xds.evaluate(ens.chunk({"time": 5}), truth.chunk({"time": 3}), suite="climate"), ds,
+                               rtol=1e-9)
 
 
 def test_evaluate_climate_refusals():

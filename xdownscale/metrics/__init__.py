@@ -163,7 +163,14 @@ def evaluate(
         and the deterministic metrics use the ensemble mean; the conservation
         metrics look at every member.
     compute : bool
-        Compute the (small) result in one Dask pass; ``False`` keeps it lazy.
+        Compute the (small) result; ``False`` keeps it lazy. On Dask input the
+        inputs are rechunked once to whole fields and the data range is taken
+        first; with ``suite="climate"`` the per-cell distribution scores, which
+        need the whole time axis of each cell, are computed apart, block by block
+        over grid rows (:mod:`.passes`): the input is read once per block and the
+        peak memory follows the block size, not the input size. Chunk the input
+        in time (as files are stored): whole-time chunks make the per-field
+        scores gather the whole input.
     quantiles : sequence of float, optional
         Adds ``quantile_bias_qXX`` (per-cell quantile along time of the prediction
         minus the truth's, grid-averaged) for each; ``()`` or ``per_time`` skips them.
@@ -224,10 +231,10 @@ def evaluate(
     if member_dim in truth.dims:
         raise DataError(f"truth must not have the ensemble dimension {member_dim!r}")
     ensemble = member_dim in pred.dims
-    lazy = compute and any(x is not None and x.chunks is not None for x in (pred, truth, lr))
+    in_passes = compute and any(x is not None and x.chunks is not None for x in (pred, truth, lr))
     cell_pred, cell_truth = pred, truth
     data_range = None
-    if lazy:
+    if in_passes:
         # Dask: rechunk once to whole fields for every per-field score (each score rechunking its own
         # input held a copy each), and take the range first: the SSIM of every field needs the range
         # of all, so a lazy range keeps every chunk alive until the last one is read
@@ -280,7 +287,7 @@ def evaluate(
         out["crps"] = wmean(c, weights_for(truth, axes, weighted), list(c.dims) if d is None else d)
         out.update(ensemble_scores(pred, truth, member_dim, weighted=weighted, dim=d))
     default_names = list(out)
-    blocked = climate and lazy  # the distribution scores are computed apart, block by block (.passes)
+    blocked = climate and in_passes  # the distribution scores are computed apart, block by block (.passes)
     if climate:
         if axes.time is None or axes.time not in truth.dims:
             raise DataError(f"suite='climate' needs a time dimension, but none was found among {tuple(truth.dims)}")

@@ -86,11 +86,11 @@ def evaluate_dataset(evaluate, pred: xr.Dataset, truth: xr.Dataset, *, lr=None, 
     if not names:
         raise DataError(f"pred and truth share no variable: pred has {list(pred.data_vars)}, "
                         f"truth has {list(truth.data_vars)}")
-    compute = kwargs.pop("compute", True)
+    compute = kwargs.pop("compute", True)  # each variable on its own: on Dask, in bounded memory
     parts, attrs = {}, {}
     for v in names:
         sub = evaluate(pred[v], truth[v], lr=None if lr is None else lr[v],
-                       climatology=None if climatology is None else climatology[v], compute=False, **kwargs)
+                       climatology=None if climatology is None else climatology[v], compute=compute, **kwargs)
         attrs = sub.attrs
         for k, da in sub.data_vars.items():
             parts[f"{v}_{k}"] = da
