@@ -235,11 +235,11 @@ def evaluate(
     cell_pred, cell_truth = pred, truth
     data_range = None
     if in_passes:
-        # Dask: rechunk once to whole fields for every per-field score (each score rechunking its own
-        # input held a copy each), and take the range first: the SSIM of every field needs the range
-        # of all, so a lazy range keeps every chunk alive until the last one is read
-        pred, truth = rechunk_for_core(pred, axes.spatial), rechunk_for_core(truth, axes.spatial)
+        # Dask: take the range first (from the input's own chunks): the SSIM of every field needs the
+        # range of all, so a lazy range keeps every chunk alive until the last one is read; then
+        # rechunk once to whole fields for every per-field score (each rechunking its own held a copy)
         data_range = data_range_of(truth).compute()
+        pred, truth = rechunk_for_core(pred, axes.spatial), rechunk_for_core(truth, axes.spatial)
     det = pred.mean(member_dim, keep_attrs=True) if ensemble else pred
 
     def dims_of(*objs):
