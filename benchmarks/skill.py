@@ -8,7 +8,7 @@ are over the land cells of the test hours.
 Per run it prints and appends to ``benchmarks/results/skill_runs.jsonl``: RMSE and MAE in K,
 RMSE / bicubic, optimizer updates and fit seconds (wall, with the torch threads given).
 
-* ``default``: ``xds.fit(train, factor=f, constraint=c)`` plus the ``--fit`` JSON options
+* ``default``: ``xds.fit(train, factor=f, constraint=c)`` (no ``model=``: the library's default body) plus the ``--fit`` JSON options
   (an ablation is a run with options, e.g. ``--fit '{"batch_size": 16}'``).
 * ``floor``: a minimal residual net written here, independent of the library: bicubic skip,
   ``--floor-blocks`` residual blocks of ``--floor-width`` channels at coarse resolution,
@@ -68,8 +68,8 @@ def scores(pred: xr.DataArray, truth: xr.DataArray) -> dict:
 
 def filled(lr: xr.DataArray) -> xr.DataArray:
     """Sea (NaN) coarse cells filled from the nearest land cells along x then y (land values kept):
-    the prediction path maps missing coarse cells to the training mean, which handicaps bicubic at
-    the coasts; the filled field gives the stronger bicubic reference."""
+    the bicubic reference at its strongest at the coasts (the library's own paths fill missing
+    coarse cells from their nearest valid neighbour, xdownscale.data.fill)."""
     for d in xds.grid.find_axes(lr).spatial[::-1]:
         lr = lr.ffill(d).bfill(d)
     return lr

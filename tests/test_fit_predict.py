@@ -178,3 +178,17 @@ def test_a_domain_smaller_than_a_patch_trains_on_whole_fields(tmp_path):
 def test_a_misspelt_model_option_is_named(hr):
     with pytest.raises(xds.DataError, match="did you mean 'width'|Did you mean 'width'"):
         hr.downscale.fit(model="cnn", factor=4, widht=8, epochs=1)
+
+
+def test_fit_without_a_model_trains_the_default_body_and_predict_without_one_finds_it(hr):
+    """The accessor's defaults on both sides name the same model; the body's options are recorded,
+    so changing a registered default later cannot change what a stored checkpoint rebuilds."""
+    from xdownscale.config import DEFAULT_MODEL, DEFAULT_MODEL_OPTIONS, TrainConfig
+
+    m = hr.downscale.fit(factor=4, constraint="add", max_updates=2, progress=False)
+    assert m.model_name == DEFAULT_MODEL != "cnn"
+    assert {k: m.meta["network"][k] for k in DEFAULT_MODEL_OPTIONS} == DEFAULT_MODEL_OPTIONS
+    assert m.meta["training"]["config"]["batch_size"] == TrainConfig.batch_size == 32
+    lr = xds.coarsen(hr.isel(time=[0]), 4)
+    sr = lr.downscale.predict(factor=4)
+    assert "espcn" in sr.attrs["history"] and sr.shape[-2:] == hr.shape[-2:]

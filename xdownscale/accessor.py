@@ -9,6 +9,7 @@ from __future__ import annotations
 import xarray as xr
 
 from . import api
+from .config import DEFAULT_MODEL
 
 
 class _DownscaleAccessor:
@@ -34,11 +35,11 @@ class _DownscaleAccessor:
                 out[dim].attrs["bounds"] = f"{dim}_bnds"
         return out
 
-    def fit(self, *, model: str = "cnn", factor: int | None = None, var: str | None = None, **kwargs):
+    def fit(self, *, model: str | None = None, factor: int | None = None, var: str | None = None, **kwargs):
         """Train on this (fine) field; see :func:`xdownscale.fit`. Returns a Downscaler."""
         return api.fit(self._obj, model=model, factor=factor, var=var, **kwargs)
 
-    def predict(self, *, model="cnn", factor: int | None = None, **kwargs):
+    def predict(self, *, model=DEFAULT_MODEL, factor: int | None = None, **kwargs):
         """Downscale this (coarse) field; see :func:`xdownscale.predict`."""
         return api.predict(self._obj, model=model, factor=factor, **kwargs)
 

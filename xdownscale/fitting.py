@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from .config import TrainConfig
+from .config import DEFAULT_MODEL, DEFAULT_MODEL_OPTIONS, TrainConfig
 from .engine.contract import FitRequest, target_names
 from .engine.downscaler import Downscaler
 from .errors import DataError
@@ -19,10 +19,10 @@ def multi_target(model: str) -> bool:
     return bool(getattr(family, "supports_multi_target", lambda name: False)(model))
 
 
-def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, constraint="none",
+def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None, constraint="none",
         var: str | list[str] | None = None, predictors: list[str] | None = None, covariates=None,
         epochs: int | None = None, max_updates: int | None = None, max_minutes: float | None = None,
-        batch_size: int = 64, patch_size: int | None = None, learning_rate: float = 1e-3,
+        batch_size: int = TrainConfig.batch_size, patch_size: int | None = None, learning_rate: float = 1e-3,
         lr_schedule: str = "cosine",
         loss: str = "mse", seed: int = 0, val_fraction: float = 0.2, patience: int = 5,
         samples_per_epoch: int | None = None, val_samples: int | None = None, soft_weight: float = 1.0,
@@ -46,12 +46,16 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
     (``{"tp": ("softmax", "tp_arpege")}``), or nothing (``"none"``, or ``"soft"`` for a loss term
     towards it): see :mod:`xdownscale.engine.multi_setup`. ``predict`` then returns a Dataset.
     ``model_kwargs`` go to the model body (e.g. ``width=32, n_blocks=4``).
+    ``model=None``: :data:`~xdownscale.config.DEFAULT_MODEL` with
+    :data:`~xdownscale.config.DEFAULT_MODEL_OPTIONS` (``model="cnn"`` is Harder et al.'s network).
     Budget: ``max_updates`` optimizer steps and/or ``max_minutes`` (``epochs`` still accepted;
     none given: a fixed number of updates, the same on any archive), see :class:`TrainConfig`.
     ``nproc``: train data-parallel on this many processes (PyTorch DDP, gloo on CPU, nccl on
     CUDA; ``batch_size`` is the global batch, split evenly); inside a ``torchrun`` launch every
     rank calls ``fit`` and joins the group (see :mod:`xdownscale.engine.distributed`).
     """
+    if model is None:
+        model, model_kwargs = DEFAULT_MODEL, {**DEFAULT_MODEL_OPTIONS, **model_kwargs}
     info = model_info(model)
     if not info["trainable"]:
         raise DataError(f"{model!r} is a baseline with nothing to train: use predict(model={model!r}, factor=...)")

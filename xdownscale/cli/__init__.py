@@ -15,6 +15,7 @@ import sys
 import warnings
 
 from .._compat import import_pyproj_first
+from ..config import DEFAULT_MODEL, DEFAULT_MODEL_OPTIONS, TrainConfig
 from ..errors import XDownscaleError
 from .commands import cmd_coarsen, cmd_demo, cmd_evaluate, cmd_fit, cmd_models, cmd_predict
 from .files import (
@@ -102,7 +103,9 @@ run '{PROG} COMMAND --help' for the options of each command.""")
     p.add_argument("--predictors", metavar="NAMES",
                    help="input variables, comma separated (default with several --var: every gridded variable of "
                         "--lr-data, or the targets coarsened)")
-    p.add_argument("--model", default="cnn", help="trainable model (see: xdownscale models)")
+    p.add_argument("--model", default=None,
+                   help=f"trainable model (see: xdownscale models; default: {DEFAULT_MODEL} with "
+                        f"{DEFAULT_MODEL_OPTIONS})")
     p.add_argument("--factor", type=int, metavar="N", help="downscaling factor (required unless --lr-data)")
     p.add_argument("--constraint", default="none",
                    help="output constraint: none, soft, add, mult, softmax (non-negative fields), scadd; per target "
@@ -112,13 +115,13 @@ run '{PROG} COMMAND --help' for the options of each command.""")
                         "ensembles and diffusion: 20 epochs)")
     p.add_argument("--max-updates", type=int, metavar="N", help="training budget in optimizer updates")
     p.add_argument("--max-minutes", type=float, metavar="M", help="training budget in minutes (wall time)")
-    p.add_argument("--batch-size", type=int, metavar="N", default=64, help="patches per batch")
+    p.add_argument("--batch-size", type=int, metavar="N", default=TrainConfig.batch_size, help="patches per batch")
     p.add_argument("--patch-size", type=int, metavar="N", default=64, help="patch side in fine-grid cells")
     p.add_argument("--samples-per-epoch", type=int, metavar="N", help="patches per epoch (default: about one pass)")
     p.add_argument("--learning-rate", type=float, default=1e-3, metavar="RATE", help="Adam learning rate")
     p.add_argument("--seed", type=int, metavar="N", default=0, help="random seed")
     p.add_argument("--width", type=int, metavar="N", help="channels of the network (model default: 64)")
-    p.add_argument("--n-blocks", type=int, metavar="N", help="residual blocks (model default: 4)")
+    p.add_argument("--n-blocks", type=int, metavar="N", help="residual blocks (model default: 4; the default model: 6)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a further model or training option, repeatable, e.g. --option scales=(1.5,8) for liif "
                         "or --option window=3 for convgru (see 'xdownscale models --options MODEL')")

@@ -66,7 +66,8 @@ def cmd_fit(args) -> int:
     check_out(out, args.overwrite)
     from ..models import model_info
 
-    scale_free = model_info(args.model)["family"] == "implicit"  # trains over a range of scales
+    # liif trains over a range of scales
+    scale_free = args.model is not None and model_info(args.model)["family"] == "implicit"
     if args.factor is None and args.lr_data is None and not scale_free:
         raise CLIError("give the downscaling factor with --factor N (or a real coarse file with --lr-data)")
     if out.suffix.lower() not in (".pt", ".pth"):

@@ -65,12 +65,14 @@ def residual_std(hr_values: np.ndarray, factor: int, row_weights: np.ndarray, sk
     import torch
 
     from ..nn.blocks import interpolate
+    from .fill import fill_nearest
     from .pairs import coarsen_block
 
     real = coarse is not None
     coarse = coarsen_block(hr_values, factor, row_weights) if coarse is None else coarse.astype("float64")
     fill = np.nanmean(hr_values)
-    base = interpolate(torch.from_numpy(np.nan_to_num(coarse, nan=fill)[:, None]), factor, skip)[:, 0].numpy()
+    coarse = np.nan_to_num(fill_nearest(coarse), nan=fill)  # the inputs the network will see
+    base = interpolate(torch.from_numpy(coarse[:, None]), factor, skip)[:, 0].numpy()
     resid = hr_values - base
     value = float(np.sqrt(np.nanmean(resid**2)) if real else np.nanstd(resid))
     return value if np.isfinite(value) and value > 0 else None

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .fill import fill_nearest
 from .pairs import Pair, coarsen_block
 
 
@@ -121,7 +122,7 @@ class PatchDataset(SeededSamples):
             else:
                 field = self._read(f"extra{k}", da, t, cys, cxs)
             channels.append((field - st["mean"]) / st["std"])
-        x = np.nan_to_num(np.stack(channels), nan=0.0)
+        x = np.nan_to_num(fill_nearest(np.stack(channels)), nan=0.0)  # as every prediction path does
         if self.covariates is not None:
             x = np.concatenate([x, self.covariates[:, cys, cxs]], axis=0)
         return (

@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from ..config import TrainConfig
+from ..config import DEFAULT_MODEL, TrainConfig
 from ..errors import DataError, suggest
 
 T = TypeVar("T")
@@ -31,7 +31,7 @@ class FitRequest:
 
     hr: Any
     lr: Any = None
-    model: str = "cnn"
+    model: str = DEFAULT_MODEL
     factor: int | None = None
     constraint: Any = "none"  # a name, or for several targets a dict by target
     var: Any = None  # a name, or a tuple of names: several targets in one model

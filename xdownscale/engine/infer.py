@@ -27,6 +27,7 @@ import dask.array as dsa
 import numpy as np
 import torch
 
+from ..data.fill import fill_nearest
 from .device import resolve_device
 
 DEFAULT_FINE_CHUNK = 1024  # fine cells per side of an output chunk when the input is not chunked
@@ -127,22 +128,6 @@ class ModelRunner:
             out[i : i + len(y)] = y
             del y
         return out
-
-
-def _fill_nearest(x: np.ndarray) -> np.ndarray:
-    """Replace NaN cells of each (sample, channel) map by their nearest finite neighbour, so missing
-    cells (sea in a land-only product, outside radar range) do not drag interpolations towards an
-    arbitrary fill value. Maps with no finite cell are left for the caller's fill."""
-    from scipy import ndimage
-
-    x = x.copy()
-    for i in range(x.shape[0]):
-        for c in range(x.shape[1]):
-            bad = ~np.isfinite(x[i, c])
-            if bad.any() and not bad.all():
-                idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
-                x[i, c] = x[i, c][tuple(idx)]
-    return x
 
 
 def _starts(chunks: tuple[int, ...]) -> np.ndarray:
@@ -247,7 +232,7 @@ def tiled_predict(
         x = block.reshape(c, n, h, w).transpose(1, 0, 2, 3).astype("float32")  # the network's precision
         missing = ~np.isfinite(x[:, 0])
         if missing.any():
-            x = _fill_nearest(x)
+            x = fill_nearest(x)
         coarse = np.where(missing, mean[0], x[:, 0])
         if sources is not None:  # each output's own source (filled where missing), zeros without one
             coarse = np.stack([x[:, k] if k is not None else np.zeros_like(x[:, 0]) for k in sources], axis=1)

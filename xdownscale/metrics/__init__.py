@@ -23,12 +23,14 @@ from .deterministic import (
     acc,
     bias,
     check_pair,
+    data_range_of,
     mae,
     max_abs_error,
     ms_ssim,
     mse,
     pearson_r,
     psnr,
+    rechunk_for_core,
     rmse,
     squared_units,
     ssim,
@@ -37,6 +39,7 @@ from .deterministic import (
 )
 from .distribution import (
     CLIMATE_QUANTILES,
+    distribution_cells,
     distribution_scores,
     ks_statistic,
     log_histogram_distance,
@@ -44,6 +47,7 @@ from .distribution import (
     quantile_bias_map,
     wasserstein,
 )
+from .passes import compute_in_passes
 from .probabilistic import crps_ensemble, ensemble_scores, rank_flatness, rank_histogram, spread_skill
 from .spectral import log_spectral_distance, power_spectrum
 from .structure import (
@@ -159,7 +163,14 @@ def evaluate(
         and the deterministic metrics use the ensemble mean; the conservation
         metrics look at every member.
     compute : bool
-        Compute the (small) result in one Dask pass; ``False`` keeps it lazy.
+        Compute the (small) result; ``False`` keeps it lazy. On Dask input the
+        inputs are rechunked once to whole fields and the data range is taken
+        first; with ``suite="climate"`` the per-cell distribution scores, which
+        need the whole time axis of each cell, are computed apart, block by block
+        over grid rows (:mod:`.passes`): the input is read once per block and the
+        peak memory follows the block size, not the input size. Chunk the input
+        in time (as files are stored): whole-time chunks make the per-field
+        scores gather the whole input.
     quantiles : sequence of float, optional
         Adds ``quantile_bias_qXX`` (per-cell quantile along time of the prediction
         minus the truth's, grid-averaged) for each; ``()`` or ``per_time`` skips them.
@@ -220,6 +231,15 @@ def evaluate(
     if member_dim in truth.dims:
         raise DataError(f"truth must not have the ensemble dimension {member_dim!r}")
     ensemble = member_dim in pred.dims
+    in_passes = compute and any(x is not None and x.chunks is not None for x in (pred, truth, lr))
+    cell_pred, cell_truth = pred, truth
+    data_range = None
+    if in_passes:
+        # Dask: take the range first (from the input's own chunks): the SSIM of every field needs the
+        # range of all, so a lazy range keeps every chunk alive until the last one is read; then
+        # rechunk once to whole fields for every per-field score (each rechunking its own held a copy)
+        data_range = data_range_of(truth).compute()
+        pred, truth = rechunk_for_core(pred, axes.spatial), rechunk_for_core(truth, axes.spatial)
     det = pred.mean(member_dim, keep_attrs=True) if ensemble else pred
 
     def dims_of(*objs):
@@ -244,9 +264,9 @@ def evaluate(
         "mae": mae(det, truth, **kw),
         "bias": bias(det, truth, **kw),
         "max_abs_error": max_abs_error(det, truth, dim=d),
-        "psnr": psnr(det, truth, **kw),
-        "ssim": ssim(det, truth, **kw),
-        "ms_ssim": ms_ssim(det, truth, **kw),
+        "psnr": psnr(det, truth, data_range=data_range, **kw),
+        "ssim": ssim(det, truth, data_range=data_range, **kw),
+        "ms_ssim": ms_ssim(det, truth, data_range=data_range, **kw),
         "pearson_r": pearson_r(det, truth, **kw),
     }
     if climatology is not None:
@@ -267,12 +287,13 @@ def evaluate(
         out["crps"] = wmean(c, weights_for(truth, axes, weighted), list(c.dims) if d is None else d)
         out.update(ensemble_scores(pred, truth, member_dim, weighted=weighted, dim=d))
     default_names = list(out)
+    blocked = climate and in_passes  # the distribution scores are computed apart, block by block (.passes)
     if climate:
         if axes.time is None or axes.time not in truth.dims:
             raise DataError(f"suite='climate' needs a time dimension, but none was found among {tuple(truth.dims)}")
         out.update(climate_summary(pred, truth, weighted=weighted, member_dim=member_dim,
                                    quantiles=tuple(quantiles or ()), bins=bins, indices=indices,
-                                   index_freq=index_freq, maps=maps))
+                                   index_freq=index_freq, maps=maps, distribution=not blocked))
     units = str(truth.attrs.get("units") or pred.attrs.get("units") or "")
     ds = xr.Dataset({k: v.drop_vars([c for c in v.coords if c not in v.dims]) for k, v in out.items()})
     for name in ds.data_vars:
@@ -292,14 +313,10 @@ def evaluate(
         ds.attrs["deterministic_metrics_of"] = "ensemble mean"
     if not compute:
         return ds
-    if climate and any(v.chunks is not None for v in ds.data_vars.values()):
-        return _compute_in_two_passes(ds, set(out) - set(default_names))
+    if blocked:
+        cells = distribution_cells(cell_pred, cell_truth, member_dim=member_dim, quantiles=tuple(quantiles or ()),
+                                   bins=bins)
+        rows = next(d for d in cell_truth.dims if d in axes.spatial)
+        return compute_in_passes(ds, cells, cell_truth, cell_pred, dim=rows, order=default_names, units=units,
+                                 weighted=weighted, member_dim=member_dim, maps=maps)
     return ds.compute()
-
-
-def _compute_in_two_passes(ds: xr.Dataset, along_time: set) -> xr.Dataset:
-    """Dask: the per-field scores (which gather the grid) and the per-cell climate scores (which
-    gather time) in separate passes, so that one graph never holds both chunkings of the input."""
-    fields = ds[[k for k in ds.data_vars if k not in along_time]].compute()
-    cells = ds[[k for k in ds.data_vars if k in along_time]].compute()
-    return xr.merge([fields, cells], combine_attrs="override")[list(ds.data_vars)]

@@ -28,7 +28,8 @@ def _valid_both(pred: xr.DataArray, truth: xr.DataArray):
     return pred.where(both), truth.where(both)
 
 
-def quantile_over(da: xr.DataArray, q: float, dims: list) -> xr.DataArray:
+def quantile_over(da: xr.DataArray, q, dims: list) -> xr.DataArray:
+    """The q-quantile(s) over ``dims`` (a list ``q`` keeps the dim ``quantile``, without its coordinate)."""
     da = rechunk_for_core(da, dims)  # a quantile needs each reduced dimension in one chunk
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells

@@ -62,13 +62,14 @@ def check_suite(suite: str) -> None:
 
 def climate_summary(pred: xr.DataArray, truth: xr.DataArray, *, weighted: bool = True, member_dim: str = "member",
                     quantiles=CLIMATE_QUANTILES, bins: int = DEFAULT_BINS, indices=None, index_freq: str = "YS",
-                    maps: bool = False) -> dict[str, xr.DataArray]:
-    """Distribution scores, climate-index biases and structure scores of one variable."""
+                    maps: bool = False, distribution: bool = True) -> dict[str, xr.DataArray]:
+    """Distribution scores (unless not ``distribution``), climate-index biases and structure scores of one
+    variable."""
     from .indices import index_biases
     from .structure import structure_summary
 
     out = distribution_summary(pred, truth, weighted=weighted, member_dim=member_dim, quantiles=quantiles,
-                               bins=bins, maps=maps)
+                               bins=bins, maps=maps) if distribution else {}
     out.update(structure_summary(pred, truth, weighted=weighted, member_dim=member_dim))
     out.update(index_biases(pred, truth, indices, weighted=weighted, member_dim=member_dim, freq=index_freq,
                             maps=maps))
@@ -85,11 +86,11 @@ def evaluate_dataset(evaluate, pred: xr.Dataset, truth: xr.Dataset, *, lr=None, 
     if not names:
         raise DataError(f"pred and truth share no variable: pred has {list(pred.data_vars)}, "
                         f"truth has {list(truth.data_vars)}")
-    compute = kwargs.pop("compute", True)
+    compute = kwargs.pop("compute", True)  # each variable on its own: on Dask, in bounded memory
     parts, attrs = {}, {}
     for v in names:
         sub = evaluate(pred[v], truth[v], lr=None if lr is None else lr[v],
-                       climatology=None if climatology is None else climatology[v], compute=False, **kwargs)
+                       climatology=None if climatology is None else climatology[v], compute=compute, **kwargs)
         attrs = sub.attrs
         for k, da in sub.data_vars.items():
             parts[f"{v}_{k}"] = da

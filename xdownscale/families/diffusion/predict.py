@@ -18,6 +18,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from ...data.covariates import as_dataset, fold_covariates
+from ...data.fill import fill_nearest
 from ...data.normalize import scadd_bounds
 from ...data.pairs import select_variable
 from ...engine.contract import PredictRequest, parse_options
@@ -44,7 +45,8 @@ def _inputs(lr: xr.DataArray, extra: list, meta: dict, factor: int, covariates, 
     fields = [f.reshape(-1, h, w) for f in fields]
     missing = ~np.isfinite(fields[0])
     coarse = np.where(missing, stats[0]["mean"], fields[0])
-    x = np.stack([np.nan_to_num((f - s["mean"]) / s["std"], nan=0.0) for f, s in zip(fields, stats)], axis=1)
+    x = np.stack([np.nan_to_num((fill_nearest(f) - s["mean"]) / s["std"], nan=0.0) for f, s in zip(fields, stats)],
+                 axis=1)
     cov = fold_covariates(as_dataset(covariates), norm.get("covariates", {}), (h * factor, w * factor), factor)
     if cov is not None:
         x = np.concatenate([x, np.broadcast_to(cov, (len(x), *cov.shape))], axis=1)

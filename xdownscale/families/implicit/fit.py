@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...data.fill import fill_nearest
 from ...data.normalize import residual_std
 from ...data.patches import SeededSamples
 from ...engine.contract import FitRequest, parse_options
@@ -134,7 +135,7 @@ class ScaleSampleDataset(SeededSamples):
         window = self.field[t, y0 : y0 + big, x0 : x0 + big]
         fine = np.asarray(window.compute() if hasattr(window, "compute") else window, dtype="float64")
         coarse = resample_area(fine, (p, p), self.row_weights[y0 : y0 + big])
-        x = np.nan_to_num((coarse - self.stats["mean"]) / self.stats["std"], nan=0.0)[None]
+        x = np.nan_to_num((fill_nearest(coarse) - self.stats["mean"]) / self.stats["std"], nan=0.0)[None]
         if self.degradation == "high-order":
             x = degrade(x, rng)
         pick = rng.choice(big * big, self.queries, replace=big * big < self.queries)

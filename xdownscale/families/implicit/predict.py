@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ...data.fill import fill_nearest
 from ...data.pairs import select_variable
 from ...engine.contract import PredictRequest, parse_options
 from ...engine.device import resolve_device
@@ -146,7 +147,7 @@ class _Runner:
     @torch.inference_mode()
     def __call__(self, window: np.ndarray, queries: np.ndarray, batch_size: int) -> np.ndarray:
         """window (N, h, w) physical; queries (Q, 4). Returns (N, Q) physical, float64."""
-        x = np.nan_to_num((window - self.mean) / self.std, nan=0.0)
+        x = np.nan_to_num((fill_nearest(window) - self.mean) / self.std, nan=0.0)
         q = torch.from_numpy(queries.astype("float32")).to(self.device)
         out = []
         for i in range(0, len(x), batch_size):

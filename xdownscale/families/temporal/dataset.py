@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...data.fill import fill_nearest
 from ...data.patches import SeededSamples
 from ...models.convgru import inputs_needed
 
@@ -75,7 +76,7 @@ class SequencePatchDataset(SeededSamples):
                             (frames - self.mean) / self.std], axis=0)
         y = self.fine[j, y0 : y0 + py, x0 : x0 + px]
         wts = self.row_weights[y0 : y0 + py]
-        return (torch.from_numpy(np.nan_to_num(x, nan=0.0).astype("float32")),
+        return (torch.from_numpy(np.nan_to_num(fill_nearest(x), nan=0.0).astype("float32")),
                 torch.from_numpy(y[None].astype("float32")),
                 torch.from_numpy(wts[None, :, None].astype("float32")),
                 torch.from_numpy(np.nan_to_num(target, nan=self.mean)[None].astype("float32")))

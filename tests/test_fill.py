@@ -1,0 +1,58 @@
+"""Missing coarse cells: one fill rule, and the network sees in prediction what it saw in training."""
+import numpy as np
+import pytest
+import torch
+
+import xdownscale as xds
+from xdownscale.data.fill import fill_nearest
+from xdownscale.data.normalize import fit_stats
+from xdownscale.data.pairs import make_pair
+from xdownscale.data.patches import PatchDataset
+from xdownscale.testing import synthetic_field
+
+
+def test_each_missing_cell_takes_its_nearest_finite_neighbour():
+    maps = np.array([[[1.0, np.nan, np.nan, 7.0]],
+                     [[np.nan, np.nan, np.nan, np.nan]]])
+    out = fill_nearest(maps)
+    np.testing.assert_array_equal(out[0, 0], [1.0, 1.0, 7.0, 7.0])
+    assert np.isnan(out[1]).all()  # a map with nothing to copy from is left for the caller
+    assert np.isnan(maps[0, 0, 1])  # the input is not modified
+
+
+def test_masks_that_differ_between_maps_are_filled_each_from_its_own_cells():
+    a = np.arange(9.0).reshape(3, 3)
+    stack = np.stack([a, a + 100])
+    stack[0, 0, 0] = np.nan
+    stack[1, 2, 2] = np.nan
+    out = fill_nearest(stack)
+    assert out[0, 0, 0] in (1.0, 3.0)  # an edge neighbour of the first map, not of the second
+    assert out[1, 2, 2] in (105.0, 107.0)
+    np.testing.assert_array_equal(out[0, 1:], a[1:])
+
+
+@pytest.fixture
+def coast():
+    """A land-only field: the eastern quarter is sea (NaN)."""
+    hr = synthetic_field("t2m", times=6, ny=16, nx=24)
+    return hr.where(hr["lon"] < hr["lon"][18])
+
+
+def test_prediction_feeds_the_network_the_inputs_it_was_trained_on(coast, tmp_path):
+    """A model trained with one fill for missing cells and applied with another meets, at every
+    coast, inputs it never saw (on WFDE5 Tair x2 that cost 0.62x -> 0.82x bicubic)."""
+    m = xds.fit(coast, factor=4, model="espcn", n_blocks=1, width=8, max_updates=1, batch_size=2,
+                progress=False, checkpoint=tmp_path / "m.pt")
+    seen = []
+    hook = m.module.body.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach().clone()))
+    try:
+        xds.predict(xds.coarsen(coast.isel(time=[3]), 4), model=m).load()
+    finally:
+        hook.remove()
+    pair = make_pair(coast, 4)
+    stats = fit_stats(coast, "time")
+    stats.update(mean=float(m.module.mean), std=float(m.module.std))
+    ds = PatchDataset(pair, stats, [3], patch_size=64, n_samples=1, seed=0)
+    x_train = ds[0][0]
+    assert torch.isfinite(x_train).all()
+    torch.testing.assert_close(seen[-1][0], x_train, rtol=1e-5, atol=1e-5)
