@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, fields
 
 LOSSES = ("mse", "l1")
 SCHEDULES = ("cosine", "constant")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # see xdownscale.engine.precision
 DEFAULT_UPDATES = 1000
 
 
@@ -21,7 +22,8 @@ class TrainConfig:
     ``learning_rate`` at its end; the run is validated ``evals`` times (every epoch when
     ``epochs`` sets the budget), the weights with the lowest validation loss are kept, and early
     stopping (``patience`` validations without improvement) cannot end a run before
-    ``min_fraction`` of the budget is spent.
+    ``min_fraction`` of the budget is spent. ``precision``: the network body's arithmetic
+    (:mod:`xdownscale.engine.precision`; float32 master weights in every case).
     """
 
     epochs: int | None = None
@@ -44,10 +46,13 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"
     progress: bool = True
+    precision: str = "fp32"
 
     def __post_init__(self):
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("batch_size", "patch_size", "evals"):

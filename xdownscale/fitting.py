@@ -9,6 +9,7 @@ import os
 from .config import TrainConfig
 from .engine.contract import FitRequest
 from .engine.downscaler import Downscaler
+from .engine.precision import check_precision
 from .errors import DataError
 from .models import family_of, model_info
 
@@ -23,7 +24,7 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
         skip: str | None = "bicubic", checkpoint: str | os.PathLike | None = None,
         resume: str | os.PathLike | None = None, trim: bool = False, device: str = "auto",
         num_workers: int = 0, progress: bool = True, scadd_lower: float | None = None,
-        scadd_upper: float | None = None, nproc: int = 1, **model_kwargs) -> Downscaler:
+        scadd_upper: float | None = None, nproc: int = 1, precision: str = "fp32", **model_kwargs) -> Downscaler:
     """Train a downscaling model and save a self-describing checkpoint.
 
     ``hr``: the fine field (DataArray, or Dataset with ``var``); the coarse
@@ -36,11 +37,17 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
     ``nproc``: train data-parallel on this many processes (PyTorch DDP, gloo on CPU, nccl on
     CUDA; ``batch_size`` is the global batch, split evenly); inside a ``torchrun`` launch every
     rank calls ``fit`` and joins the group (see :mod:`xdownscale.engine.distributed`).
+    ``precision``: ``"fp32"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16 where the hardware
+    runs it natively): autocast of the network body with float32 master weights, for the spatial
+    models (:mod:`xdownscale.engine.precision`); the resolved precision is recorded in the checkpoint.
     """
     info = model_info(model)
     if not info["trainable"]:
         raise DataError(f"{model!r} is a baseline with nothing to train: use predict(model={model!r}, factor=...)")
     family = family_of(model)
+    check_precision(family, precision, model)
+    if not getattr(family, "mixed_precision", False):
+        precision = "fp32"  # "auto" too: the families with their own networks and loops run float32
     if nproc != 1 and family.name != "spatial":
         raise DataError(f"nproc={nproc}: data-parallel training is available for the models trained by fit's own "
                         f"loop; {model!r} has its own training (use nproc=1)")
@@ -55,7 +62,7 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
                       patch_size=patch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule, loss=loss, seed=seed, val_fraction=val_fraction, patience=patience,
                       samples_per_epoch=samples_per_epoch, val_samples=val_samples, soft_weight=soft_weight,
-                      num_workers=num_workers, device=device, progress=progress)
+                      num_workers=num_workers, device=device, progress=progress, precision=precision)
     request = FitRequest(hr=hr, lr=lr, model=model, factor=factor, constraint=constraint, var=var,
                          predictors=tuple(predictors) if predictors else None, covariates=covariates, cfg=cfg,
                          skip=skip, checkpoint=checkpoint, resume=resume, trim=trim, scadd_lower=scadd_lower,

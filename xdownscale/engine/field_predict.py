@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from typing import Any
 
 import dask.array as dsa
 import numpy as np
@@ -15,7 +16,7 @@ from ..grid.cf import find_axes, latitude_weights, wraps_longitude
 from ..io.cf import add_cf_attrs, fine_coordinates
 from .budget import ChunkGate, MemoryPlan, network_cost, plan_memory, resolve_max_memory
 from .downscaler import Downscaler
-from .infer import DEFAULT_FINE_CHUNK, TARGET_CHUNK_BYTES, ModelRunner, plan_chunks, tiled_predict
+from .infer import DEFAULT_FINE_CHUNK, TARGET_CHUNK_BYTES, ModelRunner, plan_chunks, runner_for, tiled_predict
 
 
 def stack_inputs(lr: xr.DataArray, extra: list[xr.DataArray], axes) -> tuple[dsa.Array, list[str]]:
@@ -25,6 +26,18 @@ def stack_inputs(lr: xr.DataArray, extra: list[xr.DataArray], axes) -> tuple[dsa
     data = [a.data if isinstance(a.data, dsa.Array) else a.chunk().data for a in arrays]  # lazy reads stay lazy
     data = [d.rechunk(data[0].chunks) for d in data]
     return dsa.stack(data, axis=0), lead
+
+
+def stack_in_memory(lr: xr.DataArray, extra: list[xr.DataArray], axes) -> tuple[Any, list]:
+    """:func:`stack_inputs` as one numpy array (the small-input path: no graph)."""
+    lead = [d for d in lr.dims if d not in axes.spatial]
+    order = lead + list(axes.spatial)
+    return np.stack([np.asarray(a.transpose(*order).values) for a in [lr, *extra]], axis=0), lead
+
+
+def one_chunk(spec: dict, sizes) -> bool:
+    """Whether the chunk plan ``spec`` (dim -> chunk length, -1: whole) holds the field in one chunk."""
+    return all(n == -1 or n >= sizes[d] for d, n in spec.items())
 
 
 class ValidityCheck:
@@ -120,10 +133,14 @@ def cap_chunks(chunks: tuple[tuple[int, ...], ...], side: int, steps: int) -> tu
 
 def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), covariates=None, chunks=None,
                       halo: int | None = None, batch_size: int = 16, device: str = "auto",
-                      like=None, max_memory=None) -> xr.DataArray:
+                      like=None, max_memory=None, precision: str | None = "fp32") -> xr.DataArray:
     """Lazy fine-resolution prediction of a coarse DataArray (see :func:`predict`). ``max_memory``
     (bytes or ``"2GB"``; default from the machine) bounds the tile, the chunk, the batch and the
-    chunks computed at once (:mod:`~xdownscale.engine.budget`)."""
+    chunks computed at once (:mod:`~xdownscale.engine.budget`). ``precision``: the network body's
+    arithmetic (:mod:`~xdownscale.engine.precision`).
+
+    An input held in memory that the plan fits in one chunk is predicted at once, with no Dask
+    graph (the result holds numpy): for small domains the graph cost more than the network."""
     if not isinstance(lr, xr.DataArray):
         raise DataError(f"expected a DataArray, got {type(lr).__name__}")
     if not np.issubdtype(lr.dtype, np.number):
@@ -139,21 +156,29 @@ def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), cov
     coords = fine_coordinates(lr, f, axes)
     fine_shape = (lr.sizes[axes.y] * f, lr.sizes[axes.x] * f)
     cov = fold_covariates(as_dataset(covariates), norm.get("covariates", {}), fine_shape, f)
-    runner = ModelRunner(downscaler, device)
+    runner = runner_for(downscaler, device, precision)
     in_channels = 1 + len(extra) + (0 if cov is None else cov.shape[0])
     planned = not isinstance(lr.data, dsa.Array)
+    in_memory = False
+    stacked: Any = None  # (C, *lead, y, x): numpy on the small-input path, else a Dask array
     lead_dims = [d for d in lr.dims if d not in axes.spatial]
     if planned:  # in memory or read lazily from a file: the one chunk plan (see plan_chunks)
         spec = plan_chunks(dict(lr.sizes), lead_dims, axes, f, halo, chunks, time_dim=axes.time)
         frames = int(np.prod([lr.sizes[d] if spec[d] == -1 else spec[d] for d in lead_dims]))
         plan = memory_plan(runner, downscaler, max_memory=max_memory, in_channels=in_channels, halo=halo,
                            side=max(spec[axes.y], spec[axes.x]), steps=frames, batch_size=batch_size)
-        lr = lr.chunk(plan_chunks(dict(lr.sizes), lead_dims, axes, f, halo, chunks, time_dim=axes.time,
-                                  limit=(plan.side, plan.steps)))
+        spec = plan_chunks(dict(lr.sizes), lead_dims, axes, f, halo, chunks, time_dim=axes.time,
+                           limit=(plan.side, plan.steps))
+        if one_chunk(spec, lr.sizes) and not any(isinstance(e.data, dsa.Array) for e in extra):
+            stacked, lead = stack_in_memory(lr, list(extra), axes)
+            in_memory = True
+        else:
+            lr = lr.chunk(spec)
         if bool(lr.isnull().all()):  # chunk by chunk: a file is read once, never whole into memory
             raise DataError(f"{lr.name!r} is NaN everywhere: nothing to downscale (check the variable and the "
                             "time selection)")
-    stacked, lead = stack_inputs(lr, list(extra), axes)
+    if not in_memory:
+        stacked, lead = stack_inputs(lr, list(extra), axes)
     if chunks is not None and not planned:
         named = chunks if isinstance(chunks, dict) else {axes.y: chunks, axes.x: chunks}
         spec = (-1,) + tuple(named.get(d, stacked.chunks[i + 1]) for i, d in enumerate(lead + list(axes.spatial)))
@@ -184,7 +209,7 @@ def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), cov
         out = snap_to(out, like, axes)
     out.attrs = dict(lr.attrs)
     return add_cf_attrs(out, source=lr, model=downscaler.model_name, factor=f, constraint=downscaler.constraint,
-                        checkpoint_hash=downscaler.checkpoint_hash)
+                        checkpoint_hash=downscaler.checkpoint_hash, precision=runner.precision)
 
 
 
