@@ -217,3 +217,23 @@ def test_a_bf16_training_step_updates_float32_weights(model):
     assert result["precision"] == "bf16" and result["updates"] == 2
     assert all(p.dtype == torch.float32 for p in net.parameters())
     assert any((p - b).abs().max() > 0 for p, b in zip(net.parameters(), before))
+
+
+def test_a_checkpoint_path_is_loaded_once_until_the_file_changes(model, lr, tmp_path):
+    from xdownscale.engine.resolve import resolve_model
+
+    path = tmp_path / "m.pt"
+    model.save(path)
+    first = resolve_model(str(path))
+    assert resolve_model(str(path)) is first  # no second read, hash and build
+    before = lr.downscale.predict(model=str(path)).values
+    with torch.no_grad():
+        model.module.body.tail.weight.mul_(3.0)
+    try:
+        model.save(path)  # an atomic rewrite: another file at the same path
+        again = resolve_model(str(path))
+        assert again is not first and again.checkpoint_hash != first.checkpoint_hash
+        assert np.abs(lr.downscale.predict(model=str(path)).values - before).max() > 1e-4
+    finally:
+        with torch.no_grad():
+            model.module.body.tail.weight.div_(3.0)
