@@ -6,7 +6,6 @@ from __future__ import annotations
 import statistics
 import time
 
-import numpy as np
 import torch
 
 PRECISIONS = ("fp32", "bf16")

@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass, fields
 LOSSES = ("mse", "l1")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # see xdownscale.engine.precision
+# float32 unless asked: "auto" (bf16 here) predicted 2.1x faster at a 0.006 % RMSE change on WFDE5 Tair,
+# but the same checkpoint would then give other bits on other hardware (benchmarks/results/precision_skill.md)
+DEFAULT_PRECISION = "fp32"
 DEFAULT_UPDATES = 1000
 
 
@@ -46,7 +49,7 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"
     progress: bool = True
-    precision: str = "fp32"
+    precision: str = DEFAULT_PRECISION
 
     def __post_init__(self):
         if self.lr_schedule not in SCHEDULES:

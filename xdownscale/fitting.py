@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from .config import TrainConfig
+from .config import DEFAULT_PRECISION, TrainConfig
 from .engine.contract import FitRequest
 from .engine.downscaler import Downscaler
 from .engine.precision import check_precision
@@ -24,7 +24,8 @@ def fit(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, cons
         skip: str | None = "bicubic", checkpoint: str | os.PathLike | None = None,
         resume: str | os.PathLike | None = None, trim: bool = False, device: str = "auto",
         num_workers: int = 0, progress: bool = True, scadd_lower: float | None = None,
-        scadd_upper: float | None = None, nproc: int = 1, precision: str = "fp32", **model_kwargs) -> Downscaler:
+        scadd_upper: float | None = None, nproc: int = 1, precision: str = DEFAULT_PRECISION,
+        **model_kwargs) -> Downscaler:
     """Train a downscaling model and save a self-describing checkpoint.
 
     ``hr``: the fine field (DataArray, or Dataset with ``var``); the coarse

@@ -4,6 +4,7 @@ A thin face: it loads a checkpoint path once, builds a
 :class:`~xdownscale.engine.contract.PredictRequest` and hands it to the model's family."""
 from __future__ import annotations
 
+from .config import DEFAULT_PRECISION
 from .engine.contract import PredictRequest
 from .engine.precision import check_precision
 from .engine.resolve import baseline, load_if_path, model_name_of
@@ -15,7 +16,7 @@ __all__ = ["baseline", "predict"]
 def predict(lr, *, model, factor: int | None = None, var: str | None = None, covariates=None,
             constraint: str | None = None, chunks=None, halo: int | None = None, batch_size: int = 16,
             device: str = "auto", like=None, allow_other_variable: bool = False, max_memory=None,
-            precision: str = "fp32", **options):
+            precision: str = DEFAULT_PRECISION, **options):
     """Downscale ``lr`` (DataArray, or Dataset with ``var``) with ``model``.
 
     ``model`` is a :class:`Downscaler`, a checkpoint path, a baseline name

@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from ..config import TrainConfig
+from ..config import DEFAULT_PRECISION, TrainConfig
 from ..errors import DataError, suggest
 
 T = TypeVar("T")
@@ -76,14 +76,14 @@ class PredictRequest:
     like: Any = None
     allow_other_variable: bool = False
     max_memory: Any = None
-    precision: str = "fp32"
+    precision: str = DEFAULT_PRECISION
     options: dict = field(default_factory=dict)
 
     @classmethod
     def from_call(cls, lr: Any, *, model: Any, factor: float | None = None, var: str | None = None,
                   covariates: Any = None, constraint: str | None = None, chunks: Any = None, halo: int | None = None,
                   batch_size: int = 16, device: str = "auto", like: Any = None, allow_other_variable: bool = False,
-                  max_memory: Any = None, precision: str = "fp32", **options: Any) -> "PredictRequest":
+                  max_memory: Any = None, precision: str = DEFAULT_PRECISION, **options: Any) -> "PredictRequest":
         return cls(lr=lr, model=model, factor=factor, var=var, covariates=covariates, constraint=constraint,
                    chunks=chunks, halo=halo, batch_size=batch_size, device=device, like=like,
                    allow_other_variable=allow_other_variable, max_memory=max_memory, precision=precision,

@@ -13,7 +13,6 @@ from .downscaler import Downscaler
 from .record import ModelRecord
 from .setup import POSITIVE_CONSTRAINTS, grid_spacing
 
-
 _LOADED: OrderedDict = OrderedDict()  # (path, inode, size, mtime) -> Downscaler
 _LOADED_LOCK = threading.Lock()
 LOADED_CACHE_SIZE = 8
