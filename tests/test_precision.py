@@ -187,8 +187,11 @@ def test_cli_fits_and_predicts_in_bf16_and_records_it(tmp_path, monkeypatch, cap
         assert float(ds["tcwv"].min()) >= 0
 
 
-def test_a_bf16_training_step_updates_float32_weights(model):
-    """Autocast lowers the forward only: gradients reach the float32 parameters, which stay float32."""
+@pytest.mark.filterwarnings("ignore:precision='fp16' on a CPU")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_lower_precision_training_step_updates_float32_weights(model, precision):
+    """Autocast lowers the forward only: gradients reach the float32 parameters, which stay float32
+    (fp16 through the gradient scaler)."""
     from xdownscale.config import TrainConfig
     from xdownscale.engine.trainer import train
 
@@ -212,9 +215,9 @@ def test_a_bf16_training_step_updates_float32_weights(model):
 
     net = copy.deepcopy(model.module)
     before = [p.detach().clone() for p in net.parameters()]
-    cfg = TrainConfig(max_updates=2, batch_size=4, evals=1, progress=False, precision="bf16", warmup=0.0)
+    cfg = TrainConfig(max_updates=2, batch_size=4, evals=1, progress=False, precision=precision, warmup=0.0)
     result = train(net, Patches(), Patches(), cfg, torch.device("cpu"))
-    assert result["precision"] == "bf16" and result["updates"] == 2
+    assert result["precision"] == precision and result["updates"] == 2
     assert all(p.dtype == torch.float32 for p in net.parameters())
     assert any((p - b).abs().max() > 0 for p, b in zip(net.parameters(), before))
 
