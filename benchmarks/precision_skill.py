@@ -89,7 +89,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="xds-prec-"))
     rows = []
-    head = ("| field | model | trained in | RMSE fp32 | RMSE bf16 | change | max |bf16 - fp32| | field std | "
+    head = ("| field | model | trained in | RMSE fp32 | RMSE bf16 | change | max abs(bf16 - fp32) | field std | "
             "violation fp32 | violation bf16 | RMSE bicubic |\n|---|---|---|---|---|---|---|---|---|---|---|")
     print(head, flush=True)
     lines = []
