@@ -113,8 +113,8 @@ def memory_plan(runner: ModelRunner, downscaler: Downscaler, *, max_memory, in_c
     """The tile, chunk, batch and concurrency that ``max_memory`` allows for this model (measured once
     per model, see :mod:`~xdownscale.engine.budget`). Small tiles go through the network more than
     ``batch_size`` frames at a time: up to :data:`PASS_CELLS` fine cells per pass, within the budget."""
-    # 11 passes of 16 frames of 8x12 coarse cells took 2-4x as long as one pass of 168 on a busy
-    # 2-core machine: each pass's thread barriers wait for descheduled threads
+    # 168 frames of 8x12 coarse cells in passes of 16 took from as long as to 2-4x as long as one
+    # pass on the busy 2-core machine (each op's thread barrier waits for descheduled threads)
     small = PASS_CELLS // max(1, (side * downscaler.factor) ** 2)
     batch_size = max(batch_size, min(steps, small))
     budget = resolve_max_memory(max_memory)
@@ -148,7 +148,8 @@ def predict_dataarray(lr: xr.DataArray, downscaler: Downscaler, *, extra=(), cov
     arithmetic (:mod:`~xdownscale.engine.precision`).
 
     An input held in memory that the plan fits in one chunk is predicted at once, with no Dask
-    graph (the result holds numpy): for small domains the graph cost more than the network."""
+    graph (the result holds numpy): one chunk gains nothing from a graph, and a user who calls
+    ``predict`` in a loop on small domains pays its building and scheduling on every call."""
     if not isinstance(lr, xr.DataArray):
         raise DataError(f"expected a DataArray, got {type(lr).__name__}")
     if not np.issubdtype(lr.dtype, np.number):

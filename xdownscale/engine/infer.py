@@ -80,7 +80,8 @@ def _runner_from_meta(meta: dict, device: str, precision: str = "fp32"):
 
 
 def _weights_version(module) -> tuple:
-    """Changes whenever a weight or buffer is replaced or edited in place (training, load_state_dict)."""
+    """Changes whenever a weight or buffer is replaced or edited in place (training, load_state_dict):
+    torch counts in-place edits of every tensor in ``_version`` (what autograd checks too)."""
     return tuple((id(t), t._version) for t in (*module.parameters(), *module.buffers()))
 
 
