@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 LOSSES = ("mse", "l1")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # see xdownscale.engine.precision
-# float32 unless asked: "auto" (bf16 here) predicted 2.1x faster at a 0.006 % RMSE change on WFDE5 Tair,
+# float32 unless asked: "auto" (bf16 here) predicted ~2x faster at <= 0.02 % RMSE change (WFDE5 Tair, MeteoNet msl),
 # but the same checkpoint would then give other bits on other hardware (benchmarks/results/precision_skill.md)
 DEFAULT_PRECISION = "fp32"
 DEFAULT_UPDATES = 1000
