@@ -6,11 +6,15 @@ tiles, halos, normalisation, computed to numpy) over a bare forward pass of the 
 network over the same halo-padded tiles and batches (the pipeline overhead); achieved
 GFLOP/s (convolution FLOPs counted with ``torch.utils.flop_counter.FlopCounterMode``)
 against a measured float32 matmul peak (``torch.mm``); peak RSS of predict + Zarr write
-for two output sizes (a fresh subprocess each); Zarr write throughput.
+for two output sizes (a fresh subprocess each); Zarr write throughput. The ``precision`` part:
+bare forward, predict and a training step in fp32 and bf16 (GFLOP/s against the measured matmul
+peak of each dtype), one warm small-domain predict against a plain forward, and the real training
+loop's time split between data preparation and the network (``_precision_parts.py``).
 
     python benchmarks/suite.py            # full suite (< 8 min on a quiet 2-core machine)
     python benchmarks/suite.py --quick    # smaller fields (~2 min)
     python benchmarks/suite.py --models cnn --threads 2
+    python benchmarks/suite.py --models cnn,espcn --parts precision --repeats 7
 
 Writes benchmarks/results/suite.md and suite.json (``--out`` to change).
 """
@@ -30,6 +34,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import _precision_parts as pp  # noqa: E402
 from _suite_parts import (  # noqa: E402
     bare_forward,
     count_flops,
@@ -44,9 +49,9 @@ from _suite_parts import (  # noqa: E402
 
 SIZES = {  # coarse side, time steps, coarse tile side, time steps per tile batch
     "quick": dict(train_times=8, train_side=128, samples=64, infer_side=64, infer_times=8, chunk=32,
-                  rss=((256, 4), (512, 4)), zarr_times=4, zarr_side=512, mm=1536),
+                  rss=((256, 4), (512, 4)), zarr_times=4, zarr_side=512, mm=1536, split_rounds=20),
     "full": dict(train_times=16, train_side=256, samples=256, infer_side=128, infer_times=8, chunk=64,
-                 rss=((512, 4), (1024, 4)), zarr_times=8, zarr_side=1024, mm=2048),
+                 rss=((512, 4), (1024, 4)), zarr_times=8, zarr_side=1024, mm=2048, split_rounds=40),
 }
 
 
@@ -58,7 +63,7 @@ def peak_rss(model: str, side: int, times: int, chunk: int) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-PARTS = ("train", "infer", "zarr", "rss")
+PARTS = ("train", "infer", "zarr", "rss", "precision")
 NAN = float("nan")
 
 
@@ -100,6 +105,22 @@ def bench_inference(name: str, size: dict, width: int, n_blocks: int, batch: int
                 predict_peak_fraction=flops / pipe / 1e9 / peak["all_cores"])
 
 
+def bench_precision(name: str, size: dict, width: int, n_blocks: int, batch: int, repeats: int) -> dict:
+    from xdownscale.testing import synthetic_field
+
+    m = make_model(name, width, n_blocks)
+    hr = synthetic_field("tcwv", times=size["infer_times"], ny=size["infer_side"] * 4, nx=size["infer_side"] * 4,
+                         seed=1)
+    lr = hr.downscale.coarsen(4).compute()
+    tiles = tiles_for(m, lr, size["chunk"], m.module.receptive_radius, batch)
+    row = {"model": name, **pp.forward_and_predict(m, lr, tiles, count_flops(m, tiles), size["chunk"], batch, repeats)}
+    row.update(pp.train_step_rates(name, width, n_blocks, repeats))
+    row["latency"] = pp.small_latency(m, repeats)
+    row["split"] = [dict(pp.training_split(name, width, n_blocks, size["split_rounds"], p), model=name)
+                    for p in pp.PRECISIONS]
+    return row
+
+
 def table(row: dict, peak: dict, threads: int) -> str:
     lines = [f"### {row['model']} (width {row['width']}, {row['n_blocks']} blocks, x4, {threads} torch threads)", "",
              "| measure | value |", "|---|---|",
@@ -132,6 +153,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     ap.add_argument("--parts", default=",".join(PARTS), help=f"what to measure: {','.join(PARTS)}")
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats of each fp32/bf16 timing")
     ap.add_argument("--out", default=str(HERE / "results" / "suite"), help="output path without suffix")
     args = ap.parse_args()
     if args.threads:
@@ -152,10 +174,19 @@ def main() -> None:
             f"command: `python benchmarks/suite.py {' '.join(sys.argv[1:])}`\n")
     print(head, flush=True)
     rows, texts = [], []
-    for name in models:
-        row = bench_model(name, size, args.width, args.n_blocks, args.batch_size, peak, args.parts.split(","))
-        rows.append(row)
-        texts.append(table(row, peak, threads))
+    parts = args.parts.split(",")
+    if set(parts) - {"precision"}:
+        for name in models:
+            row = bench_model(name, size, args.width, args.n_blocks, args.batch_size, peak, parts)
+            rows.append(row)
+            texts.append(table(row, peak, threads))
+            print(texts[-1] + "\n", flush=True)
+    prec_rows: list = []
+    if "precision" in parts:
+        peaks = pp.matmul_peaks(size["mm"], args.repeats)
+        prec_rows = [bench_precision(name, size, args.width, args.n_blocks, args.batch_size, args.repeats)
+                     for name in models]
+        texts.append(pp.precision_tables(prec_rows, peaks, [s for r in prec_rows for s in r["split"]], threads))
         print(texts[-1] + "\n", flush=True)
     tail = f"\nsuite took {time.perf_counter() - t0:.0f} s; load average at end {os.getloadavg()[0]:.1f}\n"
     print(tail)
@@ -163,7 +194,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(head + "\n" + "\n\n".join(texts) + "\n" + tail)
     out.with_suffix(".json").write_text(json.dumps({"matmul_peak_gflops": peak, "threads": threads, "cores": cores,
-                                                    "rows": rows}, indent=1, default=float))
+                                                    "rows": rows, "precision_rows": prec_rows}, indent=1,
+                                                   default=float))
 
 
 if __name__ == "__main__":

@@ -112,7 +112,8 @@ def test_a_tight_budget_does_not_change_the_result(model, lr, dask_input):
     field = lr.chunk({"time": -1, "lat": -1, "lon": -1}) if dask_input else lr
     loose = xds.predict(field, model=model, max_memory="4GB")
     tight = xds.predict(field, model=model, max_memory="40MB", batch_size=16)
-    assert tight.data.npartitions > loose.data.npartitions  # smaller tiles or fewer frames per chunk
+    # smaller tiles or fewer frames per chunk (one chunk in memory is predicted at once: numpy, 1 part)
+    assert tight.data.npartitions > getattr(loose.data, "npartitions", 1)
     a, b = loose.values, tight.values
     assert np.isfinite(a).all()
     np.testing.assert_allclose(b, a, rtol=0, atol=1e-6 * float(np.abs(a).max()))

@@ -5,6 +5,10 @@ from dataclasses import asdict, dataclass, fields
 
 LOSSES = ("mse", "l1")
 SCHEDULES = ("cosine", "constant")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # see xdownscale.engine.precision
+# float32 unless asked: "auto" (bf16 here) predicted ~2x faster at <= 0.02 % RMSE change (WFDE5 Tair, MeteoNet msl),
+# but the same checkpoint would then give other bits on other hardware (benchmarks/results/precision_skill.md)
+DEFAULT_PRECISION = "fp32"
 DEFAULT_UPDATES = 1000
 # What fit() trains when no model is named: a residual body at the coarse resolution with one
 # sub-pixel upsampling. On WFDE5 Tair it ties Harder's `cnn` at equal updates (x4 0.70 vs 0.69,
@@ -27,7 +31,8 @@ class TrainConfig:
     ``learning_rate`` at its end; the run is validated ``evals`` times (every epoch when
     ``epochs`` sets the budget), the weights with the lowest validation loss are kept, and early
     stopping (``patience`` validations without improvement) cannot end a run before
-    ``min_fraction`` of the budget is spent.
+    ``min_fraction`` of the budget is spent. ``precision``: the network body's arithmetic
+    (:mod:`xdownscale.engine.precision`; float32 master weights in every case).
     """
 
     epochs: int | None = None
@@ -50,10 +55,13 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"
     progress: bool = True
+    precision: str = DEFAULT_PRECISION
 
     def __post_init__(self):
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("batch_size", "patch_size", "evals"):

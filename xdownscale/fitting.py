@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import os
 
-from .config import DEFAULT_MODEL, DEFAULT_MODEL_OPTIONS, TrainConfig
+from .config import DEFAULT_MODEL, DEFAULT_MODEL_OPTIONS, DEFAULT_PRECISION, TrainConfig
 from .engine.contract import FitRequest, target_names
 from .engine.downscaler import Downscaler
+from .engine.precision import check_precision
 from .errors import DataError
 from .models import family_of, list_models, model_info
 
@@ -29,7 +30,8 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
         skip: str | None = "bicubic", checkpoint: str | os.PathLike | None = None,
         resume: str | os.PathLike | None = None, trim: bool = False, device: str = "auto",
         num_workers: int = 0, progress: bool = True, scadd_lower: float | None = None,
-        scadd_upper: float | None = None, nproc: int = 1, **model_kwargs) -> Downscaler:
+        scadd_upper: float | None = None, nproc: int = 1, precision: str = DEFAULT_PRECISION,
+        **model_kwargs) -> Downscaler:
     """Train a downscaling model and save a self-describing checkpoint.
 
     ``hr``: the fine field (DataArray, or Dataset with ``var``); the coarse
@@ -53,6 +55,9 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     ``nproc``: train data-parallel on this many processes (PyTorch DDP, gloo on CPU, nccl on
     CUDA; ``batch_size`` is the global batch, split evenly); inside a ``torchrun`` launch every
     rank calls ``fit`` and joins the group (see :mod:`xdownscale.engine.distributed`).
+    ``precision``: ``"fp32"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16 where the hardware
+    runs it natively): autocast of the network body with float32 master weights, for the spatial
+    models (:mod:`xdownscale.engine.precision`); the resolved precision is recorded in the checkpoint.
     """
     if model is None:
         model, model_kwargs = DEFAULT_MODEL, {**DEFAULT_MODEL_OPTIONS, **model_kwargs}
@@ -67,6 +72,9 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
                         f"one {model!r} per variable")
     if targets is None and isinstance(constraint, dict):
         raise DataError(f"constraint={constraint!r} is by target: give the targets too, var=[...]")
+    check_precision(family, precision, model)
+    if not getattr(family, "mixed_precision", False):
+        precision = "fp32"  # "auto" too: the families with their own networks and loops run float32
     if nproc != 1 and family.name != "spatial":
         raise DataError(f"nproc={nproc}: data-parallel training is available for the models trained by fit's own "
                         f"loop; {model!r} has its own training (use nproc=1)")
@@ -81,7 +89,7 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
                       patch_size=patch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule, loss=loss, seed=seed, val_fraction=val_fraction, patience=patience,
                       samples_per_epoch=samples_per_epoch, val_samples=val_samples, soft_weight=soft_weight,
-                      num_workers=num_workers, device=device, progress=progress)
+                      num_workers=num_workers, device=device, progress=progress, precision=precision)
     request = FitRequest(hr=hr, lr=lr, model=model, factor=factor, constraint=constraint,
                          var=var if targets is None else tuple(targets),
                          predictors=tuple(predictors) if predictors else None, covariates=covariates, cfg=cfg,

@@ -4,7 +4,9 @@ A thin face: it loads a checkpoint path once, builds a
 :class:`~xdownscale.engine.contract.PredictRequest` and hands it to the model's family."""
 from __future__ import annotations
 
+from .config import DEFAULT_PRECISION
 from .engine.contract import PredictRequest
+from .engine.precision import check_precision
 from .engine.resolve import baseline, load_if_path, model_name_of
 from .models import family_of
 
@@ -14,7 +16,7 @@ __all__ = ["baseline", "predict"]
 def predict(lr, *, model, factor: int | None = None, var: str | None = None, covariates=None,
             constraint: str | None = None, chunks=None, halo: int | None = None, batch_size: int = 16,
             device: str = "auto", like=None, allow_other_variable: bool = False, max_memory=None,
-            **options):
+            precision: str = DEFAULT_PRECISION, **options):
     """Downscale ``lr`` (DataArray, or Dataset with ``var``) with ``model``.
 
     ``model`` is a :class:`Downscaler`, a checkpoint path, a baseline name
@@ -38,6 +40,14 @@ def predict(lr, *, model, factor: int | None = None, var: str | None = None, cov
     written to a file (a result held whole with ``.compute()`` adds its own size). Bounds the
     spatial, stochastic (``members=``) and temporal models; results do not depend on it.
 
+    ``precision``: ``"fp32"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16 where the CPU or
+    GPU runs it natively, else fp32): the arithmetic of the network body only; interpolation,
+    normalisation and the constraint stay float32, so conservation holds as in fp32 (see
+    :mod:`xdownscale.engine.precision`). The spatial models (``cnn``, ``espcn``, ...) take it.
+
+    A small input held in memory (one chunk of the plan) is predicted at once and returned holding
+    numpy, with no Dask graph; larger or Dask-backed inputs give a lazy result.
+
     ``options``: what the model family accepts beyond these (e.g. ``members=``
     and ``seed=`` for stochastic models); see ``xds.model_info(name)``.
     """
@@ -45,5 +55,8 @@ def predict(lr, *, model, factor: int | None = None, var: str | None = None, cov
     request = PredictRequest(lr=lr, model=model, factor=factor, var=var, covariates=covariates,
                              constraint=constraint, chunks=chunks, halo=halo, batch_size=batch_size, device=device,
                              like=like, allow_other_variable=allow_other_variable, max_memory=max_memory,
-                             options=options)
-    return family_of(model_name_of(model)).predict(request)
+                             precision=precision, options=options)
+    family = family_of(model_name_of(model))
+    check_precision(family, precision, model_name_of(model))
+    return family.predict(request)
+

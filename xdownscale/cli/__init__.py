@@ -15,7 +15,7 @@ import sys
 import warnings
 
 from .._compat import import_pyproj_first
-from ..config import DEFAULT_MODEL, DEFAULT_MODEL_OPTIONS, TrainConfig
+from ..config import DEFAULT_MODEL, DEFAULT_MODEL_OPTIONS, DEFAULT_PRECISION, PRECISIONS, TrainConfig
 from ..errors import XDownscaleError
 from .commands import cmd_coarsen, cmd_demo, cmd_evaluate, cmd_fit, cmd_models, cmd_predict
 from .files import (
@@ -129,6 +129,9 @@ run '{PROG} COMMAND --help' for the options of each command.""")
     p.add_argument("--covariates", metavar="FILE", help="static fine-grid inputs (orography, land-sea mask)")
     p.add_argument("--trim", action="store_true", help="drop the last rows/columns so the grid divides by --factor")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
+                   help="arithmetic of the network body: bf16 or fp16 autocast with float32 master weights; auto: "
+                        "bf16 where the CPU (AVX512-BF16, AMX) or GPU (sm80+) runs it natively, else fp32")
     p.add_argument("--nproc", type=int, metavar="N", default=1,
                    help="train data-parallel on N processes (PyTorch DDP: gloo on CPU, nccl with one GPU each); "
                         "--batch-size is the global batch and must divide by N")
@@ -167,6 +170,9 @@ run '{PROG} COMMAND --help' for the options of each command.""")
     p.add_argument("--covariates", metavar="FILE", help="static fine-grid inputs the model was trained with")
     p.add_argument("--chunks", type=int, metavar="N", help="spatial tile size in coarse cells (default: automatic)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
+                   help="arithmetic of the network body (spatial models): bf16 or fp16 autocast; auto: bf16 where "
+                        "the hardware runs it natively, else fp32. Interpolation and constraint stay float32")
     p.add_argument("--max-memory", metavar="SIZE",
                    help="memory the prediction may use on top of the program and the model, e.g. 2GB or 500MB "
                         "(default: half the available memory, at most 4 GiB; or $XDOWNSCALE_MAX_MEMORY); sets the "

@@ -105,7 +105,7 @@ def cmd_fit(args) -> int:
                        max_minutes=args.max_minutes, batch_size=args.batch_size, patch_size=args.patch_size,
                        seed=args.seed, learning_rate=args.learning_rate, samples_per_epoch=args.samples_per_epoch,
                        checkpoint=out, trim=args.trim, device=args.device, progress=not args.quiet,
-                       nproc=args.nproc,
+                       nproc=args.nproc, precision=args.precision,
                        **kwargs)
     train = model.meta.get("training", {})
     best = train.get("best_val_loss")
@@ -164,7 +164,8 @@ def cmd_predict(args) -> int:
     obj = ds[[name] + others] if others else da  # the model picks its predictors, if it has any
     pred = xd.predict(obj, model=model, factor=_factor(args.factor), var=name,
                       covariates=_open_covariates(args.covariates), chunks=args.chunks, device=args.device,
-                      allow_other_variable=args.force, max_memory=args.max_memory, **options)
+                      allow_other_variable=args.force, max_memory=args.max_memory, precision=args.precision,
+                      **options)
     if isinstance(pred, xr.Dataset):  # the product carries the variable's own attributes, as for one field
         pred = pred[name]
     log.info("writing %s", out)

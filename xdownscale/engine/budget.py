@@ -200,7 +200,8 @@ def network_cost(runner, in_channels: int, factor: int, owner=None, fixed_channe
     (a temporal model's schedule)."""
     owner = runner.module if owner is None else owner
     fixed_channels = dict(fixed_channels or {})
-    key = (in_channels, factor, str(runner.device), runner.channels_last, tuple(sorted(fixed_channels.items())))
+    key = (in_channels, factor, str(runner.device), runner.channels_last, getattr(runner, "precision", "fp32"),
+           tuple(sorted(fixed_channels.items())))
     cached = _COSTS.setdefault(owner, {})
     if key in cached:
         return cached[key]

@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from ..config import DEFAULT_MODEL, TrainConfig
+from ..config import DEFAULT_MODEL, DEFAULT_PRECISION, TrainConfig
 from ..errors import DataError, suggest
 
 T = TypeVar("T")
@@ -60,7 +60,8 @@ class PredictRequest:
     """What :func:`xdownscale.predict` was asked. ``model`` is a registered name or a
     :class:`~xdownscale.engine.downscaler.Downscaler` (checkpoint paths are loaded before).
     ``max_memory``: the working-memory budget of prediction (bytes, ``"2GB"`` or None for the
-    machine's default; :mod:`xdownscale.engine.budget`)."""
+    machine's default; :mod:`xdownscale.engine.budget`). ``precision``: the network body's
+    arithmetic (:mod:`xdownscale.engine.precision`)."""
 
     lr: Any
     model: Any
@@ -75,16 +76,18 @@ class PredictRequest:
     like: Any = None
     allow_other_variable: bool = False
     max_memory: Any = None
+    precision: str = DEFAULT_PRECISION
     options: dict = field(default_factory=dict)
 
     @classmethod
     def from_call(cls, lr: Any, *, model: Any, factor: float | None = None, var: str | None = None,
                   covariates: Any = None, constraint: str | None = None, chunks: Any = None, halo: int | None = None,
                   batch_size: int = 16, device: str = "auto", like: Any = None, allow_other_variable: bool = False,
-                  max_memory: Any = None, **options: Any) -> "PredictRequest":
+                  max_memory: Any = None, precision: str = DEFAULT_PRECISION, **options: Any) -> "PredictRequest":
         return cls(lr=lr, model=model, factor=factor, var=var, covariates=covariates, constraint=constraint,
                    chunks=chunks, halo=halo, batch_size=batch_size, device=device, like=like,
-                   allow_other_variable=allow_other_variable, max_memory=max_memory, options=options)
+                   allow_other_variable=allow_other_variable, max_memory=max_memory, precision=precision,
+                   options=options)
 
 
 def target_names(var: Any) -> list[str] | None:

@@ -82,8 +82,11 @@ class Downscaler:
     def predict(self, lr, **kwargs):
         """Downscale a coarse DataArray/Dataset: see :func:`xdownscale.predict`."""
         from .contract import PredictRequest
+        from .precision import check_precision
 
-        return family_of(self.model_name).predict(PredictRequest.from_call(lr, model=self, **kwargs))
+        family = family_of(self.model_name)
+        check_precision(family, kwargs.get("precision"), self.model_name)
+        return family.predict(PredictRequest.from_call(lr, model=self, **kwargs))
 
 
 def load(path: str | os.PathLike) -> Downscaler:

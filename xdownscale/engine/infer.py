@@ -22,6 +22,8 @@ from __future__ import annotations
 import copy
 import os
 import threading
+from collections import OrderedDict
+from typing import Any
 
 import dask.array as dsa
 import numpy as np
@@ -29,11 +31,14 @@ import torch
 
 from ..data.fill import fill_nearest
 from .device import resolve_device
+from .precision import autocast, resolve_precision
 
 DEFAULT_FINE_CHUNK = 1024  # fine cells per side of an output chunk when the input is not chunked
 TARGET_CHUNK_BYTES = 64 << 20  # fine float32 output per chunk: time steps are grouped up to this
 _CACHE: dict = {}
 _LOCK = threading.Lock()
+_RUNNERS: OrderedDict = OrderedDict()  # (id(downscaler), device, precision) -> (downscaler, weights, runner, module)
+RUNNER_CACHE_SIZE = 8  # networks kept alive for repeated predict calls (the least recently used go)
 
 
 def task_threads() -> int | None:
@@ -59,20 +64,47 @@ def task_threads() -> int | None:
     return max(1, cores // max(1, worker.state.nthreads))
 
 
-def _runner_from_checkpoint(path: str, digest: str | None, device: str):
-    key = (path, digest, device)
+def _runner_from_checkpoint(path: str, digest: str | None, device: str, precision: str = "fp32"):
+    key = (path, digest, device, precision)
     with _LOCK:
         if key not in _CACHE:
             from .downscaler import Downscaler
 
-            _CACHE[key] = ModelRunner(Downscaler.load(path), device)
+            _CACHE[key] = ModelRunner(Downscaler.load(path), device, precision)
         return _CACHE[key]
 
 
-def _runner_from_meta(meta: dict, device: str):
+def _runner_from_meta(meta: dict, device: str, precision: str = "fp32"):
     from .downscaler import Downscaler
 
-    return ModelRunner(Downscaler.from_meta(meta), device)
+    return ModelRunner(Downscaler.from_meta(meta), device, precision)
+
+
+def _weights_version(module) -> tuple:
+    """Changes whenever a weight or buffer is replaced or edited in place (training, load_state_dict):
+    torch counts in-place edits of every tensor in ``_version`` (what autograd checks too)."""
+    return tuple((id(t), t._version) for t in (*module.parameters(), *module.buffers()))
+
+
+def runner_for(downscaler, device="auto", precision: str | None = "fp32") -> "ModelRunner":
+    """The :class:`ModelRunner` of ``downscaler`` on ``device``, kept while the module lives and its
+    weights are unchanged: repeated ``predict`` calls skip the channels-last copy of the network."""
+    dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
+    key = (id(downscaler), str(dev), precision)
+    version = _weights_version(downscaler.module)
+    with _LOCK:
+        cached = _RUNNERS.get(key)
+        # the entry holds the Downscaler and its module, so neither id can be reused while cached
+        if cached is not None and cached[0] is downscaler and cached[1] == version and cached[3] is downscaler.module:
+            _RUNNERS.move_to_end(key)
+            return cached[2]
+    runner = ModelRunner(downscaler, dev, precision)
+    with _LOCK:
+        _RUNNERS[key] = (downscaler, version, runner, downscaler.module)
+        while len(_RUNNERS) > RUNNER_CACHE_SIZE:
+            _RUNNERS.popitem(last=False)
+    return runner
 
 
 def _use_channels_last(device: torch.device) -> bool:
@@ -85,9 +117,10 @@ class ModelRunner:
     """Holds the network on its device. Pickles as a reference to its checkpoint, so a
     Dask cluster loads the model once per worker instead of shipping it in the graph."""
 
-    def __init__(self, downscaler, device="auto"):
+    def __init__(self, downscaler, device="auto", precision: str | None = "fp32"):
         self.downscaler = downscaler
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.module = downscaler.module.to(self.device).eval()
         self.channels_last = _use_channels_last(self.device)
         if self.channels_last:  # a copy: the Downscaler's own module keeps its layout
@@ -96,10 +129,10 @@ class ModelRunner:
     def __reduce__(self):
         d = self.downscaler
         if not any(True for _ in d.module.parameters()):
-            return (_runner_from_meta, (d.meta, str(self.device)))
+            return (_runner_from_meta, (d.meta, str(self.device), self.precision))
         if d.checkpoint is None:
             raise RuntimeError("save the model first (Downscaler.save(path)) to predict on a distributed cluster")
-        return (_runner_from_checkpoint, (str(d.checkpoint), d.checkpoint_hash, str(self.device)))
+        return (_runner_from_checkpoint, (str(d.checkpoint), d.checkpoint_hash, str(self.device), self.precision))
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray, coarse: np.ndarray, weights: np.ndarray | None, batch_size: int,
@@ -120,7 +153,8 @@ class ModelRunner:
             multi = coarse.ndim == 4  # one coarse map per output channel: a multi-target network
             part = coarse[i : i + batch_size] if multi else coarse[i : i + batch_size, None]
             cb = torch.from_numpy(np.ascontiguousarray(part, dtype="float32")).to(self.device)
-            pred = self.module(xb, w, cb).float()
+            with autocast(self.precision, self.device):
+                pred = self.module(xb, w, cb).float()
             y = (pred if multi else pred[:, 0]).cpu().numpy()
             del xb, cb
             if out is None:
@@ -183,7 +217,7 @@ def plan_chunks(sizes: dict, lead: list[str], axes, factor: int, halo: int, chun
 
 def tiled_predict(
     runner: ModelRunner,
-    stacked: dsa.Array,
+    stacked: Any,
     *,
     stats: list[dict],
     factor: int,
@@ -194,18 +228,24 @@ def tiled_predict(
     periodic_x: bool = False,
     gate=None,
     sources: list | None = None,
-) -> dsa.Array:
+) -> Any:
     """Predict lazily. ``stacked``: (C, *lead, ny, nx) coarse inputs in physical units (channel 0:
     the variable). ``row_weights``: (ny * factor,) fine row weights or None. ``periodic_x``: the
     last axis closes on itself (global longitude), so halos wrap round instead of repeating the
     edge and no seam appears at the date line. ``gate``: what runs each chunk (``gate.run(fn,
     *args)``; :class:`~xdownscale.engine.budget.ChunkGate` bounds the chunks at once). Returns a dask
     array (*lead, ny*factor, nx*factor) float32; with ``sources`` (a multi-target network: the input
-    channel each output conserves, or None) one more leading axis, the K outputs."""
+    channel each output conserves, or None) one more leading axis, the K outputs. A numpy ``stacked``
+    is predicted at once as one tile, with no graph (the small-input path of
+    :func:`~xdownscale.engine.field_predict.predict_dataarray`) and gives numpy."""
     ny, nx = stacked.shape[-2:]
-    stacked = stacked.rechunk({stacked.ndim - 2: _min_chunks(stacked.chunks[-2], halo),
-                               stacked.ndim - 1: _min_chunks(stacked.chunks[-1], halo)})
-    ychunks, xchunks = stacked.chunks[-2], stacked.chunks[-1]
+    in_memory = not isinstance(stacked, dsa.Array)
+    if in_memory:
+        ychunks, xchunks = (ny,), (nx,)
+    else:
+        stacked = stacked.rechunk({stacked.ndim - 2: _min_chunks(stacked.chunks[-2], halo),
+                                   stacked.ndim - 1: _min_chunks(stacked.chunks[-1], halo)})
+        ychunks, xchunks = stacked.chunks[-2], stacked.chunks[-1]
     depth_y, depth_x = min(halo, min(ychunks)), min(halo, min(xchunks))
     ystart, xstart = _starts(ychunks), _starts(xchunks)
     mean = np.array([s["mean"] for s in stats], dtype="float32")
@@ -253,6 +293,10 @@ def tiled_predict(
             return np.moveaxis(y, 1, 0).reshape(len(sources), *lead, *y.shape[-2:]).astype("float32", copy=False)
         return y.reshape(*lead, y.shape[1], y.shape[2]).astype("float32", copy=False)
 
+    if in_memory:  # the halo a periodic axis wraps round, as map_overlap would add it
+        block = np.concatenate([stacked[..., nx - depth_x:], stacked, stacked[..., :depth_x]], axis=-1) \
+            if periodic_x and depth_x else stacked
+        return predict_block(block, {0: {"chunk-location": (0,) * block.ndim}}, task_threads())
     out_chunks = stacked.chunks[1:-2] + (tuple(c * f for c in ychunks), tuple(c * f for c in xchunks))
     depth = {i: 0 for i in range(stacked.ndim)}
     depth[stacked.ndim - 2], depth[stacked.ndim - 1] = depth_y, depth_x

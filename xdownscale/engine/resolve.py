@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from .. import model_store
@@ -10,6 +12,32 @@ from ..models import list_models, model_info
 from .downscaler import Downscaler
 from .record import ModelRecord
 from .setup import POSITIVE_CONSTRAINTS, grid_spacing
+
+_LOADED: OrderedDict = OrderedDict()  # (path, inode, size, mtime) -> Downscaler
+_LOADED_LOCK = threading.Lock()
+LOADED_CACHE_SIZE = 8
+
+
+def load_checkpoint_cached(path) -> Downscaler:
+    """``Downscaler.load(path)``, kept per process while the file is unchanged (same inode, size and
+    modification time: a rewrite, atomic or not, loads afresh), so ``predict(model="x.pt")`` in a
+    loop reads, hashes and builds the network once."""
+    p = Path(path).resolve()
+    try:
+        st = p.stat()
+    except OSError:
+        return Downscaler.load(path)  # its own clear error
+    key = (str(p), st.st_ino, st.st_size, st.st_mtime_ns)
+    with _LOADED_LOCK:
+        if key in _LOADED:
+            _LOADED.move_to_end(key)
+            return _LOADED[key]
+    loaded = Downscaler.load(path)
+    with _LOADED_LOCK:
+        _LOADED[key] = loaded
+        while len(_LOADED) > LOADED_CACHE_SIZE:
+            _LOADED.popitem(last=False)
+    return loaded
 
 
 def baseline(name: str, factor: int, constraint: str = "none", constraint_kwargs: dict | None = None) -> Downscaler:
@@ -30,7 +58,7 @@ def resolve_model(model, *, factor: float | None = None, variable: str | None = 
     if isinstance(model, Downscaler):
         ds = model
     elif isinstance(model, (str, os.PathLike)) and (Path(model).suffix in (".pt", ".pth") or Path(model).is_file()):
-        ds = Downscaler.load(model)
+        ds = load_checkpoint_cached(model)
     elif isinstance(model, str):
         try:
             info = model_info(model)
@@ -43,7 +71,7 @@ def resolve_model(model, *, factor: float | None = None, variable: str | None = 
             if factor is None:
                 raise DataError(f"baseline {model!r} needs a factor: predict(model={model!r}, factor=4)")
             return baseline(model, factor, constraint or "none")
-        ds = Downscaler.load(model_store.find_latest(variable, model, factor))
+        ds = load_checkpoint_cached(model_store.find_latest(variable, model, factor))
     else:
         raise DataError(f"model must be a name, a checkpoint path or a Downscaler, got {type(model).__name__}")
     if check_factor and factor is not None and int(factor) != ds.factor:

@@ -107,6 +107,14 @@ class TrainingSetup:
         save_checkpoint(self.path, state["best_state_dict"], self.meta, resume=state)
 
 
+def trained_precision(cfg: TrainConfig) -> str:
+    """The precision the trainer will run in (``"auto"`` resolved on the training device)."""
+    from .device import resolve_device
+    from .precision import resolve_precision
+
+    return resolve_precision(cfg.precision, resolve_device(cfg.device))
+
+
 def grid_spacing(da: xr.DataArray, dims) -> list[float] | None:
     """|step| of ``da``'s grid along ``dims`` (None without coordinates): recorded for the fine
     training grid, and compared with an input's, so a model is not applied to another spacing."""
@@ -178,7 +186,8 @@ def prepare(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, 
         grid={"kind": axes.kind, "y": axes.y, "x": axes.x, "time": axes.time,
               "fine_shape": list(pair.hr.shape[-2:]), "pair": "real" if lr is not None else "coarsened",
               "fine_spacing": grid_spacing(pair.hr, axes.spatial)},
-        training={"config": cfg.to_dict(), "train_times": len(train_t), "val_times": len(val_t)},
+        training={"config": cfg.to_dict(), "train_times": len(train_t), "val_times": len(val_t),
+                  "precision": trained_precision(cfg)},
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     ).to_meta()
     path = Path(checkpoint) if checkpoint else model_store.default_path(meta["variable"], model, known_as)

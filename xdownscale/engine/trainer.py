@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Sampler
 from ..config import DEFAULT_UPDATES, TrainConfig
 from ..nn.constraints import block_mean
 from . import progress
+from .precision import autocast, grad_scaler, resolve_precision
 
 log = logging.getLogger("xdownscale")
 
@@ -119,9 +120,12 @@ def _sum_over_ranks(values: list[float], device, world_size: int) -> list[float]
 def evaluate_loss(net, ds, cfg: TrainConfig, device, rank: int = 0, world_size: int = 1) -> float:
     net.eval()
     total, n = 0.0, 0
+    precision = resolve_precision(cfg.precision, device)
     for x, y, w, c in make_loader(ds, cfg, device, rank, world_size):
         x, y, w, c = x.to(device), y.to(device), w.to(device), c.to(device)
-        total += float(masked_loss(net(x, w, c), y, net.std, "mse")) * len(x)
+        with autocast(precision, device):
+            pred = net(x, w, c)
+        total += float(masked_loss(pred, y, net.std, "mse")) * len(x)
         n += len(x)
     total, n = _sum_over_ranks([total, n], device, world_size)
     return total / max(n, 1)
@@ -225,6 +229,9 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
     net.to(device)
     model = _wrap(net, device, world_size)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
+    # mixed precision: the body computes in bf16/fp16 under autocast, the weights Adam updates stay float32
+    precision = resolve_precision(cfg.precision, device)
+    scaler = grad_scaler(precision, device)
     per_round = None
     if cfg.epochs is None or cfg.max_updates is not None:
         per_round = Budget(cfg, 1).round_updates()  # the round size does not depend on the epoch length
@@ -265,14 +272,16 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
             lr = cfg.learning_rate * lr_factor(step_progress, cfg)
             for group in opt.param_groups:
                 group["lr"] = lr
-            pred = model(x, w, c)
+            with autocast(precision, device):
+                pred = model(x, w, c)
             loss = masked_loss(pred, y, net.std, cfg.loss) if loss_fn is None else loss_fn(pred, x, y, w, c)
             soft = soft_channels(net)
             if soft:
                 loss = loss + cfg.soft_weight * soft_term(net, c, pred, w, soft)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             running += float(loss.detach()) * len(x)
             seen += len(x)
             budget.updates += 1
@@ -315,4 +324,4 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
     net.load_state_dict(best_state)
     net.eval()
     return {"history": history, "best_epoch": best_epoch, "best_val_loss": best, "updates": budget.updates,
-            "train_seconds": time.perf_counter() - t_start}
+            "train_seconds": time.perf_counter() - t_start, "precision": precision}

@@ -122,10 +122,12 @@ def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def history_line(model: str, factor: int, constraint: str, checkpoint_hash: str | None) -> str:
-    """The line :func:`add_cf_attrs` appends to ``history``."""
+def history_line(model: str, factor: int, constraint: str, checkpoint_hash: str | None,
+                 precision: str | None = None) -> str:
+    """The line :func:`add_cf_attrs` appends to ``history`` (``precision``: the network's arithmetic)."""
     return (f"{_utc_now()} xdownscale {__version__}: downscaled x{int(factor)} with model={model} "
-            f"constraint={constraint} checkpoint_sha256={checkpoint_hash or 'none'}")
+            f"constraint={constraint} checkpoint_sha256={checkpoint_hash or 'none'}"
+            + (f" precision={precision}" if precision else ""))
 
 
 def _append_history(old, line: str) -> str:
@@ -142,6 +144,7 @@ def add_cf_attrs(
     constraint: str = "none",
     checkpoint_hash: str | None = None,
     extra: dict | None = None,
+    precision: str | None = None,
 ) -> xr.DataArray:
     """CF attributes and provenance for a downscaled field.
 
@@ -172,11 +175,13 @@ def add_cf_attrs(
         if gm in src.coords and gm not in out.coords and src.coords[gm].ndim == 0:
             out = out.assign_coords({gm: src.coords[gm]})
     attrs["history"] = _append_history(src.attrs.get("history", attrs.get("history")),
-                                       history_line(model, factor, constraint, checkpoint_hash))
+                                       history_line(model, factor, constraint, checkpoint_hash, precision))
     attrs["xdownscale_model"] = str(model)
     attrs["xdownscale_factor"] = np.int32(factor)  # a plain int would be stored as 64-bit (not CF-1.8)
     attrs["xdownscale_constraint"] = str(constraint)
     attrs["xdownscale_checkpoint_sha256"] = str(checkpoint_hash) if checkpoint_hash else "none"
+    if precision:
+        attrs["xdownscale_precision"] = str(precision)
     if extra:
         attrs.update(extra)
     out.attrs = sanitize_attrs(attrs)

@@ -71,16 +71,18 @@ class MultiTargetNet(nn.Module):
                 coarse: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: (B, C, h, w) normalised inputs; ``coarse``: (B, K, h, w) the physical field each
         target conserves (default: from ``x``). Returns (B, K, H, W) in physical units."""
-        coarse = self.source_fields(x) if coarse is None else coarse.to(x.dtype)
-        residual = self.body(x)
-        outs = []
-        for k, s in enumerate(self.sources):
-            layer = cast(Constraint, self.constraints[k])
-            base = None
-            if self.skip is not None and s is not None:
-                base = interpolate(x[:, s : s + 1], self.factor, self.skip) * self.in_std[:, s : s + 1] \
-                    + self.in_mean[:, s : s + 1]
-            pre = layer.combine(base, residual[:, k : k + 1], self.mean[:, k : k + 1],
-                                self.residual_scale[:, k : k + 1])
-            outs.append(layer(pre, coarse[:, k : k + 1], weights))
-        return torch.cat(outs, dim=1)
+        residual = self.body(x)  # the only part a caller's autocast lowers (engine/precision.py)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # skips and constraints stay float32
+            residual = residual.float()
+            coarse = self.source_fields(x) if coarse is None else coarse.to(x.dtype)
+            outs = []
+            for k, s in enumerate(self.sources):
+                layer = cast(Constraint, self.constraints[k])
+                base = None
+                if self.skip is not None and s is not None:
+                    base = interpolate(x[:, s : s + 1], self.factor, self.skip) * self.in_std[:, s : s + 1] \
+                        + self.in_mean[:, s : s + 1]
+                pre = layer.combine(base, residual[:, k : k + 1], self.mean[:, k : k + 1],
+                                    self.residual_scale[:, k : k + 1])
+                outs.append(layer(pre, coarse[:, k : k + 1], weights))
+            return torch.cat(outs, dim=1)

@@ -65,11 +65,12 @@ class DownscalingNet(nn.Module):
         broadcastable to (B, 1, h*f, w*f), or None for uniform cells; ``coarse``: the
         physical coarse field (B, 1, h, w) to conserve (default: de-normalised ``x[:, :1]``,
         which carries float round-off). Returns (B, 1, H, W) in physical units."""
-        x0 = x[:, :1]
-        x_phys = x0 * self.std + self.mean if coarse is None else coarse.to(x.dtype)
-        base = None
-        if self.skip is not None:
-            base = interpolate(x0, self.factor, self.skip) * self.std + self.mean
-        residual = self.body(x)
-        pre = self.constraint.combine(base, residual, self.mean, self.residual_scale)
-        return self.constraint(pre, x_phys, weights)
+        residual = self.body(x)  # the only part a caller's autocast lowers (engine/precision.py)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # skip and constraint stay float32
+            x0 = x[:, :1]
+            x_phys = x0 * self.std + self.mean if coarse is None else coarse.to(x.dtype)
+            base = None
+            if self.skip is not None:
+                base = interpolate(x0, self.factor, self.skip) * self.std + self.mean
+            pre = self.constraint.combine(base, residual.to(x.dtype), self.mean, self.residual_scale)
+            return self.constraint(pre, x_phys, weights)

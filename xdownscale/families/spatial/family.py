@@ -30,6 +30,7 @@ def body_options(model: str) -> type:
 
 class SpatialFamily:
     name = "spatial"
+    mixed_precision = True  # fit and predict honour precision= (engine/precision.py)
 
     def fit_options(self, model: str) -> type:
         return body_options(model)
@@ -86,7 +87,7 @@ class SpatialFamily:
         if is_multi_target(model):
             return predict_multi(r, model)
         common = dict(covariates=r.covariates, chunks=r.chunks, halo=r.halo, batch_size=r.batch_size,
-                      device=r.device, like=r.like, max_memory=r.max_memory)
+                      device=r.device, like=r.like, max_memory=r.max_memory, precision=r.precision)
         if isinstance(r.lr, xr.Dataset):
             name = r.var
             if name is None and isinstance(model, Downscaler):

@@ -129,6 +129,7 @@ def predict_multi(request: PredictRequest, downscaler) -> xr.Dataset:
     out = predict_targets(inputs, downscaler, targets=list(info["targets"]), sources=sources,
                           attrs=info.get("attrs", {}), constraints=info["constraints"], covariates=request.covariates,
                           chunks=request.chunks, halo=request.halo, batch_size=request.batch_size,
-                          device=request.device, like=request.like, max_memory=request.max_memory)
+                          device=request.device, like=request.like, max_memory=request.max_memory,
+                          precision=request.precision)
     out.attrs = dict(request.lr.attrs)
     return out
