@@ -226,3 +226,19 @@ def test_soft_targets_get_the_loss_term_towards_their_source(fine):
     coarse = torch.stack([torch.full((2, 4, 4), 1.0), torch.full((2, 4, 4), 0.0)], dim=1)
     want = ((3.0 - 1.0) / float(net.std[0, 0])) ** 2  # only t2m's misfit, in its own units
     assert float(soft_term(net, coarse, pred, None, soft_channels(net))) == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("skip", ["bicubic", None])
+def test_bf16_prediction_keeps_every_target_conserved_in_float32(fine, tmp_path, skip):
+    """Only the shared body is lowered: each target's skip and constraint stay float32, so a
+    bf16 prediction conserves as an fp32 one does (a constraint run in bf16 leaves ~1e-3; without
+    a skip nothing float32 is added to the body's output, so it must be cast back itself)."""
+    m = fine.downscale.fit(model="espcn", factor=F, var=["t2m", "tp"], constraint={"t2m": "add", "tp": "softmax"},
+                           checkpoint=tmp_path / "m.pt", skip=skip, **TRAIN)
+    lr = fine.downscale.coarsen(F)
+    full = xds.predict(lr, model=m)
+    low = xds.predict(lr, model=m, precision="bf16")
+    for v in ("t2m", "tp"):
+        assert assert_conserves(low[v], lr[v], F) < 1e-5
+        assert not np.array_equal(low[v].values, full[v].values)  # the body did run lowered
+        assert "precision=bf16" in low[v].attrs["history"]
