@@ -62,6 +62,14 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("constraint-scadd-direction", "xdownscale/nn/constraints.py",
            "s = -torch.sign(d)", "s = torch.sign(d)",
            ("tests/test_constraints.py",), None, "scadd scales towards the wrong bound"),
+    # -- missing coarse cells: one fill rule for training and prediction -------------------------------
+    Mutant("training-fills-missing-with-the-mean", "xdownscale/data/patches.py",
+           "x = np.nan_to_num(fill_nearest(np.stack(channels)), nan=0.0)",
+           "x = np.nan_to_num(np.stack(channels), nan=0.0)",
+           ("tests/test_fill.py",), None, "training sees mean-filled coasts, prediction nearest-filled ones"),
+    Mutant("prediction-fills-missing-with-the-mean", "xdownscale/engine/infer.py",
+           "            x = fill_nearest(x)\n", "            pass\n",
+           ("tests/test_fill.py",), None, "prediction stops filling missing cells from their neighbours"),
     # -- coarsening and cell weights -----------------------------------------------------------------
     Mutant("coarsen-unweighted", "xdownscale/grid/coarsen.py",
            'w = area_weights(da, axes).astype("float64")',
