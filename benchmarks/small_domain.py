@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _precision_parts import interleaved  # noqa: E402
 from _suite_parts import make_model  # noqa: E402
 
 
@@ -44,13 +43,7 @@ def measure(name: str, repeats: int) -> dict:
     fns = {"dask path fp32": dask_path, "in memory fp32": lambda: lr.downscale.predict(model=m).values,
            "in memory bf16": lambda: lr.downscale.predict(model=m, precision="bf16").values}
     np.testing.assert_allclose(fns["dask path fp32"](), fns["in memory fp32"](), rtol=1e-5, atol=1e-4)
-    times: dict = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return interleaved(fns, repeats)
 
 
 def main() -> None:

@@ -92,3 +92,16 @@ def synthetic_field():
         )
 
     return make
+
+
+@pytest.fixture
+def global_lr():
+    """A coarse global field (8 x 32, 11.25 degrees) that closes the circle in longitude."""
+    rng = np.random.default_rng(5)
+    lat = np.linspace(78.75, -78.75, 8)
+    lon = np.arange(32) * 11.25
+    values = (280 + 10 * np.sin(np.deg2rad(lon))[None, :] + rng.normal(size=(8, 32))).astype("float32")
+    lr = xr.DataArray(values, dims=("lat", "lon"), coords={"lat": lat, "lon": lon}, name="t2m")
+    lr["lat"].attrs.update(standard_name="latitude", units="degrees_north")
+    lr["lon"].attrs.update(standard_name="longitude", units="degrees_east")
+    return lr

@@ -125,15 +125,9 @@ def test_small_in_memory_input_is_predicted_without_a_graph(model, lr):
     assert isinstance(big.data, dsa.Array)
 
 
-def test_small_global_field_wraps_its_halo_in_longitude():
+def test_small_global_field_wraps_its_halo_in_longitude(global_lr):
     """The in-memory path wraps a periodic longitude as the tiled path's halos do."""
-    rng = np.random.default_rng(5)
-    lat = np.linspace(78.75, -78.75, 8)
-    lon = np.arange(32) * 11.25
-    values = (280 + 10 * np.sin(np.deg2rad(lon))[None, :] + rng.normal(size=(8, 32))).astype("float32")
-    lr = xr.DataArray(values, dims=("lat", "lon"), coords={"lat": lat, "lon": lon}, name="t2m")
-    lr["lat"].attrs.update(standard_name="latitude", units="degrees_north")
-    lr["lon"].attrs.update(standard_name="longitude", units="degrees_east")
+    lr = global_lr
     fast = xds.predict(lr, model="bicubic", factor=4, constraint="add")
     assert isinstance(fast.data, np.ndarray)
     tiled = xds.predict(lr.chunk({"lon": 8}), model="bicubic", factor=4, constraint="add")

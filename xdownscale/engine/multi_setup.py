@@ -30,6 +30,7 @@ from ..data.normalize import residual_std
 from ..errors import DataError
 from ..nn.constraints import CONSTRAINTS
 from .checkpoint import save_checkpoint
+from .contract import FitRequest
 from .record import MULTI_TARGET_SECTION, ModelRecord
 from .setup import POSITIVE_CONSTRAINTS, cf_attrs, check_constraint_fits, grid_spacing, split_times
 
@@ -186,3 +187,12 @@ def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor
     path = Path(checkpoint) if checkpoint else model_store.default_path(variable, model, f)
     return MultiSetup(cfg=cfg, model=model, pair=pair, sources=sources, input_stats=input_stats, train_t=train_t,
                       val_t=val_t, covariates=cov, network=network, meta=meta, path=path)
+
+
+def prepare_request(request: FitRequest, targets: list[str], model_kwargs: dict) -> MultiSetup:
+    """:func:`prepare_multi` for what ``fit`` was asked (the families' one way in)."""
+    return prepare_multi(request.hr, targets=targets, lr=request.lr, model=request.model, factor=request.factor,
+                         constraint=request.constraint,
+                         predictors=list(request.predictors) if request.predictors else None,
+                         covariates=request.covariates, cfg=request.cfg, skip=request.skip,
+                         checkpoint=request.checkpoint, trim=request.trim, model_kwargs=model_kwargs)

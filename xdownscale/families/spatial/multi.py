@@ -27,7 +27,7 @@ def fit_multi(request: FitRequest, targets: list[str], model_kwargs: dict):
     import torch
 
     from ...engine.device import resolve_device
-    from ...engine.multi_setup import prepare_multi
+    from ...engine.multi_setup import prepare_request
     from ...engine.setup import finish
     from ...engine.trainer import train
     from ...models import build_network
@@ -36,11 +36,7 @@ def fit_multi(request: FitRequest, targets: list[str], model_kwargs: dict):
         raise DataError("several targets (var=[...]) train in one process and from scratch for now: drop nproc= and "
                         "resume=")
     cfg = request.cfg
-    setup = prepare_multi(request.hr, targets=targets, lr=request.lr, model=request.model, factor=request.factor,
-                          constraint=request.constraint,
-                          predictors=list(request.predictors) if request.predictors else None,
-                          covariates=request.covariates, cfg=cfg, skip=request.skip, checkpoint=request.checkpoint,
-                          trim=request.trim, model_kwargs=model_kwargs)
+    setup = prepare_request(request, targets, model_kwargs)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     net = build_network(setup.network)

@@ -34,17 +34,13 @@ def fit_gan(request: FitRequest):
 
 def fit_gan_multi(request: FitRequest, targets: list[str], net_opts: dict, adv):
     """``fit(model="gan", var=[...])``: the multi-target plumbing of the spatial family with noise."""
-    from ...engine.multi_setup import prepare_multi
+    from ...engine.multi_setup import prepare_request
     from ...models.gan import MultiTargetStochasticNet
 
     if request.resume is not None:
         raise DataError("several targets (var=[...]) train from scratch for now: drop resume=")
     cfg = request.cfg
-    setup = prepare_multi(request.hr, targets=targets, lr=request.lr, model=request.model, factor=request.factor,
-                          constraint=request.constraint,
-                          predictors=list(request.predictors) if request.predictors else None,
-                          covariates=request.covariates, cfg=cfg, skip=request.skip, checkpoint=request.checkpoint,
-                          trim=request.trim, model_kwargs=net_opts)
+    setup = prepare_request(request, targets, net_opts)
     gen, disc = build_pair(setup, adv, MultiTargetStochasticNet, PatchDiscriminator,
                            noise_at=len(setup.pair.input_names))
     train_ds, val_ds = setup.datasets()
