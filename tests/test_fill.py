@@ -56,3 +56,27 @@ def test_prediction_feeds_the_network_the_inputs_it_was_trained_on(coast, tmp_pa
     x_train = ds[0][0]
     assert torch.isfinite(x_train).all()
     torch.testing.assert_close(seen[-1][0], x_train, rtol=1e-5, atol=1e-5)
+
+
+def test_a_multi_target_network_also_sees_in_prediction_what_it_was_trained_on(coast, tmp_path):
+    import xarray as xr
+
+    from xdownscale.config import TrainConfig
+    from xdownscale.engine.multi_setup import prepare_multi
+
+    ds = xr.Dataset({"t2m": coast, "t2m_copy": (coast + 1.0).assign_attrs(coast.attrs)})
+    m = xds.fit(ds, var=["t2m", "t2m_copy"], factor=4, model="espcn", n_blocks=1, width=8, max_updates=1,
+                batch_size=2, progress=False, checkpoint=tmp_path / "m.pt")
+    seen = []
+    hook = m.module.body.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach().clone()))
+    try:
+        xds.predict(ds.isel(time=[3]).downscale.coarsen(4), model=m)["t2m"].load()
+    finally:
+        hook.remove()
+    setup = prepare_multi(ds, targets=["t2m", "t2m_copy"], factor=4, model="espcn",
+                          cfg=TrainConfig(patch_size=64), checkpoint=tmp_path / "m2.pt")
+    train_ds, _ = setup.datasets()
+    train_ds.times = np.array([3])
+    x_train = train_ds[0][0]
+    assert torch.isfinite(x_train).all()
+    torch.testing.assert_close(seen[-1][0], x_train, rtol=1e-5, atol=1e-5)

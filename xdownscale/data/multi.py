@@ -19,6 +19,7 @@ from ..errors import DataError
 from ..grid.cf import GridAxes, find_axes
 from ..grid.coarsen import coarsen
 from ..grid.regrid import nested_offset
+from .fill import fill_nearest
 from .pairs import fine_row_weights, make_pair, with_time
 from .patches import PatchDataset
 
@@ -158,7 +159,9 @@ class MultiPatchDataset(PatchDataset):
         w = self.multi.row_weights[ys]
         y = np.stack([self._read(f"target{k}", da, t, ys, xs) for k, da in enumerate(self.multi.targets)])
         phys = [self._read(f"input{j}", da, t, cys, cxs) for j, da in enumerate(self.multi.inputs)]
-        x = np.nan_to_num(np.stack([(v - s["mean"]) / s["std"] for v, s in zip(phys, self.input_stats)]), nan=0.0)
+        # missing cells filled as every prediction path fills them (data/fill.py)
+        x = np.nan_to_num(fill_nearest(np.stack([(v - s["mean"]) / s["std"] for v, s in zip(phys, self.input_stats)])),
+                          nan=0.0)
         if self.covariates is not None:
             x = np.concatenate([x, self.covariates[:, cys, cxs]], axis=0)
         c = np.stack([np.nan_to_num(phys[s], nan=self.input_stats[s]["mean"]) if s is not None
