@@ -69,7 +69,7 @@ MUTANTS: tuple[Mutant, ...] = (
            ("tests/test_fill.py",), None, "training sees mean-filled coasts, prediction nearest-filled ones"),
     Mutant("multi-target-training-fills-missing-with-the-mean", "xdownscale/data/multi.py",
            "x = np.nan_to_num(fill_nearest(np.stack(", "x = np.nan_to_num((np.stack(",
-           ("tests/test_fill.py",), None, "multi-target training mean-fills coasts that prediction fills from neighbours"),
+           ("tests/test_fill.py",), None, "multi-target training mean-fills coasts (prediction: nearest)"),
     Mutant("prediction-fills-missing-with-the-mean", "xdownscale/engine/infer.py",
            "            x = fill_nearest(x)\n", "            pass\n",
            ("tests/test_fill.py",), None, "prediction stops filling missing cells from their neighbours"),
