@@ -44,8 +44,11 @@ N_TRAIN = 558
 BICUBIC_RMSE = {4: 0.7559, 2: 0.4689}  # sea-filled bicubic on the test hours (printed by every run)
 
 
-def tair() -> tuple[xr.DataArray, xr.DataArray]:
-    hr = xr.open_dataset(data_dir() / "wfde5-uk" / "air_temperature.nc")["Tair"].load()
+FILES = {"Tair": "air_temperature.nc", "pr": "precipitation_flux.nc"}  # WFDE5 UK, January 2017
+
+
+def field(var: str = "Tair") -> tuple[xr.DataArray, xr.DataArray]:
+    hr = xr.open_dataset(data_dir() / "wfde5-uk" / FILES[var])[var].load()
     return hr.isel(time=slice(0, N_TRAIN)), hr.isel(time=slice(N_TRAIN, None))
 
 
@@ -164,7 +167,7 @@ def table(path: Path) -> str:
     """The runs recorded in ``path`` as a markdown table (RMSE / sea-filled bicubic of the factor)."""
     bic = {}
     rows = [json.loads(line) for line in open(path)]
-    lines = ["| factor | run | options | RMSE K | MAE K | CRPS K | RMSE / bicubic | updates | rounds (best) | fit s |",
+    lines = ["| field | run | options | RMSE | MAE | CRPS | RMSE / bicubic | updates | rounds (best) | fit s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         base = r.get("bicubic_rmse") or BICUBIC_RMSE[r["factor"]]
@@ -174,7 +177,7 @@ def table(path: Path) -> str:
         extra = ""
         if "ratio_by_factor" in r:
             extra = " (" + ", ".join(f"x{k}: {v:.3f}" for k, v in r["ratio_by_factor"].items()) + ")"
-        lines.append(f"| x{r['factor']} | {r['label'] if r['method'].startswith('fit') else r['method']} | "
+        lines.append(f"| {r.get('var', 'Tair')} x{r['factor']} | {r['label'] if r['method'].startswith('fit') else r['method']} | "
                      f"`{json.dumps(r.get('options', {}))}` | {r['rmse']:.4f} | {r['mae']:.4f} | {crps} | "
                      f"{r['rmse'] / base:.3f}{extra} | {r['updates']} | {rounds} | {r['fit_s']:.0f} |")
     return "\n".join(lines)
@@ -183,7 +186,8 @@ def table(path: Path) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--factor", type=int, default=4)
-    p.add_argument("--constraint", default=None, help="default: softmax at x4, add at x2")
+    p.add_argument("--var", default="Tair", choices=sorted(FILES), help="WFDE5 variable (pr: precipitation flux)")
+    p.add_argument("--constraint", default=None, help="default: softmax at x4, add at x2 (pr: softmax)")
     p.add_argument("--fit", default="{}", help="JSON options for xds.fit (the ablation)")
     p.add_argument("--label", default="default")
     p.add_argument("--threads", type=int, default=1)
@@ -202,8 +206,8 @@ def main(argv=None):
         return
     torch.set_num_threads(args.threads)
     f = args.factor
-    constraint = args.constraint or ("softmax" if f == 4 else "add")
-    train, test = tair()
+    constraint = args.constraint or ("softmax" if f == 4 or args.var == "pr" else "add")
+    train, test = field(args.var)
     lr_test = xds.coarsen(test, f)
     bic = scores(xds.predict(filled(lr_test), model="bicubic", factor=f, like=test).load(), test)
     bic0 = scores(xds.predict(lr_test, model="bicubic", factor=f, like=test).load(), test)
@@ -220,7 +224,7 @@ def main(argv=None):
         rows.append({"method": f"floor {args.floor_blocks}x{args.floor_width} b{args.floor_batch}{hours}", **scores(sr, test),
                      **info})
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    print(f"WFDE5 Tair x{f} ({constraint}), train {N_TRAIN} h, test {test.sizes['time']} h, {args.threads} thread(s)")
+    print(f"WFDE5 {args.var} x{f} ({constraint}), train {N_TRAIN} h, test {test.sizes['time']} h, {args.threads} thread(s)")
     print(f"{'method':<34} {'RMSE K':>7} {'MAE K':>7} {'/bicubic':>8} {'updates':>8} {'fit s':>7}")
     for r in rows:
         r["ratio"] = r["rmse"] / bic["rmse"]
@@ -232,7 +236,8 @@ def main(argv=None):
             print("  RMSE / bicubic by factor: " + ", ".join(f"x{k} {v:.3f}" for k, v in r["ratio_by_factor"].items()))
     with open(args.out, "a") as fh:
         for r in rows[2:]:
-            fh.write(json.dumps({"time": stamp, "factor": f, "constraint": constraint, "threads": args.threads,
+            fh.write(json.dumps({"time": stamp, "var": args.var, "factor": f, "constraint": constraint,
+                                 "threads": args.threads,
                                  "label": args.label, "bicubic_rmse": bic["rmse"], **r}) + "\n")
 
 
