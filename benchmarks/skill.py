@@ -178,7 +178,7 @@ def table(path: Path) -> str:
         if "ratio_by_factor" in r:
             extra = " (" + ", ".join(f"x{k}: {v:.3f}" for k, v in r["ratio_by_factor"].items()) + ")"
         lines.append(f"| {r.get('var', 'Tair')} x{r['factor']} | {r['label'] if r['method'].startswith('fit') else r['method']} | "
-                     f"`{json.dumps(r.get('options', {}))}` | {r['rmse']:.4f} | {r['mae']:.4f} | {crps} | "
+                     f"`{json.dumps(r.get('options', {}))}` | {r['rmse']:.4g} | {r['mae']:.4g} | {crps} | "
                      f"{r['rmse'] / base:.3f}{extra} | {r['updates']} | {rounds} | {r['fit_s']:.0f} |")
     return "\n".join(lines)
 
