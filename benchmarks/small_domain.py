@@ -24,11 +24,11 @@ from _precision_parts import interleaved  # noqa: E402
 from _suite_parts import make_model  # noqa: E402
 
 
-def measure(name: str, repeats: int) -> dict:
+def measure(name: str, repeats: int, n_blocks: int = 4) -> dict:
     from xdownscale.engine import field_predict, infer
     from xdownscale.testing import synthetic_field
 
-    m = make_model(name, 64, 4)
+    m = make_model(name, 64, n_blocks)
     lr = synthetic_field("tcwv", times=168, ny=32, nx=48, seed=0).downscale.coarsen(4).compute()
 
     def dask_path():
@@ -50,6 +50,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--models", default="cnn,espcn", help="comma-separated bodies (width 64)")
+    ap.add_argument("--n-blocks", type=int, default=4, help="residual blocks (fit's default body: espcn with 6)")
     ap.add_argument("--out", default=str(HERE / "results" / "small_domain.md"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -59,9 +61,9 @@ def main() -> None:
              f"interleaved calls; load average at start {load:.1f}",
              f"command: `python benchmarks/small_domain.py {' '.join(sys.argv[1:])}`", "",
              "| model | Dask path fp32 (s) | in memory fp32 (s) | in memory bf16 (s) |", "|---|---|---|---|"]
-    for name in ("cnn", "espcn"):
-        r = measure(name, args.repeats)
-        lines.append(f"| {name} | {r['dask path fp32']:.3f} | {r['in memory fp32']:.3f} | {r['in memory bf16']:.3f} |")
+    for name in args.models.split(","):
+        r = measure(name, args.repeats, args.n_blocks)
+        lines.append(f"| {name} ({args.n_blocks} blocks) | {r['dask path fp32']:.3f} | {r['in memory fp32']:.3f} | {r['in memory bf16']:.3f} |")
         print(lines[-1], flush=True)
     lines.append(f"\nload average at end {os.getloadavg()[0]:.1f}")
     Path(args.out).write_text("\n".join(lines) + "\n")
