@@ -11,9 +11,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # see xdownscale.engine.precision
 DEFAULT_PRECISION = "fp32"
 DEFAULT_UPDATES = 1000
 # What fit() trains when no model is named: a residual body at the coarse resolution with one
-# sub-pixel upsampling. On WFDE5 Tair it ties Harder's `cnn` at equal updates (x4 0.70 vs 0.69,
-# x2 0.53 vs 0.52 of bicubic) and at x4 costs 0.78x its FLOPs (its transposed convolutions run
-# at the fine resolution), so it wins at equal wall time (benchmarks/skill.py).
+# sub-pixel upsampling. With the default recipe on WFDE5 Tair (benchmarks/skill.py) it beats
+# Harder's `cnn` at x4 (0.702 vs 0.727 of bicubic, in half the time: cnn's transposed
+# convolutions run at the fine resolution) and trails it by 2% at x2 (0.524 vs 0.512).
 DEFAULT_MODEL = "espcn"
 DEFAULT_MODEL_OPTIONS = {"n_blocks": 6}
 
