@@ -73,6 +73,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("prediction-fills-missing-with-the-mean", "xdownscale/engine/infer.py",
            "            x = fill_nearest(x)\n", "            pass\n",
            ("tests/test_fill.py",), None, "prediction stops filling missing cells from their neighbours"),
+    Mutant("prediction-fills-only-the-target-channel", "xdownscale/engine/infer.py",
+           "if not np.isfinite(x).all():", "if missing.any():",
+           ("tests/test_fill.py",), None, "a predictor's missing cells filled only when the target has some"),
     # -- coarsening and cell weights -----------------------------------------------------------------
     Mutant("coarsen-unweighted", "xdownscale/grid/coarsen.py",
            'w = area_weights(da, axes).astype("float64")',

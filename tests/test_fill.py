@@ -80,3 +80,27 @@ def test_a_multi_target_network_also_sees_in_prediction_what_it_was_trained_on(c
     x_train = train_ds[0][0]
     assert torch.isfinite(x_train).all()
     torch.testing.assert_close(seen[-1][0], x_train, rtol=1e-5, atol=1e-5)
+
+
+def test_a_predictor_with_missing_cells_is_filled_in_prediction_as_in_training(tmp_path):
+    """The target is complete, a further input is not: both paths fill that input the same way."""
+    import xarray as xr
+
+    t2m = synthetic_field("t2m", times=6, ny=16, nx=24)
+    q = (t2m * 0.01).where(t2m["lon"] < t2m["lon"][18]).rename("q")
+    ds = xr.Dataset({"t2m": t2m, "q": q})
+    m = xds.fit(ds, var="t2m", predictors=["q"], factor=4, model="espcn", n_blocks=1, width=8, max_updates=1,
+                batch_size=2, progress=False, checkpoint=tmp_path / "m.pt")
+    seen = []
+    hook = m.module.body.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach().clone()))
+    try:
+        xds.predict(ds.isel(time=[3]).downscale.coarsen(4), model=m, var="t2m").load()
+    finally:
+        hook.remove()
+    norm = m.meta["normalization"]
+    pair = make_pair(t2m, 4)
+    ds_train = PatchDataset(pair, dict(norm["target"]), [3], patch_size=64, n_samples=1, seed=0,
+                            extra=[q], extra_stats=list(norm["predictors"]))
+    x_train = ds_train[0][0]
+    assert x_train.shape[0] == 2 and torch.isfinite(x_train).all()
+    torch.testing.assert_close(seen[-1][0], x_train, rtol=1e-5, atol=1e-5)
