@@ -31,6 +31,18 @@ def test_masks_that_differ_between_maps_are_filled_each_from_its_own_cells():
     np.testing.assert_array_equal(out[0, 1:], a[1:])
 
 
+def body_input_in_prediction(m, predict) -> torch.Tensor:
+    """What ``m``'s network body receives when ``predict()`` runs (its last call: a memory
+    probe may run the body before)."""
+    seen = []
+    hook = m.module.body.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach().clone()))
+    try:
+        predict()
+    finally:
+        hook.remove()
+    return seen[-1]
+
+
 @pytest.fixture
 def coast():
     """A land-only field: the eastern quarter is sea (NaN)."""
@@ -43,19 +55,15 @@ def test_prediction_feeds_the_network_the_inputs_it_was_trained_on(coast, tmp_pa
     coast, inputs it never saw (on WFDE5 Tair x2 that cost 0.62x -> 0.82x bicubic)."""
     m = xds.fit(coast, factor=4, model="espcn", n_blocks=1, width=8, max_updates=1, batch_size=2,
                 progress=False, checkpoint=tmp_path / "m.pt")
-    seen = []
-    hook = m.module.body.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach().clone()))
-    try:
-        xds.predict(xds.coarsen(coast.isel(time=[3]), 4), model=m).load()
-    finally:
-        hook.remove()
+    lr = xds.coarsen(coast.isel(time=[3]), 4)
+    x_pred = body_input_in_prediction(m, lambda: xds.predict(lr, model=m).load())
     pair = make_pair(coast, 4)
     stats = fit_stats(coast, "time")
     stats.update(mean=float(m.module.mean), std=float(m.module.std))
     ds = PatchDataset(pair, stats, [3], patch_size=64, n_samples=1, seed=0)
     x_train = ds[0][0]
     assert torch.isfinite(x_train).all()
-    torch.testing.assert_close(seen[-1][0], x_train, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_pred[0], x_train, rtol=1e-5, atol=1e-5)
 
 
 def test_a_multi_target_network_also_sees_in_prediction_what_it_was_trained_on(coast, tmp_path):
@@ -67,19 +75,15 @@ def test_a_multi_target_network_also_sees_in_prediction_what_it_was_trained_on(c
     ds = xr.Dataset({"t2m": coast, "t2m_copy": (coast + 1.0).assign_attrs(coast.attrs)})
     m = xds.fit(ds, var=["t2m", "t2m_copy"], factor=4, model="espcn", n_blocks=1, width=8, max_updates=1,
                 batch_size=2, progress=False, checkpoint=tmp_path / "m.pt")
-    seen = []
-    hook = m.module.body.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach().clone()))
-    try:
-        xds.predict(ds.isel(time=[3]).downscale.coarsen(4), model=m)["t2m"].load()
-    finally:
-        hook.remove()
+    lr = ds.isel(time=[3]).downscale.coarsen(4)
+    x_pred = body_input_in_prediction(m, lambda: xds.predict(lr, model=m)["t2m"].load())
     setup = prepare_multi(ds, targets=["t2m", "t2m_copy"], factor=4, model="espcn",
                           cfg=TrainConfig(patch_size=64), checkpoint=tmp_path / "m2.pt")
     train_ds, _ = setup.datasets()
     train_ds.times = np.array([3])
     x_train = train_ds[0][0]
     assert torch.isfinite(x_train).all()
-    torch.testing.assert_close(seen[-1][0], x_train, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_pred[0], x_train, rtol=1e-5, atol=1e-5)
 
 
 def test_a_predictor_with_missing_cells_is_filled_in_prediction_as_in_training(tmp_path):
@@ -91,16 +95,12 @@ def test_a_predictor_with_missing_cells_is_filled_in_prediction_as_in_training(t
     ds = xr.Dataset({"t2m": t2m, "q": q})
     m = xds.fit(ds, var="t2m", predictors=["q"], factor=4, model="espcn", n_blocks=1, width=8, max_updates=1,
                 batch_size=2, progress=False, checkpoint=tmp_path / "m.pt")
-    seen = []
-    hook = m.module.body.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach().clone()))
-    try:
-        xds.predict(ds.isel(time=[3]).downscale.coarsen(4), model=m, var="t2m").load()
-    finally:
-        hook.remove()
+    lr = ds.isel(time=[3]).downscale.coarsen(4)
+    x_pred = body_input_in_prediction(m, lambda: xds.predict(lr, model=m, var="t2m").load())
     norm = m.meta["normalization"]
     pair = make_pair(t2m, 4)
     ds_train = PatchDataset(pair, dict(norm["target"]), [3], patch_size=64, n_samples=1, seed=0,
                             extra=[q], extra_stats=list(norm["predictors"]))
     x_train = ds_train[0][0]
     assert x_train.shape[0] == 2 and torch.isfinite(x_train).all()
-    torch.testing.assert_close(seen[-1][0], x_train, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_pred[0], x_train, rtol=1e-5, atol=1e-5)
