@@ -104,3 +104,10 @@ def test_a_predictor_with_missing_cells_is_filled_in_prediction_as_in_training(t
     x_train = ds_train[0][0]
     assert x_train.shape[0] == 2 and torch.isfinite(x_train).all()
     torch.testing.assert_close(x_pred[0], x_train, rtol=1e-5, atol=1e-5)
+
+
+def test_complete_maps_are_returned_as_they_are():
+    maps = np.arange(12.0).reshape(1, 3, 4)
+    assert fill_nearest(maps) is maps  # no copy on the hot path of complete fields
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        fill_nearest(np.array([1.0, np.nan]))

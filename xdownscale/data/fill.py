@@ -31,11 +31,14 @@ def _nearest_index(bad: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def fill_nearest(maps: np.ndarray) -> np.ndarray:
-    """A copy of ``maps`` (..., H, W) where every NaN cell of each 2-D map holds its nearest
-    finite neighbour's value. Maps with no finite cell stay NaN (the caller decides their fill)."""
+    """``maps`` (..., H, W) where every NaN cell of each 2-D map holds its nearest finite
+    neighbour's value: a copy, or ``maps`` itself when nothing is missing (the common case on
+    the training hot path). Maps with no finite cell stay NaN (the caller decides their fill)."""
+    if np.ndim(maps) < 2:
+        raise ValueError(f"fill_nearest needs maps of at least 2 dimensions, got shape {np.shape(maps)}")
+    if np.isfinite(maps).all():
+        return maps
     maps = np.array(maps, copy=True)
-    if maps.ndim < 2:
-        raise ValueError(f"fill_nearest needs maps of at least 2 dimensions, got shape {maps.shape}")
     flat = maps.reshape(-1, *maps.shape[-2:])
     for i in range(len(flat)):
         bad = ~np.isfinite(flat[i])

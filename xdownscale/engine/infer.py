@@ -271,8 +271,7 @@ def tiled_predict(
         n = int(np.prod(lead)) if lead else 1
         x = block.reshape(c, n, h, w).transpose(1, 0, 2, 3).astype("float32")  # the network's precision
         missing = ~np.isfinite(x[:, 0])
-        if not np.isfinite(x).all():  # every channel, as training fills them (data/fill.py)
-            x = fill_nearest(x)
+        x = fill_nearest(x)  # every channel, as training fills them (data/fill.py)
         coarse = np.where(missing, mean[0], x[:, 0])
         if sources is not None:  # each output's own source (filled where missing), zeros without one
             coarse = np.stack([x[:, k] if k is not None else np.zeros_like(x[:, 0]) for k in sources], axis=1)
