@@ -1,9 +1,16 @@
 """Skill of the default ``fit`` against bicubic and an independent minimal residual net.
 
-Case: WFDE5 UK hourly 2 m air temperature (Tair, K), 0.5 deg, 20 x 28 (sea cells are NaN),
-January 2017. Train on the first 558 hours (75 %), test on the last 186. The coarse input
-is ``xds.coarsen`` of the fine field by the factor (x4: 5 x 7 cells, x2: 10 x 14); scores
-are over the land cells of the test hours.
+Cases (``--data``):
+
+* ``wfde5`` (default): WFDE5 UK hourly 2 m air temperature (``--var Tair``, K) or precipitation
+  (``--var pr``), 0.5 deg, 20 x 28 (sea cells are NaN), January 2017. Train on the first 558
+  hours (75 %), test on the last 186. Scores are over the land cells of the test hours.
+* ``meteonet``: MeteoNet AROME 0.025 deg, north-west France, 2018-05-01, trimmed to 224 x 312:
+  ``--var msl`` (Pa) or ``--var tp`` (hourly, kg m-2). Train on hours 01-17, test on 18-24.
+  ``--covariates`` gives the library fit AROME's orography and land-sea mask (the floor never
+  sees them).
+
+The coarse input is ``xds.coarsen`` of the fine field by the factor.
 
 Per run it prints and appends to ``benchmarks/results/skill_runs.jsonl``: RMSE and MAE in K,
 RMSE / bicubic, optimizer updates and fit seconds (wall, with the torch threads given).
@@ -35,7 +42,7 @@ import xarray as xr
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _data import data_dir  # noqa: E402
+from _data import data_dir, meteonet_mos, meteonet_static  # noqa: E402
 
 import xdownscale as xds  # noqa: E402
 
@@ -47,7 +54,13 @@ BICUBIC_RMSE = {4: 0.7559, 2: 0.4689}  # sea-filled bicubic on the test hours (p
 FILES = {"Tair": "air_temperature.nc", "pr": "precipitation_flux.nc"}  # WFDE5 UK, January 2017
 
 
-def field(var: str = "Tair") -> tuple[xr.DataArray, xr.DataArray]:
+METEONET_TRAIN = 17  # valid hours 01-17; test 18-24 (as benchmarks/mos_meteonet.py)
+
+
+def field(var: str = "Tair", data: str = "wfde5") -> tuple[xr.DataArray, xr.DataArray]:
+    if data == "meteonet":
+        hr = meteonet_mos()[0][var].isel(latitude=slice(0, 224), longitude=slice(0, 312))
+        return hr.isel(time=slice(0, METEONET_TRAIN)), hr.isel(time=slice(METEONET_TRAIN, None))
     hr = xr.open_dataset(data_dir() / "wfde5-uk" / FILES[var])[var].load()
     return hr.isel(time=slice(0, N_TRAIN)), hr.isel(time=slice(N_TRAIN, None))
 
@@ -134,9 +147,11 @@ def floor(train: xr.DataArray, test: xr.DataArray, factor: int, args) -> tuple[x
 
 
 # ------------------------------------------------------------------ the library
-def library(train, test, factor: int, constraint: str, options: dict, workdir: Path):
+def library(train, test, factor: int, constraint: str, options: dict, workdir: Path, covariates=None):
     """Fit, then predict the test hours. ``liif`` is scale-free: it is fitted once without a
     factor and constraint and predicted at ``factor``."""
+    if covariates is not None:
+        options = {**options, "covariates": covariates}
     lr_test = xds.coarsen(test, factor)
     scale_free = options.get("model") == "liif"
     t0 = time.perf_counter()
@@ -147,6 +162,8 @@ def library(train, test, factor: int, constraint: str, options: dict, workdir: P
     if scale_free:
         extra["factor"] = factor
     t1 = time.perf_counter()
+    if covariates is not None:
+        extra["covariates"] = covariates
     sr = xds.predict(lr_test, model=m, like=test, **extra).load()
     predict_s = time.perf_counter() - t1
     hist = m.meta["training"].get("history", [])
@@ -186,7 +203,9 @@ def table(path: Path) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--factor", type=int, default=4)
-    p.add_argument("--var", default="Tair", choices=sorted(FILES), help="WFDE5 variable (pr: precipitation flux)")
+    p.add_argument("--data", default="wfde5", choices=("wfde5", "meteonet"))
+    p.add_argument("--var", default=None, help="wfde5: Tair (default) or pr; meteonet: msl (default) or tp")
+    p.add_argument("--covariates", action="store_true", help="meteonet: orography and land-sea mask for the fit")
     p.add_argument("--constraint", default=None, help="default: softmax at x4, add at x2 (pr: softmax)")
     p.add_argument("--fit", default="{}", help="JSON options for xds.fit (the ablation)")
     p.add_argument("--label", default="default")
@@ -206,8 +225,16 @@ def main(argv=None):
         return
     torch.set_num_threads(args.threads)
     f = args.factor
-    constraint = args.constraint or ("softmax" if f == 4 or args.var == "pr" else "add")
-    train, test = field(args.var)
+    args.var = args.var or ("msl" if args.data == "meteonet" else "Tair")
+    known = ("msl", "tp") if args.data == "meteonet" else tuple(FILES)
+    if args.var not in known:
+        p.error(f"--var {args.var}: {args.data} has {', '.join(known)}")
+    constraint = args.constraint or ("softmax" if f == 4 or args.var in ("pr", "tp") else "add")
+    train, test = field(args.var, args.data)
+    covariates = meteonet_static() if args.covariates else None
+    if covariates is not None and args.data != "meteonet":
+        p.error("--covariates: only the meteonet case has static fields")
+    label = args.label + ("+orog,lsm" if covariates is not None else "")
     lr_test = xds.coarsen(test, f)
     bic = scores(xds.predict(filled(lr_test), model="bicubic", factor=f, like=test).load(), test)
     bic0 = scores(xds.predict(lr_test, model="bicubic", factor=f, like=test).load(), test)
@@ -216,16 +243,17 @@ def main(argv=None):
     if not args.no_default:
         options = json.loads(args.fit)
         with tempfile.TemporaryDirectory() as tmp:
-            sr, info = library(train, test, f, constraint, options, Path(tmp))
-        rows.append({"method": f"fit {args.label}", "options": options, **scores(sr, test), **info})
+            sr, info = library(train, test, f, constraint, options, Path(tmp), covariates)
+        rows.append({"method": f"fit {label}", "options": options, **scores(sr, test), **info})
     if not args.no_floor:
         sr, info = floor(train, test, f, args)
         hours = f" {args.floor_hours}h" if args.floor_hours else ""
         rows.append({"method": f"floor {args.floor_blocks}x{args.floor_width} b{args.floor_batch}{hours}", **scores(sr, test),
                      **info})
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    print(f"WFDE5 {args.var} x{f} ({constraint}), train {N_TRAIN} h, test {test.sizes['time']} h, {args.threads} thread(s)")
-    print(f"{'method':<34} {'RMSE K':>7} {'MAE K':>7} {'/bicubic':>8} {'updates':>8} {'fit s':>7}")
+    print(f"{args.data} {args.var} x{f} ({constraint}), train {train.sizes['time']} h, test {test.sizes['time']} h, "
+          f"{args.threads} thread(s)")
+    print(f"{'method':<34} {'RMSE':>7} {'MAE':>7} {'/bicubic':>8} {'updates':>8} {'fit s':>7}")
     for r in rows:
         r["ratio"] = r["rmse"] / bic["rmse"]
         print(f"{r['method']:<34} {r['rmse']:7.4f} {r['mae']:7.4f} {r['ratio']:8.3f} {str(r['updates']):>8} "
@@ -236,9 +264,9 @@ def main(argv=None):
             print("  RMSE / bicubic by factor: " + ", ".join(f"x{k} {v:.3f}" for k, v in r["ratio_by_factor"].items()))
     with open(args.out, "a") as fh:
         for r in rows[2:]:
-            fh.write(json.dumps({"time": stamp, "var": args.var, "factor": f, "constraint": constraint,
+            fh.write(json.dumps({"time": stamp, "data": args.data, "var": args.var, "factor": f, "constraint": constraint,
                                  "threads": args.threads,
-                                 "label": args.label, "bicubic_rmse": bic["rmse"], **r}) + "\n")
+                                 "label": label, "bicubic_rmse": bic["rmse"], **r}) + "\n")
 
 
 if __name__ == "__main__":
