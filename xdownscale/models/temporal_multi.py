@@ -23,6 +23,8 @@ class MultiTargetTemporalNet(PackedWindow, MultiTargetNet):
     ``targets`` as in :class:`MultiTargetNet`; ``flow_channels > 0``: voxel-flow synthesis of
     all ``C`` variables at once (``flowconvgru``)."""
 
+    positive: torch.Tensor
+
     def __init__(self, model: str, factor: int, in_channels: int, targets: list, inputs: list,
                  flow_channels: int = 0, max_flow: float = 2.0, **config):
         if int(in_channels) != len(inputs):
@@ -30,6 +32,8 @@ class MultiTargetTemporalNet(PackedWindow, MultiTargetNet):
         super().__init__(model, factor, in_channels, targets, inputs, **config)
         self.window, self.target, self.n_vars = self.body.window, self.body.target, len(inputs)
         self.flow = VoxelFlow(len(inputs), flow_channels, max_flow) if flow_channels else None
+        positive = [layer.name in POSITIVE for layer in self.constraints]
+        self.register_buffer("positive", torch.tensor(positive).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None,
                 coarse: torch.Tensor | None = None) -> torch.Tensor:
@@ -38,9 +42,8 @@ class MultiTargetTemporalNet(PackedWindow, MultiTargetNet):
         frames, is_input = self.frames(x)
         target = frames[:, self.target]  # (B, C, h, w) normalised, synthesised where not an input time
         synthesised = self.source_fields(target)
-        for k, layer in enumerate(self.constraints):
-            if layer.name in POSITIVE:
-                synthesised[:, k] = synthesised[:, k].clamp(min=0)
+        if self.positive.any():  # no negative synthesised source under a positive constraint
+            synthesised = torch.where(self.positive, synthesised.clamp(min=0), synthesised)
         if coarse is None:
             coarse = self.source_fields(x[:, : self.n_vars])
         x_phys = torch.where(is_input.view(-1, 1, 1, 1), coarse.to(x.dtype), synthesised)
