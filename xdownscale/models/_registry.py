@@ -9,7 +9,8 @@ from ..errors import ModelNotFoundError, suggest
 # by family, or by model name where one family holds several wrappers
 MULTI_TARGET_WRAPPERS = {"spatial": "xdownscale.models.multi_target:MultiTargetNet",
                          "stochastic": "xdownscale.models.gan:MultiTargetStochasticNet",
-                         "temporal": "xdownscale.models.temporal_multi:MultiTargetTemporalNet"}
+                         "temporal": "xdownscale.models.temporal_multi:MultiTargetTemporalNet",
+                         "rnngan": "xdownscale.models.rnngan:MultiTargetRecurrentNet"}
 
 _MODELS: dict[str, Callable] = {}
 _INFO: dict[str, dict] = {}

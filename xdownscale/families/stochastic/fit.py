@@ -54,6 +54,9 @@ def fit_gan_multi(request: FitRequest, targets: list[str], net_opts: dict, adv):
 def fit_rnngan(request: FitRequest):
     """``fit(model="rnngan")``; options: :class:`~.options.RnnganOptions`."""
     net_opts, adv = split(parse_options(RnnganOptions, request.options, model=request.model), request.options)
+    targets = target_names(request.var)
+    if targets is not None:  # one recurrent generator for every target: a member is one joint draw
+        return fit_rnngan_multi(request, targets, net_opts, adv)
     setup = prepare(request.hr, **request.setup_kwargs(), model_kwargs=net_opts)
     if setup.extra_names:
         raise DataError(f"rnngan takes no predictors (got {setup.extra_names}); use covariates= for static fields")
@@ -67,3 +70,28 @@ def fit_rnngan(request: FitRequest):
     result = train_adversarial(gen, disc, train_ds, val_ds, cfg, adv, resolve_device(cfg.device),
                                cond_of=gen.condition, resume=setup.resume_state, on_epoch_end=setup.save_epoch)
     return finish(setup, gen, result)
+
+
+def fit_rnngan_multi(request: FitRequest, targets: list[str], net_opts: dict, adv):
+    """``fit(model="rnngan", var=[...])``: sequences of the multi-target patches, one noise per frame."""
+    from ...engine.multi_setup import prepare_request
+    from ...models.rnngan import MultiSequencePatchDataset, MultiTargetRecurrentNet
+
+    if request.resume is not None:
+        raise DataError("several targets (var=[...]) train from scratch for now: drop resume=")
+    if request.covariates is not None:
+        raise DataError("rnngan with several targets takes no covariates= yet: drop covariates=")
+    setup = prepare_request(request, targets, net_opts)
+    tdim = setup.pair.axes.time
+    if tdim is None:
+        raise DataError("rnngan needs a time dimension (sequences of consecutive time steps)")
+    gen, disc = build_pair(setup, adv, MultiTargetRecurrentNet, SequenceDiscriminator,
+                           noise_at=len(setup.pair.input_names))
+    times = setup.pair.hr[tdim].values
+    train_ds, val_ds = (MultiSequencePatchDataset.from_patches(d, times, gen.window) for d in setup.datasets())
+    log.info("adversarial training of %s x%d for %s from %s (window %d)", request.model, setup.factor, targets,
+             setup.pair.input_names, gen.window)
+    cfg = request.cfg
+    result = train_adversarial(gen, disc, train_ds, val_ds, cfg, adv, resolve_device(cfg.device),
+                               cond_of=gen.condition, on_epoch_end=setup.save_epoch)
+    return finish(setup, gen, result)  # type: ignore[arg-type]  # MultiSetup has what finish reads
