@@ -147,7 +147,8 @@ class TemporalNet(PackedWindow, nn.Module):
                  flow_channels: int = 0, max_flow: float = 2.0, **body_config):
         super().__init__()
         if in_channels != 1:
-            raise ValueError("temporal models take one variable (no predictors or covariates yet)")
+            raise ValueError("TemporalNet takes one variable: several inputs go through "
+                             "xdownscale.models.temporal_multi.MultiTargetTemporalNet")
         self.model_name, self.factor, self.skip = model, int(factor), skip
         self.body = create_model(model, in_channels=1, factor=self.factor, **body_config)
         self.window, self.target, self.n_vars = self.body.window, self.body.target, 1

@@ -58,6 +58,7 @@ def fit_temporal_multi(request: FitRequest, options_cls: type):
 
     import torch
 
+    from ...data.patches import default_samples_per_epoch
     from ...engine.contract import parse_options
     from ...engine.device import resolve_device
     from ...engine.multi_setup import prepare_request
@@ -81,7 +82,8 @@ def fit_temporal_multi(request: FitRequest, options_cls: type):
     setup.meta["temporal"] = {"window": body["window"], "time_factor": time_factor, "gaps": gaps,
                               "segments": segments}
     coarse, fine = series(pair.inputs, tdim, pair.axes), series(pair.targets, tdim, pair.axes)
-    n_train = cfg.samples_per_epoch or max(cfg.batch_size, 4 * len(setup.train_t))
+    n_train = cfg.samples_per_epoch or default_samples_per_epoch(len(setup.train_t), fine.shape[-2:],
+                                                                 cfg.patch_size, cfg.batch_size)
     n_val = cfg.val_samples or max(cfg.batch_size, n_train // 4)
     setup.meta["training"].update(samples_per_epoch=n_train, val_samples=n_val)
     common = dict(window=body["window"], time_factor=time_factor, factor=pair.factor, patch_size=cfg.patch_size)
