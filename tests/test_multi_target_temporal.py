@@ -149,6 +149,18 @@ def test_prediction_packs_the_window_as_training_does(fine, coarse):
         np.testing.assert_allclose(packed[j], x, rtol=1e-5, atol=1e-5)
         centre = 4 + (window // 2) * 2
         np.testing.assert_allclose(x[centre : centre + 2], x[:2], rtol=1e-6)  # the window's centre is the target
+        np.testing.assert_allclose(ds[0][3].numpy()[0], series[j, 1], rtol=1e-6)  # conserves t2m at its own time
+
+
+def test_soft_and_none_targets_train_without_hard_conservation(fine):
+    from xdownscale.engine.trainer import soft_channels
+
+    m = xds.fit(fine, model="convgru", factor=F, var=["t2m", "tp"], constraint={"t2m": "soft", "tp": "none"},
+                **TRAIN, **TEMPORAL["convgru"])
+    assert soft_channels(m.module) == [0]
+    assert m.meta["multi_target"]["constraints"] == {"t2m": "soft", "tp": "none"}
+    sr = xds.predict(fine.downscale.coarsen(F), model=m)
+    assert all(np.isfinite(sr[v].values).all() for v in ("t2m", "tp"))
 
 
 @pytest.mark.parametrize("kwargs,message", [
