@@ -202,3 +202,17 @@ def test_rnngan_members_are_joint_seeded_draws_conserving_every_target(fine, coa
     longer = xds.predict(coarse, model=m, members=1, seed=3, window=4)  # a longer warm-up changes the draw
     assert_conserves(longer["tp"].isel(member=0), coarse["tp"], F)
     assert float(abs(longer["t2m"].isel(member=0) - a["t2m"].isel(member=0)).max()) > 0
+
+
+def test_rnngan_one_target_driven_by_predictors(fine, coarse):
+    m = xds.fit(model="rnngan", lr=coarse, hr=fine, var="tp", predictors=["tp", "q"], constraint="softmax",
+                **TRAIN, **RNNGAN)
+    assert m.meta["predictors"] == ["tp", "q"] and m.module.n_targets == 1
+    _stir(m.module.body)
+    a = xds.predict(coarse, model=m, members=2, seed=0)
+    assert list(a.data_vars) == ["tp"]
+    for k in range(2):
+        assert_conserves(a["tp"].isel(member=k), coarse["tp"], F)
+    other = coarse.assign(q=coarse["q"][::-1].assign_coords(time=coarse["time"]))
+    b = xds.predict(other, model=m, members=2, seed=0)
+    assert float(abs(b["tp"] - a["tp"]).max()) > 0  # q reaches the generator

@@ -48,8 +48,8 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     the set), and a target's constraint conserves the input of the same name, or a named input
     (``{"tp": ("softmax", "tp_arpege")}``), or nothing (``"none"``, or ``"soft"`` for a loss term
     towards it): see :mod:`xdownscale.engine.multi_setup`. ``predict`` then returns a Dataset.
-    The temporal models also take ``predictors=`` for one target (``var="msl"``): it trains on that
-    path as ``var=["msl"]``, and ``predict`` needs a Dataset of every input.
+    The temporal models and ``rnngan`` also take ``predictors=`` for one target (``var="msl"``): it
+    trains on that path as ``var=["msl"]``, and ``predict`` needs a Dataset of every input.
     ``model_kwargs`` go to the model body (e.g. ``width=32, n_blocks=4``).
     ``model=None``: :data:`~xdownscale.config.DEFAULT_MODEL` with
     :data:`~xdownscale.config.DEFAULT_MODEL_OPTIONS` (``model="cnn"`` is Harder et al.'s network).

@@ -54,9 +54,10 @@ def fit_gan_multi(request: FitRequest, targets: list[str], net_opts: dict, adv):
 def fit_rnngan(request: FitRequest):
     """``fit(model="rnngan")``; options: :class:`~.options.RnnganOptions`."""
     net_opts, adv = split(parse_options(RnnganOptions, request.options, model=request.model), request.options)
-    targets = target_names(request.var)
-    if targets is not None:  # one recurrent generator for every target: a member is one joint draw
-        return fit_rnngan_multi(request, targets, net_opts, adv)
+    if target_names(request.var) is not None or request.predictors:
+        # one recurrent generator for every target (a member is one joint draw), or for one target
+        # driven by predictors: the multi-target plumbing
+        return fit_rnngan_multi(request, net_opts, adv)
     setup = prepare(request.hr, **request.setup_kwargs(), model_kwargs=net_opts)
     if setup.extra_names:
         raise DataError(f"rnngan takes no predictors (got {setup.extra_names}); use covariates= for static fields")
@@ -72,15 +73,17 @@ def fit_rnngan(request: FitRequest):
     return finish(setup, gen, result)
 
 
-def fit_rnngan_multi(request: FitRequest, targets: list[str], net_opts: dict, adv):
-    """``fit(model="rnngan", var=[...])``: sequences of the multi-target patches, one noise per frame."""
-    from ...engine.multi_setup import prepare_request
+def fit_rnngan_multi(request: FitRequest, net_opts: dict, adv):
+    """``fit(model="rnngan", var=[...])`` (or one target with ``predictors=``): sequences of the
+    multi-target patches, one noise per frame."""
+    from ...engine.multi_setup import as_targets, prepare_request
     from ...models.rnngan import MultiSequencePatchDataset, MultiTargetRecurrentNet
 
     if request.resume is not None:
         raise DataError("several targets (var=[...]) train from scratch for now: drop resume=")
     if request.covariates is not None:
-        raise DataError("rnngan with several targets takes no covariates= yet: drop covariates=")
+        raise DataError("rnngan with several targets or predictors takes no covariates= yet: drop covariates=")
+    targets, request = as_targets(request)
     setup = prepare_request(request, targets, net_opts)
     tdim = setup.pair.axes.time
     if tdim is None:

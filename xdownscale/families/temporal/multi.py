@@ -32,21 +32,6 @@ def uses_multi_path(request: FitRequest) -> bool:
     return target_names(request.var) is not None or bool(request.predictors)
 
 
-def single_as_list(request: FitRequest) -> tuple[list[str], object]:
-    """The targets and ``hr`` of the multi-target path; one named target is ``[name]``."""
-    targets = target_names(request.var)
-    if targets is not None:
-        return targets, request.hr
-    hr = request.hr
-    if isinstance(hr, xr.DataArray):
-        if hr.name is None:
-            raise DataError("predictors= with a DataArray hr needs a named field: hr.rename('msl')")
-        return [str(hr.name)], hr.to_dataset()
-    if request.var is None:
-        raise DataError("predictors= with a Dataset hr needs the target too: var='msl'")
-    return [str(request.var)], hr
-
-
 def series(fields: list[xr.DataArray], tdim: str, axes) -> np.ndarray:
     """(T, n, y, x) float64 array of the fields, in memory."""
     return np.stack([np.asarray(da.transpose(tdim, *axes.spatial).values, dtype="float64") for da in fields], axis=1)
@@ -54,14 +39,12 @@ def series(fields: list[xr.DataArray], tdim: str, axes) -> np.ndarray:
 
 def fit_temporal_multi(request: FitRequest, options_cls: type):
     """Train the multi-target temporal network (module docstring); options as :func:`.fit.fit_temporal`."""
-    import dataclasses
-
     import torch
 
     from ...data.patches import default_samples_per_epoch
     from ...engine.contract import parse_options
     from ...engine.device import resolve_device
-    from ...engine.multi_setup import prepare_request
+    from ...engine.multi_setup import as_targets, prepare_request
     from ...engine.setup import finish
     from ...engine.trainer import train
     from ...models import build_network
@@ -72,9 +55,9 @@ def fit_temporal_multi(request: FitRequest, options_cls: type):
         raise DataError("several targets or predictors train in one process and from scratch for now: drop nproc= "
                         "and resume=")
     opts = parse_options(options_cls, request.options, model=request.model)
-    targets, hr = single_as_list(request)
+    targets, request = as_targets(request)
     body, time_factor, gaps = opts.body(), opts.training_time_factor, opts.gaps
-    setup = prepare_request(dataclasses.replace(request, hr=hr), targets, {**body, **opts.flow()})
+    setup = prepare_request(request, targets, {**body, **opts.flow()})
     pair, cfg = setup.pair, setup.cfg
     tdim = pair.axes.time
     check_series(request.model, tdim, pair.n_times)
