@@ -98,10 +98,10 @@ def test_fit_checkpoint_predict_conserve(model, constraint, data, tmp_path):
         np.testing.assert_allclose(np.asarray(again.values), np.asarray(out.values), rtol=1e-6, atol=1e-6)
 
 
-# several targets in one network (issue #15): the spatial family and the gan do it (a gan member
-# is one joint draw of every target); the others refuse in one line naming the family
+# several targets in one network (issue #15): the spatial and temporal families, gan and rnngan do it (a member
+# of a generator is one joint draw of every target); the others refuse in one line naming the family
 TRAINABLE = [m for m, (fit_options, _, _) in ROWS.items() if fit_options is not None]
-MULTI_TARGET = [m for m in TRAINABLE if xds.model_info(m)["family"] == "spatial"] + ["gan"]
+MULTI_TARGET = [m for m in TRAINABLE if xds.model_info(m)["family"] in ("spatial", "temporal")] + ["gan", "rnngan"]
 
 
 @pytest.mark.parametrize("model", TRAINABLE)

@@ -15,11 +15,13 @@ Constraint choice, per target (``constraint="add"`` for all, or a dict by target
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 from .. import model_store
 from ..config import TrainConfig
@@ -30,7 +32,7 @@ from ..data.normalize import residual_std
 from ..errors import DataError
 from ..nn.constraints import CONSTRAINTS
 from .checkpoint import save_checkpoint
-from .contract import FitRequest
+from .contract import FitRequest, target_names
 from .record import MULTI_TARGET_SECTION, ModelRecord
 from .setup import POSITIVE_CONSTRAINTS, cf_attrs, check_constraint_fits, grid_spacing, split_times
 
@@ -187,6 +189,22 @@ def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor
     path = Path(checkpoint) if checkpoint else model_store.default_path(variable, model, f)
     return MultiSetup(cfg=cfg, model=model, pair=pair, sources=sources, input_stats=input_stats, train_t=train_t,
                       val_t=val_t, covariates=cov, network=network, meta=meta, path=path)
+
+
+def as_targets(request: FitRequest) -> tuple[list[str], FitRequest]:
+    """The targets of a request on this path and the request with ``hr`` as a Dataset: one named
+    target driven by ``predictors=`` is ``[name]`` here."""
+    targets = target_names(request.var)
+    if targets is not None:
+        return targets, request
+    hr = request.hr
+    if isinstance(hr, xr.DataArray):
+        if hr.name is None:
+            raise DataError("predictors= with a DataArray hr needs a named field: hr.rename('msl')")
+        return [str(hr.name)], dataclasses.replace(request, hr=hr.to_dataset())
+    if request.var is None:
+        raise DataError("predictors= with a Dataset hr needs the target too: var='msl'")
+    return [str(request.var)], request
 
 
 def prepare_request(request: FitRequest, targets: list[str], model_kwargs: dict) -> MultiSetup:

@@ -6,8 +6,11 @@ from typing import Callable
 
 from ..errors import ModelNotFoundError, suggest
 
+# by family, or by model name where one family holds several wrappers
 MULTI_TARGET_WRAPPERS = {"spatial": "xdownscale.models.multi_target:MultiTargetNet",
-                         "stochastic": "xdownscale.models.gan:MultiTargetStochasticNet"}
+                         "stochastic": "xdownscale.models.gan:MultiTargetStochasticNet",
+                         "temporal": "xdownscale.models.temporal_multi:MultiTargetTemporalNet",
+                         "rnngan": "xdownscale.models.rnngan:MultiTargetRecurrentNet"}
 
 _MODELS: dict[str, Callable] = {}
 _INFO: dict[str, dict] = {}
@@ -88,7 +91,8 @@ def build_network(network: dict):
     ``targets`` is a multi-target spatial model)."""
     if network.get("targets"):
         family = model_info(network["model"])["family"]
-        if family not in MULTI_TARGET_WRAPPERS:
+        spec = MULTI_TARGET_WRAPPERS.get(network["model"]) or MULTI_TARGET_WRAPPERS.get(family)
+        if spec is None:
             raise ModelNotFoundError(f"a model of family {family!r} with several targets: no such wrapper")
-        return resolve_hook(MULTI_TARGET_WRAPPERS[family])(**network)
+        return resolve_hook(spec)(**network)
     return resolve_hook(model_info(network["model"])["wrapper"])(**network)

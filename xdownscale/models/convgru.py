@@ -15,15 +15,16 @@ frame conserves exactly under a hard constraint. With ``flow_channels > 0``
 deep voxel flow (:mod:`xdownscale.nn.flow`).
 
 Packed input (what the tiled inference and the sequence dataset feed in),
-``x`` of shape ``(B, 3 + M, h, w)``, normalised:
+``x`` of shape ``(B, C + 2 + M * C, h, w)`` for ``C`` input variables (``C = 1``
+for a single target; several for :mod:`~xdownscale.models.temporal_multi`), normalised:
 
-- channel 0: the target frame's coarse field (the conserved field when the
-  target is an input time; for a synthesised frame only its NaN mask is used);
-- channel 1: the phase ``r`` (constant), channel 2: the time factor ``tf``
+- channels ``0..C-1``: the target frame's coarse fields (the conserved fields when
+  the target is an input time; for a synthesised frame only their NaN mask is used);
+- channel ``C``: the phase ``r`` (constant), channel ``C + 1``: the time factor ``tf``
   (constant): the dense window covers positions ``r .. r + window - 1`` on a
   grid of ``tf`` steps per input interval, position ``p`` being input frame
   ``p // tf`` when ``p % tf == 0`` and a synthesised frame otherwise;
-- channels 3..: ``M`` input frames in time order (edge frames repeated).
+- then ``M`` input frames in time order (edge frames repeated), each ``C`` channels.
 
 ``convgru`` always has ``r = 0``, ``tf = 1`` and ``M = window``.
 """
@@ -41,7 +42,7 @@ from ..nn.flow import VoxelFlow
 from ._registry import create_model, register_model
 from .network import register_normalisation
 
-N_SCHEDULE = 3  # target, phase, time factor
+N_SCHEDULE = 3  # target, phase, time factor (of a single-variable packing; C + 2 for C variables)
 POOL = 4  # total pooling of the voxel-flow U-Net
 
 
@@ -58,7 +59,7 @@ class ConvGRUBody(nn.Module):
     """Initial-state net + ConvGRU over the window + residual blocks + sub-pixel upsampling."""
 
     def __init__(self, in_channels: int = 1, factor: int = 4, channels: int = 32, residual_blocks: int = 3,
-                 window: int = 3):
+                 window: int = 3, out_channels: int = 1):
         super().__init__()
         if factor < 1 or window < 1:
             raise ValueError(f"factor and window must be >= 1, got factor={factor}, window={window}")
@@ -68,13 +69,13 @@ class ConvGRUBody(nn.Module):
                                            conv3x3(channels, channels), nn.Tanh())
         self.gru = ConvGRU(channels, channels)
         self.blocks = nn.Sequential(*[ResidualBlock(channels) for _ in range(residual_blocks)])
-        self.upsample = nn.Sequential(conv3x3(channels, factor * factor), nn.PixelShuffle(factor))
+        self.upsample = nn.Sequential(conv3x3(channels, out_channels * factor * factor), nn.PixelShuffle(factor))
         zero_last(self.upsample[0])
         self.receptive_radius = 1 + 2 + self.window + 2 * residual_blocks + 1
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """``frames``: (B, window, C, h, w) normalised; returns the (B, 1, h*f, w*f) residual
-        of the target (centre) frame."""
+        """``frames``: (B, window, C, h, w) normalised; returns the (B, out_channels, h*f, w*f)
+        residual of the target (centre) frame."""
         b, w, c, h, wd = frames.shape
         if w != self.window:
             raise ValueError(f"expected a window of {self.window} frames, got {w}")
@@ -85,22 +86,17 @@ class ConvGRUBody(nn.Module):
         return self.upsample(hidden + self.blocks(hidden))
 
 
-class TemporalNet(nn.Module):
-    """Skip + residual + constraint around a temporal body, optional voxel-flow frame synthesis."""
+class PackedWindow:
+    """The packed input (module docstring) unpacked into the dense window of a temporal wrapper
+    (``window``, ``target``, ``n_vars`` and ``flow`` set by it)."""
 
-    def __init__(self, model: str, factor: int, in_channels: int = 1, constraint: str = "none",
-                 skip: str | None = "bicubic", mean: float = 0.0, std: float = 1.0,
-                 residual_scale: float | None = None, constraint_kwargs: dict | None = None,
-                 flow_channels: int = 0, max_flow: float = 2.0, **body_config):
-        super().__init__()
-        if in_channels != 1:
-            raise ValueError("temporal models take one variable (no predictors or covariates yet)")
-        self.model_name, self.factor, self.skip = model, int(factor), skip
-        self.body = create_model(model, in_channels=1, factor=self.factor, **body_config)
-        self.window, self.target = self.body.window, self.body.target
-        self.flow = VoxelFlow(1, flow_channels, max_flow) if flow_channels else None
-        self.constraint = make_constraint(constraint, self.factor, **(constraint_kwargs or {}))
-        register_normalisation(self, mean, std, residual_scale, skip)
+    window: int
+    target: int
+    n_vars: int
+    flow: VoxelFlow | None
+    model_name: str
+    body: nn.Module
+    skip: str | None
 
     @property
     def receptive_radius(self) -> int:
@@ -112,33 +108,53 @@ class TemporalNet(nn.Module):
         return int(math.ceil((radius + self.flow.receptive_radius) / POOL) * POOL)
 
     def _dense_window(self, real: torch.Tensor, r: int, tf: int) -> torch.Tensor:
-        """(B, window, 1, h, w) frames at dense positions r..r+window-1 from real (B, M, h, w)."""
+        """(B, window, C, h, w) frames at dense positions r..r+window-1 from real (B, M, C, h, w)."""
         frames, cache = [], {}
         for n in range(self.window):
             i, q = divmod(r + n, tf)
             if q == 0:
-                frames.append(real[:, i : i + 1])
+                frames.append(real[:, i])
                 continue
             if self.flow is None:
                 raise ValueError(f"model {self.model_name!r} has no temporal interpolation: use time_factor=1")
             if (i, q) not in cache:
                 tau = torch.full((real.shape[0],), q / tf, device=real.device, dtype=real.dtype)
-                cache[(i, q)] = self.flow(real[:, i : i + 1], real[:, i + 1 : i + 2], tau)
+                cache[(i, q)] = self.flow(real[:, i], real[:, i + 1], tau)
             frames.append(cache[(i, q)])
         return torch.stack(frames, dim=1)
 
     def frames(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Dense window (B, window, 1, h, w) and whether each target is an input time (B,)."""
-        phase = x[:, 1, 0, 0].round().long()
-        factor = x[:, 2, 0, 0].round().long().clamp(min=1)
-        real = x[:, N_SCHEDULE:]
-        out = real.new_empty(x.shape[0], self.window, 1, *x.shape[-2:])
+        """Dense window (B, window, C, h, w) and whether each target is an input time (B,)."""
+        c = self.n_vars
+        phase = x[:, c, 0, 0].round().long()
+        factor = x[:, c + 1, 0, 0].round().long().clamp(min=1)
+        real = x[:, c + 2 :].unflatten(1, (-1, c))
+        out = real.new_empty(x.shape[0], self.window, c, *x.shape[-2:])
         keys = torch.stack([phase, factor], dim=1)
         for key in torch.unique(keys, dim=0).tolist():
             sel = ((phase == key[0]) & (factor == key[1])).nonzero().view(-1)
             out[sel] = self._dense_window(real[sel], int(key[0]), int(key[1]))
         is_input = (phase + self.target) % factor == 0
         return out, is_input
+
+
+class TemporalNet(PackedWindow, nn.Module):
+    """Skip + residual + constraint around a temporal body, optional voxel-flow frame synthesis."""
+
+    def __init__(self, model: str, factor: int, in_channels: int = 1, constraint: str = "none",
+                 skip: str | None = "bicubic", mean: float = 0.0, std: float = 1.0,
+                 residual_scale: float | None = None, constraint_kwargs: dict | None = None,
+                 flow_channels: int = 0, max_flow: float = 2.0, **body_config):
+        super().__init__()
+        if in_channels != 1:
+            raise ValueError("TemporalNet takes one variable: several inputs go through "
+                             "xdownscale.models.temporal_multi.MultiTargetTemporalNet")
+        self.model_name, self.factor, self.skip = model, int(factor), skip
+        self.body = create_model(model, in_channels=1, factor=self.factor, **body_config)
+        self.window, self.target, self.n_vars = self.body.window, self.body.target, 1
+        self.flow = VoxelFlow(1, flow_channels, max_flow) if flow_channels else None
+        self.constraint = make_constraint(constraint, self.factor, **(constraint_kwargs or {}))
+        register_normalisation(self, mean, std, residual_scale, skip)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None,
                 coarse: torch.Tensor | None = None) -> torch.Tensor:

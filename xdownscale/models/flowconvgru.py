@@ -25,7 +25,7 @@ from .convgru import ConvGRUBody
                 description="deep voxel flow time interpolation + ConvGRU, end to end (space and time)",
                 factors="any integer (2, 3, 4, 8, ...)")
 def flowconvgru(in_channels: int = 1, factor: int = 4, channels: int = 32, residual_blocks: int = 3,
-                window: int = 3) -> ConvGRUBody:
+                window: int = 3, out_channels: int = 1) -> ConvGRUBody:
     """The ConvGRU spatial body of ``flowconvgru`` (its voxel flow lives in the wrapper)."""
     return ConvGRUBody(in_channels=in_channels, factor=factor, channels=channels, residual_blocks=residual_blocks,
-                       window=window)
+                       window=window, out_channels=out_channels)

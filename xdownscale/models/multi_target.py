@@ -72,6 +72,12 @@ class MultiTargetNet(nn.Module):
         """``x``: (B, C, h, w) normalised inputs; ``coarse``: (B, K, h, w) the physical field each
         target conserves (default: from ``x``). Returns (B, K, H, W) in physical units."""
         residual = self.body(x)  # the only part a caller's autocast lowers (engine/precision.py)
+        return self.heads(residual, x, coarse, weights)
+
+    def heads(self, residual: torch.Tensor, x: torch.Tensor, coarse: torch.Tensor | None,
+              weights: torch.Tensor | None) -> torch.Tensor:
+        """Each target's skip (from its source channel of ``x``, normalised (B, C, h, w)), its
+        ``residual`` channel and its constraint layer against ``coarse`` (B, K, h, w) or ``x``."""
         with torch.autocast(device_type=x.device.type, enabled=False):  # skips and constraints stay float32
             residual = residual.float()
             coarse = self.source_fields(x) if coarse is None else coarse.to(x.dtype)

@@ -30,13 +30,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.multi import MultiPatchDataset
 from ..data.patches import PatchDataset
 from ..data.windows import segment_ids
 from ..errors import DataError
 from ..nn.blocks import ResidualBlock, conv3x3, interpolate, zero_last
 from ..nn.convgru import ConvGRU, ConvGRUCell
 from ._registry import register_model
-from .gan import PatchDiscriminator, StochasticNet
+from .gan import MultiTargetStochasticNet, PatchDiscriminator, StochasticNet
 
 
 def trailing_windows(times, window: int) -> np.ndarray:
@@ -154,6 +155,60 @@ class RecurrentStochasticNet(StochasticNet):
         return super().forward(x, weights, coarse, noise)
 
 
+class MultiTargetRecurrentNet(MultiTargetStochasticNet):
+    """Several targets from one recurrent generator (``fit(model="rnngan", var=[...])``): one noise
+    draw per frame shared by every target, so an ensemble member is one joint draw; every target of
+    every frame goes through its own constraint layer. Sequences ``(B, T, C, h, w)`` give
+    ``(B, T, K, H, W)``; the packed prediction window holds the ``C`` inputs at the target step,
+    the ``C`` inputs of each earlier step (oldest first), the noise of every step, the covariates."""
+
+    def __init__(self, model: str, factor: int, in_channels: int, targets: list, inputs: list,
+                 noise_channels: int = 4, window: int = 8, **config):
+        super().__init__(model, factor, in_channels, targets, inputs, noise_channels=noise_channels, **config)
+        self.n_fields, self.window = len(inputs), int(window)
+        if self.noise_at != self.n_fields:
+            raise DataError("rnngan: the noise goes right after the input fields")
+
+    @property
+    def receptive_radius(self) -> int:
+        return max(self.body.radius(self.window), super().receptive_radius)
+
+    def sequence(self, x: torch.Tensor, weights=None, coarse=None, noise=None) -> torch.Tensor:
+        """(B, T, C[+noise], h, w) -> (B, T, K, H, W) in physical units, constraints on every frame."""
+        x = self.with_noise(x, noise)
+        b, t = x.shape[:2]
+        residual = self.body(x).flatten(0, 1)
+        if weights is not None and weights.shape[0] == b and b > 1:
+            weights = weights[:, None].expand(b, t, *weights.shape[1:]).flatten(0, 1)
+        out = self.heads(residual, x.flatten(0, 1), None if coarse is None else coarse.flatten(0, 1), weights)
+        return out.reshape(b, t, *out.shape[1:])
+
+    @property
+    def packed_channels(self) -> int:
+        return self.window * (self.n_fields + self.noise_channels) + self.data_channels - self.n_fields
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """Packed prediction input -> (B, window, C + noise + covariates, h, w)."""
+        w, n, c = self.window, self.noise_channels, self.n_fields
+        fields = torch.cat([x[:, c : c * w].unflatten(1, (w - 1, c)), x[:, None, :c]], dim=1)  # oldest first
+        noise = x[:, c * w : c * w + w * n].unflatten(1, (w, n))
+        covs = x[:, c * w + w * n :][:, None].expand(-1, w, -1, -1, -1)
+        return torch.cat([fields, noise, covs], dim=2)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None, coarse: torch.Tensor | None = None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        if x.ndim == 5:
+            return self.sequence(x, weights, coarse, noise)
+        if self.window > 1 and x.shape[1] == self.packed_channels:
+            seq = self.unpack(x)
+            c = None
+            if coarse is not None:  # only the target step's fields are given: conserve those exactly
+                earlier = self.source_fields(seq[:, :-1].flatten(0, 1)).unflatten(0, (seq.shape[0], -1))
+                c = torch.cat([earlier, coarse[:, None].to(x.dtype)], dim=1)
+            return self.sequence(seq, weights, c)[:, -1]
+        return super().forward(x, weights, coarse, noise)
+
+
 class SequenceDiscriminator(PatchDiscriminator):
     """Patch critic over sequences: per-frame strided convolutions, a ConvGRU over time, a patch
     score map per frame. Inputs (B, T, ...) as the generator's outputs and conditions."""
@@ -203,3 +258,8 @@ class SequencePatchDataset(PatchDataset):
                 self._pinned = None
         x, y, w, c = (torch.stack([it[i] for it in items]) for i in range(4))
         return x, y, w[0], c
+
+
+class MultiSequencePatchDataset(SequencePatchDataset, MultiPatchDataset):
+    """:class:`SequencePatchDataset` over a :class:`~xdownscale.data.multi.MultiPatchDataset`: items
+    x (T, C, h, w), y (T, K, H, W), w (1, H, 1), c (T, K, h, w)."""

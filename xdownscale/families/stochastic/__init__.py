@@ -19,7 +19,7 @@ class StochasticFamily:
         return EnsembleOptions
 
     def supports_multi_target(self, model: str) -> bool:
-        return model == "gan"  # rnngan: not yet
+        return model in ("gan", "rnngan")
 
     def fit(self, request: FitRequest) -> Any:
         from .fit import fit_gan, fit_rnngan

@@ -54,6 +54,10 @@ def fit_gan_multi(request: FitRequest, targets: list[str], net_opts: dict, adv):
 def fit_rnngan(request: FitRequest):
     """``fit(model="rnngan")``; options: :class:`~.options.RnnganOptions`."""
     net_opts, adv = split(parse_options(RnnganOptions, request.options, model=request.model), request.options)
+    if target_names(request.var) is not None or request.predictors:
+        # one recurrent generator for every target (a member is one joint draw), or for one target
+        # driven by predictors: the multi-target plumbing
+        return fit_rnngan_multi(request, net_opts, adv)
     setup = prepare(request.hr, **request.setup_kwargs(), model_kwargs=net_opts)
     if setup.extra_names:
         raise DataError(f"rnngan takes no predictors (got {setup.extra_names}); use covariates= for static fields")
@@ -67,3 +71,30 @@ def fit_rnngan(request: FitRequest):
     result = train_adversarial(gen, disc, train_ds, val_ds, cfg, adv, resolve_device(cfg.device),
                                cond_of=gen.condition, resume=setup.resume_state, on_epoch_end=setup.save_epoch)
     return finish(setup, gen, result)
+
+
+def fit_rnngan_multi(request: FitRequest, net_opts: dict, adv):
+    """``fit(model="rnngan", var=[...])`` (or one target with ``predictors=``): sequences of the
+    multi-target patches, one noise per frame."""
+    from ...engine.multi_setup import as_targets, prepare_request
+    from ...models.rnngan import MultiSequencePatchDataset, MultiTargetRecurrentNet
+
+    if request.resume is not None:
+        raise DataError("several targets (var=[...]) train from scratch for now: drop resume=")
+    if request.covariates is not None:
+        raise DataError("rnngan with several targets or predictors takes no covariates= yet: drop covariates=")
+    targets, request = as_targets(request)
+    setup = prepare_request(request, targets, net_opts)
+    tdim = setup.pair.axes.time
+    if tdim is None:
+        raise DataError("rnngan needs a time dimension (sequences of consecutive time steps)")
+    gen, disc = build_pair(setup, adv, MultiTargetRecurrentNet, SequenceDiscriminator,
+                           noise_at=len(setup.pair.input_names))
+    times = setup.pair.hr[tdim].values
+    train_ds, val_ds = (MultiSequencePatchDataset.from_patches(d, times, gen.window) for d in setup.datasets())
+    log.info("adversarial training of %s x%d for %s from %s (window %d)", request.model, setup.factor, targets,
+             setup.pair.input_names, gen.window)
+    cfg = request.cfg
+    result = train_adversarial(gen, disc, train_ds, val_ds, cfg, adv, resolve_device(cfg.device),
+                               cond_of=gen.condition, on_epoch_end=setup.save_epoch)
+    return finish(setup, gen, result)  # type: ignore[arg-type]  # MultiSetup has what finish reads

@@ -60,38 +60,53 @@ def _channel_arrays(noise: dsa.Array, like: xr.DataArray) -> list[xr.DataArray]:
     return [xr.DataArray(noise[i], dims=like.dims, coords=like.coords) for i in range(noise.shape[0])]
 
 
-def window_inputs(da: xr.DataArray, lr_m: xr.DataArray, noise: dsa.Array, window: int, target_stats: dict):
-    """Extra inputs of a recurrent model packed per output step: the variable at the ``window - 1``
-    earlier steps, then the noise of all ``window`` steps (oldest first; see
+def window_inputs(da: xr.DataArray, fields_m: list[xr.DataArray], noise: dsa.Array, window: int,
+                  field_stats: list[dict]):
+    """Extra inputs of a recurrent model packed per output step: the fields (one variable, or every
+    input of a multi-target model, with ``field_stats``) at each of the ``window - 1`` earlier steps,
+    then the noise of all ``window`` steps (oldest first; see
     :func:`~xdownscale.models.rnngan.trailing_windows`), with their statistics."""
     tdim = find_axes(da).time
     if tdim is None or tdim not in da.dims:
         raise DataError(f"a recurrent model needs a time dimension, got dims {tuple(da.dims)}")
     idx = trailing_windows(da[tdim].values, window)
-    frames = [lr_m.isel({tdim: idx[:, k]}).assign_coords({tdim: lr_m[tdim]}) for k in range(window - 1)]
+    lr_m = fields_m[0]
+    frames = [m.isel({tdim: idx[:, k]}).assign_coords({tdim: m[tdim]}) for k in range(window - 1) for m in fields_m]
     axis = 1 + lr_m.dims.index(tdim)
     noise_frames = []
     for k in range(window):
         noise_frames += _channel_arrays(dsa.take(noise, idx[:, k], axis=axis).rechunk(noise.chunks), lr_m)
-    stats = [target_stats] * (window - 1) + [{"mean": 0.0, "std": 1.0}] * len(noise_frames)
+    stats = list(field_stats) * (window - 1) + [{"mean": 0.0, "std": 1.0}] * len(noise_frames)
     return frames + noise_frames, stats
 
 
-def predict_joint_members(request: PredictRequest, downscaler, *, members: int, seed: int, member_dim: str):
+def predict_joint_members(request: PredictRequest, downscaler, *, members: int, seed: int, member_dim: str,
+                          window: int | None = None):
     """The ensemble of a multi-target generator: member ``k`` is one noise draw, shared by every
-    target (a joint draw), as a Dataset of the targets with a ``member_dim``."""
+    target (a joint draw), as a Dataset of the targets with a ``member_dim``; a recurrent generator
+    sees the trailing ``window`` steps of every input (default: its training window)."""
     from ...engine.field_predict import predict_targets
 
     inputs, sources = multi_inputs(request, downscaler)
     info = downscaler.meta["multi_target"]
     spec = _input_chunks(inputs[0], members, member_dim, downscaler.factor, request.batch_size)
     inputs_m = [expand_members(da, members, member_dim, spec) for da in inputs]
-    n_noise = int(downscaler.module.noise_channels)
+    net = downscaler.module
+    n_noise = int(net.noise_channels)
     noise = seeded_noise(inputs_m[0].shape, channels=n_noise, seed=seed, chunks=inputs_m[0].chunks)
     with_noise = copy.copy(downscaler)  # the noise channels are normalised as in training: mean 0, std 1
     with_noise.meta = copy.deepcopy(downscaler.meta)
-    with_noise.meta["normalization"]["inputs"] += [{"mean": 0.0, "std": 1.0}] * n_noise
-    out = predict_targets(inputs_m + _channel_arrays(noise, inputs_m[0]), with_noise, targets=list(info["targets"]),
+    stats = with_noise.meta["normalization"]["inputs"]
+    if hasattr(net, "window"):  # recurrent: pack the trailing window of every step as channels
+        with_noise.module = copy.copy(net)  # shares the weights; only the window length differs
+        with_noise.module.window = int(net.window if window is None else window)
+        extra, extra_stats = window_inputs(inputs[0], inputs_m, noise, with_noise.module.window, list(stats))
+    elif window is not None:
+        raise DataError(f"window= applies to recurrent models; {downscaler.model_name!r} is not one")
+    else:
+        extra, extra_stats = _channel_arrays(noise, inputs_m[0]), [{"mean": 0.0, "std": 1.0}] * n_noise
+    with_noise.meta["normalization"]["inputs"] = list(stats) + extra_stats
+    out = predict_targets(inputs_m + extra, with_noise, targets=list(info["targets"]),
                           sources=sources, attrs=info.get("attrs", {}), constraints=info["constraints"],
                           covariates=request.covariates, chunks=request.chunks, halo=request.halo,
                           batch_size=request.batch_size, device=request.device, like=request.like,
@@ -117,7 +132,8 @@ def predict_ensemble(request: PredictRequest):
                                                   request.device, request.like)
     members, seed = int(members), int(seed)
     if is_multi_target(model):
-        return predict_joint_members(request, model, members=members, seed=seed, member_dim=member_dim)
+        return predict_joint_members(request, model, members=members, seed=seed, member_dim=member_dim,
+                                     window=window)
     dataset_in = isinstance(lr, xr.Dataset)
     if dataset_in:
         ds0 = model if not isinstance(model, str) else None
@@ -150,7 +166,7 @@ def predict_ensemble(request: PredictRequest):
         module = copy.copy(net)  # shares the weights; only the window length differs
         module.window = int(net.window if window is None else window)
         target = downscaler.meta.get("normalization", {}).get("target", {"mean": 0.0, "std": 1.0})
-        inputs, stats = window_inputs(da, lr_m, noise, module.window, target)
+        inputs, stats = window_inputs(da, [lr_m], noise, module.window, [target])
     elif window is not None:
         raise DataError(f"window= applies to recurrent models; {downscaler.model_name!r} is not one")
     else:

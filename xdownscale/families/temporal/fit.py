@@ -26,6 +26,23 @@ def _limits(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts[which], stops[which]
 
 
+def window_limits(times, val_t, gaps: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(lo, hi, segments)``: the first and last index of the run every time step's windows stay
+    in (gaps split the series; windows never cross the train/validation boundary either)."""
+    seg = segment_ids(times, gaps=gaps)
+    split = np.zeros(len(times), dtype=int)
+    split[val_t] = 1
+    labels = np.unique(np.stack([seg, split], axis=1), axis=0, return_inverse=True)[1].reshape(-1)
+    lo, hi = _limits(labels)
+    return lo, hi, int(seg.max()) + 1
+
+
+def check_series(model: str, tdim, n_times: int) -> None:
+    if tdim is None or n_times < 2:
+        raise DataError(f"model {model!r} needs a time series (a time dimension with >= 2 steps); "
+                        "use model='cnn' for single fields")
+
+
 def fit_temporal(request: FitRequest, options_cls: type):
     """Train ``convgru``/``flowconvgru`` on a (time, y, x) series; see :func:`xdownscale.fit`.
 
@@ -36,22 +53,16 @@ def fit_temporal(request: FitRequest, options_cls: type):
     import torch
 
     opts = parse_options(options_cls, request.options, model=request.model)
-    body, extra, time_factor, gaps = opts.body(), opts.flow(), opts.training_time_factor, opts.gaps
     model, constraint = request.model, request.constraint
-    if request.predictors or request.covariates is not None:
-        raise DataError(f"model {model!r} takes the target variable only: drop predictors= and covariates=")
+    if request.covariates is not None:
+        raise DataError(f"model {model!r} takes no covariates= (static fields) yet: drop covariates=")
+    body, extra, time_factor, gaps = opts.body(), opts.flow(), opts.training_time_factor, opts.gaps
     setup = prepare(request.hr, **request.setup_kwargs(), model_kwargs=body, network_extra=extra)
     pair, tdim = setup.pair, setup.pair.axes.time
-    if tdim is None or pair.n_times < 2:
-        raise DataError(f"model {model!r} needs a time series (a time dimension with >= 2 steps); "
-                        "use model='cnn' for single fields")
-    seg = segment_ids(pair.hr[tdim].values, gaps=gaps)
-    split = np.zeros(pair.n_times, dtype=int)
-    split[setup.val_t] = 1  # windows never cross the train/validation boundary either
-    labels = np.unique(np.stack([seg, split], axis=1), axis=0, return_inverse=True)[1].reshape(-1)
-    lo, hi = _limits(labels)
+    check_series(model, tdim, pair.n_times)
+    lo, hi, segments = window_limits(pair.hr[tdim].values, setup.val_t, gaps)
     setup.meta["temporal"] = {"window": body["window"], "time_factor": time_factor, "gaps": gaps,
-                              "segments": int(seg.max()) + 1}
+                              "segments": segments}
     coarse = np.asarray(coarse_field(pair).transpose(tdim, *pair.axes.spatial).values, dtype="float64")
     fine = np.asarray(pair.hr.transpose(tdim, *pair.axes.spatial).values, dtype="float64")
     cfg = setup.cfg

@@ -33,7 +33,7 @@ from ...engine.resolve import model_name_of, resolve_model
 from ...errors import DataError
 from ...grid.cf import find_axes
 from ...io.cf import add_cf_attrs, fine_coordinates
-from ...models.convgru import N_SCHEDULE, POOL, inputs_needed
+from ...models.convgru import POOL, inputs_needed
 from .dataset import pack_indices
 from .options import TemporalPredictOptions
 
@@ -64,12 +64,8 @@ def _gather(data: dsa.Array, idx: np.ndarray) -> dsa.Array:
 
 def predict_temporal(request: PredictRequest):
     """Downscale a (time, y, x) coarse series with ``convgru``/``flowconvgru`` (see module doc)."""
-    opts = parse_options(TemporalPredictOptions, request.options, model=model_name_of(request.model),
-                         call="predict")
-    time_factor, gaps = int(opts.time_factor), opts.gaps
+    time_factor, gaps = predict_options(request)
     lr, model, var, factor, constraint = request.lr, request.model, request.var, request.factor, request.constraint
-    chunks, halo, batch_size, device, like = (request.chunks, request.halo, request.batch_size, request.device,
-                                              request.like)
     if request.covariates is not None:
         raise DataError("temporal models take the target variable only: drop covariates=")
     name = var
@@ -78,55 +74,78 @@ def predict_temporal(request: PredictRequest):
     da = select_variable(lr, name, "input")
     downscaler = resolve_model(model, factor=factor, variable=None if da.name is None else str(da.name),
                                constraint=constraint, field=da, allow_other_variable=request.allow_other_variable)
+    axes = find_axes(da)
+    if axes.time is None:
+        raise DataError(f"{da.name!r} has no time dimension: temporal models downscale a (time, y, x) series")
+    target_stats = downscaler.meta.get("normalization", {}).get("target", {"mean": 0.0, "std": 1.0})
+    da = da.transpose(axes.time, *axes.spatial)
+    out, coords, synthesised = predict_packed(request, downscaler, [da], [target_stats], time_factor, gaps)
+    result = xr.DataArray(out, dims=(axes.time, *axes.spatial), coords=coords, name=da.name)
+    if synthesised is not None:
+        result = result.assign_coords(synthesised=synthesised)
+    order = [d for d in lr[da.name].dims] if isinstance(lr, xr.Dataset) else list(lr.dims)
+    result = result.transpose(*order)
+    if request.like is not None:
+        result = snap_to(result, request.like, axes)
+    result.attrs = dict(da.attrs)
+    extra = {"xdownscale_time_factor": np.int32(time_factor), "xdownscale_window": np.int32(downscaler.module.window)}
+    result = add_cf_attrs(result, source=da, model=downscaler.model_name, factor=downscaler.factor,
+                          constraint=downscaler.constraint, checkpoint_hash=downscaler.checkpoint_hash, extra=extra)
+    return result.to_dataset() if isinstance(lr, xr.Dataset) else result
+
+
+def predict_options(request: PredictRequest) -> tuple[int, str]:
+    """``(time_factor, gaps)`` of a temporal ``predict`` call."""
+    opts = parse_options(TemporalPredictOptions, request.options, model=model_name_of(request.model),
+                         call="predict")
+    return int(opts.time_factor), opts.gaps
+
+
+def predict_packed(request: PredictRequest, downscaler, inputs: list[xr.DataArray], stats: list[dict],
+                   time_factor: int, gaps: str, sources: list | None = None):
+    """``(fine data, coordinates, synthesised flags or None)`` of a temporal network on the
+    (time, y, x) ``inputs`` (one per input variable, with their ``stats``): the packed windows of
+    every output time (module docstring) through tiled inference. ``sources``: a multi-target
+    network's source input per target (the data then has a leading target axis)."""
     net = downscaler.module
     if time_factor > 1 and net.flow is None:
         raise DataError(f"model {downscaler.model_name!r} cannot make new time steps: use model='flowconvgru' "
                         "for time_factor > 1")
+    da, chunks, batch_size = inputs[0], request.chunks, request.batch_size
     axes = find_axes(da)
-    if axes.time is None:
-        raise DataError(f"{da.name!r} has no time dimension: temporal models downscale a (time, y, x) series")
-    f, tdim = downscaler.factor, axes.time
-    da = da.transpose(tdim, *axes.spatial)
-    new_times, source, phase, inputs = window_plan(da[tdim].values, net.window, time_factor, gaps)
-    data = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.values), chunks=-1)
-    data = data.rechunk({0: -1})
+    f, tdim, c = downscaler.factor, axes.time, len(inputs)
+    new_times, source, phase, frames = window_plan(da[tdim].values, net.window, time_factor, gaps)
+    datas = [(x.data if isinstance(x.data, dsa.Array) else dsa.from_array(np.asarray(x.values), chunks=-1))
+             .rechunk({0: -1}) for x in inputs]
     i, k = source[:, 0], source[:, 1]
     tau = (k / time_factor)[:, None, None]
     nxt = np.minimum(i + 1, da.sizes[tdim] - 1)
-    target = _gather(data, i) * (1 - tau) + _gather(data, nxt) * tau if time_factor > 1 else _gather(data, i)
-    shape = target.shape
-    phase_channel = dsa.broadcast_to(dsa.from_array(phase[:, None, None].astype(data.dtype)), shape)
-    channels = [target, phase_channel, dsa.full(shape, time_factor, dtype=data.dtype)]
-    channels += [_gather(data, inputs[:, m]) for m in range(inputs.shape[1])]
-    halo = net.receptive_radius if halo is None else int(halo)
-    stacked = dsa.stack([c.rechunk({0: -1}) for c in channels], axis=0)
+    channels = [_gather(d, i) * (1 - tau) + _gather(d, nxt) * tau if time_factor > 1 else _gather(d, i)
+                for d in datas]
+    shape, dtype = channels[0].shape, datas[0].dtype
+    channels += [dsa.broadcast_to(dsa.from_array(phase[:, None, None].astype(dtype)), shape),
+                 dsa.full(shape, time_factor, dtype=dtype)]
+    channels += [_gather(d, frames[:, m]) for m in range(frames.shape[1]) for d in datas]  # frame-major
+    halo = net.receptive_radius if request.halo is None else int(request.halo)
+    stacked = dsa.stack([ch.rechunk({0: -1}) for ch in channels], axis=0)
     spatial = None if chunks is None else ((chunks, chunks) if isinstance(chunks, int) else
                                            (chunks.get(axes.y, -1), chunks.get(axes.x, -1)))
-    spec = [n if c == -1 else c for c, n in zip(default_chunks(stacked.shape, f, halo, spatial), stacked.shape)]
-    runner = ModelRunner(downscaler, device)
+    spec = [n if ch == -1 else ch for ch, n in zip(default_chunks(stacked.shape, f, halo, spatial), stacked.shape)]
+    runner = ModelRunner(downscaler, request.device)
     plan = memory_plan(runner, downscaler, max_memory=request.max_memory, in_channels=stacked.shape[0], halo=halo,
                        side=max(spec[2:]), steps=max(1, batch_size), batch_size=max(1, batch_size),
-                       fixed_channels={1: 0.0, 2: float(time_factor)})
-    spec = spec[:2] + [min(c, plan.side) for c in spec[2:]]
+                       fixed_channels={c: 0.0, c + 1: float(time_factor)})
+    spec = spec[:2] + [min(ch, plan.side) for ch in spec[2:]]
     if net.flow is not None:  # tiles start on the voxel-flow pooling grid (see TemporalNet.receptive_radius)
-        spec = spec[:2] + [c if c == n else max(POOL, c // POOL * POOL) for c, n in zip(spec[2:], stacked.shape[2:])]
+        spec = spec[:2] + [ch if ch == n else max(POOL, ch // POOL * POOL) for ch, n in zip(spec[2:],
+                                                                                          stacked.shape[2:])]
     stacked = stacked.rechunk((-1, plan.steps) + tuple(spec[2:]))
-    target_stats = downscaler.meta.get("normalization", {}).get("target", {"mean": 0.0, "std": 1.0})
     unit = {"mean": 0.0, "std": 1.0}
-    stats = [target_stats, unit, unit] + [target_stats] * (stacked.shape[0] - N_SCHEDULE)
+    all_stats = list(stats) + [unit, unit] + list(stats) * frames.shape[1]
     coords = fine_coordinates(da, f, axes)
-    out = tiled_predict(runner, stacked, stats=stats, factor=f, halo=halo, row_weights=fine_weights(coords, axes),
-                        batch_size=plan.batch, gate=ChunkGate(plan.slots))
+    out = tiled_predict(runner, stacked, stats=all_stats, factor=f, halo=halo,
+                        row_weights=fine_weights(coords, axes), batch_size=plan.batch, gate=ChunkGate(plan.slots),
+                        sources=sources)
     time_coord = xr.DataArray(new_times, dims=(tdim,), attrs=dict(da[tdim].attrs))
-    result = xr.DataArray(out, dims=(tdim, *axes.spatial), coords={tdim: time_coord, **coords}, name=da.name)
-    if time_factor > 1:
-        result = result.assign_coords(synthesised=(tdim, k > 0, {"long_name": "frame synthesised between inputs"}))
-    order = [d for d in lr[da.name].dims] if isinstance(lr, xr.Dataset) else list(lr.dims)
-    result = result.transpose(*order)
-    if like is not None:
-        result = snap_to(result, like, axes)
-    result.attrs = dict(da.attrs)
-    extra = {"xdownscale_time_factor": np.int32(time_factor), "xdownscale_window": np.int32(net.window)}
-    result = add_cf_attrs(result, source=da, model=downscaler.model_name, factor=f,
-                          constraint=downscaler.constraint, checkpoint_hash=downscaler.checkpoint_hash, extra=extra)
-    return result.to_dataset() if isinstance(lr, xr.Dataset) else result
+    synthesised = (tdim, k > 0, {"long_name": "frame synthesised between inputs"}) if time_factor > 1 else None
+    return out, {tdim: time_coord, **coords}, synthesised
