@@ -7,7 +7,9 @@ from typing import Callable
 from ..errors import ModelNotFoundError, suggest
 
 MULTI_TARGET_WRAPPERS = {"spatial": "xdownscale.models.multi_target:MultiTargetNet",
-                         "stochastic": "xdownscale.models.gan:MultiTargetStochasticNet"}
+                         "stochastic": "xdownscale.models.gan:MultiTargetStochasticNet",
+                         "diffusion": "xdownscale.models.diffusion.multi:MultiTargetDiffusionNet",
+                         "implicit": "xdownscale.models.liif:MultiTargetLIIFNet"}
 
 _MODELS: dict[str, Callable] = {}
 _INFO: dict[str, dict] = {}
