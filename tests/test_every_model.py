@@ -98,10 +98,11 @@ def test_fit_checkpoint_predict_conserve(model, constraint, data, tmp_path):
         np.testing.assert_allclose(np.asarray(again.values), np.asarray(out.values), rtol=1e-6, atol=1e-6)
 
 
-# several targets in one network (issue #15): the spatial family and the gan do it (a gan member
-# is one joint draw of every target); the others refuse in one line naming the family
+# several targets in one network (issue #15): the spatial family, the gan and diffusion do it (a
+# member is one joint draw of every target), and liif (its constraints chosen at predict); the
+# others refuse in one line naming the family
 TRAINABLE = [m for m, (fit_options, _, _) in ROWS.items() if fit_options is not None]
-MULTI_TARGET = [m for m in TRAINABLE if xds.model_info(m)["family"] == "spatial"] + ["gan"]
+MULTI_TARGET = [m for m in TRAINABLE if xds.model_info(m)["family"] == "spatial"] + ["gan", "diffusion", "liif"]
 
 
 @pytest.mark.parametrize("model", TRAINABLE)
@@ -115,10 +116,12 @@ def test_two_targets_conserve_each_or_are_refused(model, data, tmp_path):
             xds.fit(fine, model=model, factor=FACTOR, var=["tcwv", "t2m"], constraint=constraint, **TRAIN,
                     **fit_options)
         return
-    xds.fit(fine, model=model, factor=FACTOR, var=["tcwv", "t2m"], constraint=constraint,
-            checkpoint=tmp_path / "m.pt", **TRAIN, **fit_options)
+    at_predict = model == "liif"  # trained scale-free: the constraints are asked of predict
+    xds.fit(fine, model=model, factor=None if at_predict else FACTOR, var=["tcwv", "t2m"],
+            constraint="none" if at_predict else constraint, checkpoint=tmp_path / "m.pt", **TRAIN, **fit_options)
     lr = fine.downscale.coarsen(FACTOR)
-    out = xds.predict(lr, model=tmp_path / "m.pt", **predict_options).compute()
+    asked = dict(constraint=constraint) if at_predict else {}
+    out = xds.predict(lr, model=tmp_path / "m.pt", **asked, **predict_options).compute()
     assert sorted(out.data_vars) == ["t2m", "tcwv"]
     for name in ("tcwv", "t2m"):
         for member in _members(out[name]):  # every member of every target conserves its own coarse field

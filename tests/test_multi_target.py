@@ -125,10 +125,11 @@ def test_inputs_with_other_time_steps_are_refused(fine, coarse):
         xds.fit(lr=coarse.isel(time=slice(1, None)), hr=fine, var=["t2m", "tp"], **TRAIN)
 
 
-@pytest.mark.parametrize("model", ["convgru", "diffusion", "liif", "rnngan", "flowconvgru"])
+@pytest.mark.parametrize("model", ["convgru", "rnngan", "flowconvgru"])
 def test_other_families_refuse_several_targets_in_one_line(fine, model):
     with pytest.raises(DataError, match=rf"model '{model}' \(family '\w+'\) cannot train several targets yet: "
-                                        r"var=\[...\] is for cnn, espcn, gan, maunet, maunet-light for now"):
+                                        r"var=\[...\] is for cnn, diffusion, espcn, gan, liif, maunet, "
+                                        r"maunet-light for now"):
         xds.fit(fine, model=model, factor=F, var=["t2m", "tp"])
 
 

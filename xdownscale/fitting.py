@@ -39,14 +39,16 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     ``lr=coarse, hr=fine``. ``predictors``: further Dataset variables used as
     inputs; ``covariates``: static fine-grid fields (orography, land-sea mask).
 
-    Several targets in one network (the spatial models and ``gan``, whose ensemble member is one
-    joint draw of every target): ``var=["msl", "tp"]`` on a Dataset, with
+    Several targets in one network (the spatial models, and ``gan`` and ``diffusion``, whose ensemble
+    member is one joint draw of every target): ``var=["msl", "tp"]`` on a Dataset, with
     ``constraint`` one name for all or a dict by target, e.g. ``{"msl": "add", "tp": "softmax"}``.
     Without ``lr`` the inputs are the targets coarsened (plus ``predictors``); with
     ``lr=coarse_ds`` every gridded variable of ``lr`` is an input (``predictors=[...]`` narrows
     the set), and a target's constraint conserves the input of the same name, or a named input
     (``{"tp": ("softmax", "tp_arpege")}``), or nothing (``"none"``, or ``"soft"`` for a loss term
     towards it): see :mod:`xdownscale.engine.multi_setup`. ``predict`` then returns a Dataset.
+    ``liif`` takes several targets too, from their own coarsenings, and its constraints by target at
+    ``predict`` (``constraint={"msl": "add", "tp": "softmax"}``).
     ``model_kwargs`` go to the model body (e.g. ``width=32, n_blocks=4``).
     ``model=None``: :data:`~xdownscale.config.DEFAULT_MODEL` with
     :data:`~xdownscale.config.DEFAULT_MODEL_OPTIONS` (``model="cnn"`` is Harder et al.'s network).
