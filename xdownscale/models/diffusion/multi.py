@@ -49,7 +49,7 @@ class MultiTargetDiffusionNet(DiffusionNet):
         self.register_buffer("residual_scale", torch.tensor(scale).view(view))
         self.register_buffer("in_mean", torch.tensor([float(i["mean"]) for i in inputs]).view(view))
         self.register_buffer("in_std", torch.tensor([float(i["std"]) for i in inputs]).view(view))
-        cond = len(inputs) + self.n_covariates
+        cond = len(inputs) + self.n_covariates  # the parent's one-channel denoiser is replaced by one of K
         self.denoiser = UNetDenoiser(cond, base_channels, tuple(channel_mults), blocks, out_channels=self.n_targets)
 
     def condition(self, x: torch.Tensor, weights=None, coarse=None) -> tuple[torch.Tensor, torch.Tensor]:
