@@ -117,19 +117,24 @@ def test_diffusion_round_trip_by_path_gives_identical_output(fine, coarse, tmp_p
 
 
 def test_diffusion_predicts_from_other_inputs(fine, coarse, tmp_path):
-    """Inputs other than the targets: tp conserves another source's precipitation, q only informs."""
+    """Inputs other than the targets: tp conserves another source's precipitation, q and a static
+    fine covariate only inform."""
     lr = coarse.assign(tp_src=(coarse["tp"] * 1.3 + 1e-6).assign_attrs(coarse["tp"].attrs),
                        q=coarse["msl"] * 0 + np.random.default_rng(0).random(coarse["msl"].shape))
-    xds.fit(lr=lr, hr=fine, model="diffusion", var=["msl", "tp"], predictors=["msl", "tp_src", "q"],
-            constraint={"msl": "add", "tp": ("softmax", "tp_src")}, checkpoint=tmp_path / "m.pt", **TRAIN,
-            **DIFFUSION)
-    out = xds.predict(lr, model=tmp_path / "m.pt", **SAMPLE)
+    orog = (fine["msl"].isel(time=0, drop=True) * 0 + np.linspace(0.0, 1000.0, 16)).rename("orog")
+    m = xds.fit(lr=lr, hr=fine, model="diffusion", var=["msl", "tp"], predictors=["msl", "tp_src", "q"],
+                constraint={"msl": "add", "tp": ("softmax", "tp_src")}, covariates=orog,
+                checkpoint=tmp_path / "m.pt", **TRAIN, **DIFFUSION)
+    assert m.module.in_channels == 3 + F * F  # the inputs, then the covariate folded onto the coarse grid
+    out = xds.predict(lr, model=tmp_path / "m.pt", covariates=orog, **SAMPLE)
     for k in range(2):
         assert_conserves(out["tp"].isel(member=k), lr["tp_src"], F, rtol=1e-5)
         assert_conserves(out["msl"].isel(member=k), lr["msl"], F, rtol=1e-5)
     assert out["tp"].attrs["units"] == "kg m-2 s-1"
     with pytest.raises(DataError, match=r"input 'q' that the model was trained on is not in the Dataset"):
-        xds.predict(lr.drop_vars("q"), model=tmp_path / "m.pt", **SAMPLE)
+        xds.predict(lr.drop_vars("q"), model=tmp_path / "m.pt", covariates=orog, **SAMPLE)
+    with pytest.raises(DataError, match=r"trained with covariates \['orog'\]"):
+        xds.predict(lr, model=tmp_path / "m.pt", **SAMPLE)
 
 
 def test_diffusion_refuses_bad_constraints_in_one_line(fine):
