@@ -103,7 +103,7 @@ def _network_options(opts: DiffusionOptions, cfg) -> dict:
 
 def fit_diffusion(request: FitRequest):
     """Train a conditional diffusion downscaler; options: :class:`~.options.DiffusionOptions`.
-    ``var=[...]``: one model for several targets (:mod:`.multi`)."""
+    ``var=[...]``: one model for several targets (:func:`fit_diffusion_multi`)."""
     opts = parse_options(DiffusionOptions, request.options, model=request.model)
     cfg = request.cfg if opts.patch is None else dataclasses.replace(request.cfg, patch_size=int(opts.patch))
     targets = target_names(request.var)

@@ -191,7 +191,8 @@ def fit_liif(request: FitRequest):
                     checkpoint=r.checkpoint, resume=r.resume, record_factor=ANY_SCALE,
                     network_extra={"scales": scales, "degradation": opts.degradation}, model_kwargs=body)
     field = _time_field(setup.pair.hr)
-    setup.network.update(skip=r.skip, residual_scale=_residual_scale(setup.pair, setup.train_t, r.skip))
+    rscale = _residual_scale(setup.pair.hr, setup.pair, setup.train_t, r.skip)
+    setup.network.update(skip=r.skip, residual_scale=rscale)
     return _train_over_scales(LIIFNet, setup, field, setup.stats, scales, opts, cfg, resume=setup.resume_state)
 
 
@@ -206,8 +207,7 @@ def _fit_liif_multi(request: FitRequest, targets: list[str], opts: LiifOptions, 
                             record_factor=ANY_SCALE)
     fields = [_time_field(da) for da in setup.pair.targets]
     for spec, da in zip(setup.network["targets"], setup.pair.targets):
-        spec["residual_scale"] = _residual_scale(dataclasses.replace(setup.pair, targets=[da]), setup.train_t,
-                                                 request.skip)
+        spec["residual_scale"] = _residual_scale(da, setup.pair, setup.train_t, request.skip)
     setup.network.update(skip=request.skip, scales=scales, degradation=opts.degradation)
     stats = setup.meta["normalization"]["targets"]
     return _train_over_scales(MultiTargetLIIFNet, setup, fields, stats, scales, opts, request.cfg)
@@ -219,13 +219,13 @@ def _time_field(da):
     return field[None] if field.ndim == 2 else field  # a single field without a time axis
 
 
-def _residual_scale(pair, train_t, skip) -> float | None:
-    """The spread of (fine - bicubic) at x4 on training fields (any scale would do: it only sets
-    the output's unit); None without the bicubic skip."""
+def _residual_scale(da, pair, train_t, skip) -> float | None:
+    """The spread of (fine - bicubic) at x4 of the fine field ``da`` (of ``pair``) on training
+    fields (any scale would do: it only sets the output's unit); None without the bicubic skip."""
     if not skip:
         return None
     tdim = pair.axes.time
-    sample = np.asarray(pair.hr.isel({tdim: train_t[:8]}).values if tdim else pair.hr.values[None], dtype="float64")
+    sample = np.asarray(da.isel({tdim: train_t[:8]}).values if tdim else da.values[None], dtype="float64")
     ny4, nx4 = (sample.shape[-2] // 4) * 4, (sample.shape[-1] // 4) * 4
     return residual_std(sample[..., :ny4, :nx4], 4, pair.row_weights[:ny4], "bicubic")
 
