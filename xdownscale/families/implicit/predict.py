@@ -135,7 +135,7 @@ def _point_coords(points) -> tuple[xr.DataArray, xr.DataArray]:
     return lat, lon
 
 
-class Runner:
+class _Runner:
     """The network on its device, run on a coarse window (one channel per input) for a set of
     queries; one output per target (a single-target model has one)."""
 
@@ -161,8 +161,9 @@ class Runner:
 
 
 def _grid_block(runner, values, axy: Axis, axx: Axis, py, px, cy, cx, halo, batch_size, layers, k, wrows):
-    """The prediction of one target tile (N, K, ty, tx): coarse window + halo, queries, and the
-    constraint ``layers[j]`` of output j (None: none) on its source channel ``sources[j]``."""
+    """The prediction of one target tile (N, K, ty, tx): coarse window + halo, queries, and for
+    output j ``layers[j]``: None or (its constraint layer, the input channel that layer conserves).
+    A cell is missing (NaN) in output j where input channel j is (liif's inputs are its targets)."""
     y0 = max(int(np.floor(py.min())) - halo, 0)
     y1 = min(int(np.ceil(py.max())) + halo + 1, axy.n)
     x0 = max(int(np.floor(px.min())) - halo, 0)
@@ -179,9 +180,9 @@ def _grid_block(runner, values, axy: Axis, axx: Axis, py, px, cy, cx, halo, batc
     cy0 = int(round(py[0] + 0.5 - 0.5 / k)) if k else 0
     cx0 = int(round(px[0] + 0.5 - 0.5 / k)) if k else 0
     w = None if wrows is None else torch.from_numpy(wrows).view(1, 1, -1, 1)
-    for j, layer in enumerate(layers):
-        if layer is not None:
-            layer, s = layer
+    for j, item in enumerate(layers):
+        if item is not None:
+            layer, s = item
             coarse = values[:, s, cy0 : cy0 + len(py) // k, cx0 : cx0 + len(px) // k]
             coarse_t = torch.from_numpy(np.nan_to_num(coarse, nan=runner.means[s])[:, None])
             out[:, j] = layer(torch.from_numpy(out[:, j : j + 1]), coarse_t, w)[:, 0].numpy()
@@ -262,7 +263,7 @@ def downscale_fields(fields: list[xr.DataArray], downscaler: Downscaler, request
     values = np.stack(stacked, axis=1)  # (N, C, h, w)
     is_ll = axes.kind == "latlon"
     axy, axx = _source_axis(lr, axes.y, False), _source_axis(lr, axes.x, is_ll)
-    runner = Runner(downscaler, request.device)
+    runner = _Runner(downscaler, request.device)
     radius = downscaler.module.receptive_radius
     halo = radius if request.halo is None else int(request.halo)
     if halo < radius:
