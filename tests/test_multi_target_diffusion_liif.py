@@ -191,3 +191,15 @@ def test_liif_bad_calls_get_one_clear_line(liif_path, fine, coarse):
         xds.predict(coarse, model=liif_path, factor=2.5, constraint={"msl": "add"})
     with pytest.raises(DataError, match=r"^liif takes the target variable only: drop predictors="):
         xds.fit(fine.assign(q=fine["msl"] * 0), model="liif", var=["msl", "tp"], predictors=["q"], **TRAIN, **LIIF)
+
+
+def test_cli_predicts_every_target_of_a_liif_at_the_asked_factor(liif_path, fine, tmp_path):
+    from xdownscale.cli import main
+
+    lr = fine.downscale.coarsen(2)
+    lr.to_netcdf(tmp_path / "coarse.nc")
+    assert main(["predict", str(tmp_path / "coarse.nc"), "--model", str(liif_path), "--factor", "2",
+                 "--out", str(tmp_path / "sr.nc"), "-q"]) == 0
+    with xr.open_dataset(tmp_path / "sr.nc") as sr:
+        for name in ("msl", "tp"):
+            assert sr[name].shape == fine[name].shape and sr[name].attrs["units"] == fine[name].attrs["units"]
