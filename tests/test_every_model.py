@@ -98,27 +98,23 @@ def test_fit_checkpoint_predict_conserve(model, constraint, data, tmp_path):
         np.testing.assert_allclose(np.asarray(again.values), np.asarray(out.values), rtol=1e-6, atol=1e-6)
 
 
-# several targets in one network (issue #15): the spatial and temporal families, gan and rnngan do it (a member
-# of a generator is one joint draw of every target); the others refuse in one line naming the family
+# several targets in one network (issue #15): every trainable family does it (a member of a
+# generator is one joint draw of every target; liif takes its constraints at predict)
 TRAINABLE = [m for m, (fit_options, _, _) in ROWS.items() if fit_options is not None]
-MULTI_TARGET = [m for m in TRAINABLE if xds.model_info(m)["family"] in ("spatial", "temporal")] + ["gan", "rnngan"]
 
 
 @pytest.mark.parametrize("model", TRAINABLE)
-def test_two_targets_conserve_each_or_are_refused(model, data, tmp_path):
+def test_two_targets_conserve_each(model, data, tmp_path):
     hr, _ = data
     fine = xr.Dataset({"tcwv": hr, "t2m": synthetic_field("t2m", times=6, ny=16, nx=16, seed=4)})
     constraint = {"tcwv": "softmax", "t2m": "add"}
     fit_options, predict_options, _ = ROWS[model]
-    if model not in MULTI_TARGET:
-        with pytest.raises(xds.DataError, match=rf"model '{model}' \(family .*cannot train several targets yet"):
-            xds.fit(fine, model=model, factor=FACTOR, var=["tcwv", "t2m"], constraint=constraint, **TRAIN,
-                    **fit_options)
-        return
-    xds.fit(fine, model=model, factor=FACTOR, var=["tcwv", "t2m"], constraint=constraint,
-            checkpoint=tmp_path / "m.pt", **TRAIN, **fit_options)
+    at_predict = model == "liif"  # trained scale-free: the constraints are asked of predict
+    xds.fit(fine, model=model, factor=None if at_predict else FACTOR, var=["tcwv", "t2m"],
+            constraint="none" if at_predict else constraint, checkpoint=tmp_path / "m.pt", **TRAIN, **fit_options)
     lr = fine.downscale.coarsen(FACTOR)
-    out = xds.predict(lr, model=tmp_path / "m.pt", **predict_options).compute()
+    asked = dict(constraint=constraint) if at_predict else {}
+    out = xds.predict(lr, model=tmp_path / "m.pt", **asked, **predict_options).compute()
     assert sorted(out.data_vars) == ["t2m", "tcwv"]
     for name in ("tcwv", "t2m"):
         for member in _members(out[name]):  # every member of every target conserves its own coarse field

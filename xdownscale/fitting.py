@@ -39,9 +39,9 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     ``lr=coarse, hr=fine``. ``predictors``: further Dataset variables used as
     inputs; ``covariates``: static fine-grid fields (orography, land-sea mask).
 
-    Several targets in one network (the spatial models, the temporal ``convgru``/``flowconvgru``,
-    and ``gan``/``rnngan``, whose ensemble member is one joint draw of every target):
-    ``var=["msl", "tp"]`` on a Dataset, with
+    Several targets in one network (every trainable family: the spatial and temporal models,
+    ``liif``, and ``gan``/``rnngan``/``diffusion``, whose ensemble member is one joint draw of every
+    target): ``var=["msl", "tp"]`` on a Dataset, with
     ``constraint`` one name for all or a dict by target, e.g. ``{"msl": "add", "tp": "softmax"}``.
     Without ``lr`` the inputs are the targets coarsened (plus ``predictors``); with
     ``lr=coarse_ds`` every gridded variable of ``lr`` is an input (``predictors=[...]`` narrows
@@ -50,6 +50,8 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     towards it): see :mod:`xdownscale.engine.multi_setup`. ``predict`` then returns a Dataset.
     The temporal models and ``rnngan`` also take ``predictors=`` for one target (``var="msl"``): it
     trains on that path as ``var=["msl"]``, and ``predict`` needs a Dataset of every input.
+    ``liif`` takes several targets too, from their own coarsenings, and its constraints by target at
+    ``predict`` (``constraint={"msl": "add", "tp": "softmax"}``).
     ``model_kwargs`` go to the model body (e.g. ``width=32, n_blocks=4``).
     ``model=None``: :data:`~xdownscale.config.DEFAULT_MODEL` with
     :data:`~xdownscale.config.DEFAULT_MODEL_OPTIONS` (``model="cnn"`` is Harder et al.'s network).

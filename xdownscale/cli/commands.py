@@ -143,11 +143,16 @@ def cmd_predict(args) -> int:
     if Path(model).suffix.lower() in (".pt", ".pth") or Path(model).expanduser().is_file():
         model = xd.load(Path(model).expanduser())
         fallback = model.variable
+    options = parse_options(args.option)
+    if args.target:
+        options["target"] = open_data(args.target, role="target grid (--target)")
+    if args.points:
+        options["points"] = open_data(args.points, role="points (--points)")
     targets = getattr(model, "meta", {}).get("multi_target", {}).get("targets")
     if targets:  # a model with several targets reads its inputs from the file and writes every target
-        pred = xd.predict(ds, model=model, covariates=_open_covariates(args.covariates), chunks=args.chunks,
-                          device=args.device, allow_other_variable=args.force, max_memory=args.max_memory,
-                          **parse_options(args.option))
+        pred = xd.predict(ds, model=model, factor=_factor(args.factor), covariates=_open_covariates(args.covariates),
+                          chunks=args.chunks, device=args.device, allow_other_variable=args.force,
+                          max_memory=args.max_memory, **options)
         xd.write(pred, out, mode="w" if args.overwrite else "w-", progress=show_progress(args), resume=args.resume,
                  on_report=_print_report)
         print(f"wrote {model.model_name} prediction of {', '.join(targets)} to {out}")
@@ -155,11 +160,6 @@ def cmd_predict(args) -> int:
     da = pick_variable(ds, args.var, path=args.data, fallback=fallback)
     check_not_all_nan(da, args.data)
     name = str(da.name)
-    options = parse_options(args.option)
-    if args.target:
-        options["target"] = open_data(args.target, role="target grid (--target)")
-    if args.points:
-        options["points"] = open_data(args.points, role="points (--points)")
     others = [n for n in field_names(ds) if n != name]
     obj = ds[[name] + others] if others else da  # the model picks its predictors, if it has any
     pred = xd.predict(obj, model=model, factor=_factor(args.factor), var=name,

@@ -132,8 +132,10 @@ class MultiSetup:
 def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor: int | None = None,
                   constraint=None, predictors: list[str] | None = None, covariates=None, cfg: TrainConfig,
                   skip: str | None = "bicubic", checkpoint=None, trim: bool = False,
-                  model_kwargs: dict | None = None) -> MultiSetup:
-    """Pair, split, normalise and describe a multi-target training run."""
+                  model_kwargs: dict | None = None, record_factor: int | None = None) -> MultiSetup:
+    """Pair, split, normalise and describe a multi-target training run (``record_factor``: the
+    factor the checkpoint and the model store know the model by, where it is not the pairing
+    factor; scale-free models: 0, "any")."""
     choice = parse_constraints(constraint, targets)
     pair = make_multi_pair(hr, targets, lr=lr, predictors=predictors, factor=factor, trim=trim)
     sources = resolve_sources(choice, targets, pair.input_names)
@@ -165,7 +167,8 @@ def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor
     cov = fold_covariates(cov_ds, cov_stats, (ny, nx), f)
     in_channels = len(pair.inputs) + (0 if cov is None else cov.shape[0])
     summary = ",".join(f"{t}={choice[t][0]}" for t in targets)
-    network = {"model": model, "factor": f, "in_channels": in_channels, "constraint": summary, "skip": skip,
+    known_as = f if record_factor is None else record_factor
+    network = {"model": model, "factor": known_as, "in_channels": in_channels, "constraint": summary, "skip": skip,
                "targets": specs, "inputs": [{"name": n, "mean": s["mean"], "std": s["std"]}
                                             for n, s in zip(pair.input_names, input_stats)],
                **(model_kwargs or {})}
@@ -186,7 +189,7 @@ def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor
                             "sources": {t: None if s is None else pair.input_names[s]
                                         for t, s in zip(targets, sources)}}},
     ).to_meta()
-    path = Path(checkpoint) if checkpoint else model_store.default_path(variable, model, f)
+    path = Path(checkpoint) if checkpoint else model_store.default_path(variable, model, known_as)
     return MultiSetup(cfg=cfg, model=model, pair=pair, sources=sources, input_stats=input_stats, train_t=train_t,
                       val_t=val_t, covariates=cov, network=network, meta=meta, path=path)
 
@@ -207,10 +210,12 @@ def as_targets(request: FitRequest) -> tuple[list[str], FitRequest]:
     return [str(request.var)], request
 
 
-def prepare_request(request: FitRequest, targets: list[str], model_kwargs: dict) -> MultiSetup:
+def prepare_request(request: FitRequest, targets: list[str], model_kwargs: dict,
+                    record_factor: int | None = None) -> MultiSetup:
     """:func:`prepare_multi` for what ``fit`` was asked (the families' one way in)."""
     return prepare_multi(request.hr, targets=targets, lr=request.lr, model=request.model, factor=request.factor,
                          constraint=request.constraint,
                          predictors=list(request.predictors) if request.predictors else None,
                          covariates=request.covariates, cfg=request.cfg, skip=request.skip,
-                         checkpoint=request.checkpoint, trim=request.trim, model_kwargs=model_kwargs)
+                         checkpoint=request.checkpoint, trim=request.trim, model_kwargs=model_kwargs,
+                         record_factor=record_factor)

@@ -10,7 +10,9 @@ from ..errors import ModelNotFoundError, suggest
 MULTI_TARGET_WRAPPERS = {"spatial": "xdownscale.models.multi_target:MultiTargetNet",
                          "stochastic": "xdownscale.models.gan:MultiTargetStochasticNet",
                          "temporal": "xdownscale.models.temporal_multi:MultiTargetTemporalNet",
-                         "rnngan": "xdownscale.models.rnngan:MultiTargetRecurrentNet"}
+                         "rnngan": "xdownscale.models.rnngan:MultiTargetRecurrentNet",
+                         "diffusion": "xdownscale.models.diffusion.multi:MultiTargetDiffusionNet",
+                         "implicit": "xdownscale.models.liif:MultiTargetLIIFNet"}
 
 _MODELS: dict[str, Callable] = {}
 _INFO: dict[str, dict] = {}

@@ -113,3 +113,36 @@ class LIIFNet(nn.Module):
         if self.skip is None:
             return residual + self.mean
         return sample_bicubic(x[:, :1], coords)[..., 0] * self.std + self.mean + residual
+
+
+class MultiTargetLIIFNet(LIIFNet):
+    """Several targets in one ``liif`` (``fit(var=[...])``): the input channels are the targets'
+    coarse fields (in the order of ``targets``), the decoder has one output per target, and each
+    target has its own ``mean``, ``std`` and ``residual_scale`` (dicts as in
+    :class:`~xdownscale.models.multi_target.MultiTargetNet`). ``forward`` returns (B, Q, K)."""
+
+    def __init__(self, model: str = "liif", factor: int = ANY_SCALE, in_channels: int = 1,
+                 targets: list | None = None, skip: str | None = "bicubic", scales: list | None = None,
+                 degradation: str = "none", **body_config):
+        targets = list(targets or [])
+        if not targets:
+            raise ValueError("a multi-target liif needs its targets")
+        for key in ("constraint", "mean", "std", "residual_scale", "constraint_kwargs", "inputs", "out_channels"):
+            body_config.pop(key, None)  # single-target or record keys, not the body's
+        super().__init__(model, factor, in_channels, skip=skip, scales=scales, degradation=degradation,
+                         out_channels=len(targets), **body_config)
+        self.target_names = [str(t["name"]) for t in targets]
+        self.n_targets = len(targets)
+        self.register_buffer("mean", torch.tensor([float(t["mean"]) for t in targets]))
+        self.register_buffer("std", torch.tensor([float(t["std"]) for t in targets]))
+        scale = [float(t["residual_scale"]) if t.get("residual_scale") and skip is not None else float(t["std"])
+                 for t in targets]
+        self.register_buffer("residual_scale", torch.tensor(scale))
+
+    def forward(self, x: torch.Tensor, queries: torch.Tensor, coarse: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, Q, K) physical values of every target (the buffers broadcast along the last axis)."""
+        coords, cell = queries[..., :2], queries[..., 2:]
+        residual = self.body.query(x, coords, cell) * self.residual_scale
+        if self.skip is None:
+            return residual + self.mean
+        return sample_bicubic(x[:, : self.n_targets], coords) * self.std + self.mean + residual

@@ -19,6 +19,9 @@ class DiffusionFamily:
     def predict_options(self, model: str) -> type:
         return DiffusionPredictOptions
 
+    def supports_multi_target(self, model: str) -> bool:
+        return True  # one denoiser for several targets (a member is one joint sample)
+
     def fit(self, request: FitRequest) -> Any:
         from .fit import fit_diffusion
 

@@ -20,12 +20,14 @@ import numpy as np
 import torch
 
 from ...engine import progress
-from ...engine.contract import FitRequest, parse_options
+from ...engine.contract import FitRequest, parse_options, target_names
 from ...engine.device import resolve_device
+from ...engine.multi_setup import parse_constraints, prepare_request
 from ...engine.resolve import resolve_model
 from ...engine.setup import finish, prepare
 from ...engine.trainer import cosine_factor, make_loader
 from ...errors import DataError
+from ...models.diffusion.multi import MultiTargetDiffusionNet
 from ...models.diffusion.network import DiffusionNet
 from ...models.diffusion.schedulers import NoiseSchedule
 from ...nn.constraints import HARD_CONSTRAINTS
@@ -90,25 +92,31 @@ def _ema_update(ema: dict, net: torch.nn.Module, decay: float) -> None:
             ema[k].copy_(v)
 
 
+def _network_options(opts: DiffusionOptions, cfg) -> dict:
+    """The denoiser, schedule and sampler of the record (one target or several)."""
+    return dict(base_channels=int(opts.base_channels), channel_mults=[int(m) for m in opts.channel_mults],
+                blocks=int(opts.blocks), schedule=NoiseSchedule(opts.beta_schedule, opts.timesteps).to_config(),
+                prediction=opts.prediction, sampler={"name": opts.sampler, "steps": opts.sample_steps,
+                                                     "eta": float(opts.eta), "clip": opts.clip},
+                tile=cfg.patch_size, overlap=opts.overlap)
+
+
 def fit_diffusion(request: FitRequest):
-    """Train a conditional diffusion downscaler; options: :class:`~.options.DiffusionOptions`."""
+    """Train a conditional diffusion downscaler; options: :class:`~.options.DiffusionOptions`.
+    ``var=[...]``: one model for several targets (:func:`fit_diffusion_multi`)."""
     opts = parse_options(DiffusionOptions, request.options, model=request.model)
+    cfg = request.cfg if opts.patch is None else dataclasses.replace(request.cfg, patch_size=int(opts.patch))
+    targets = target_names(request.var)
+    if targets is not None:  # one denoiser for every target: a member is one joint sample
+        return fit_diffusion_multi(request, targets, opts, cfg)
     constraint = request.constraint
     if constraint not in ("none", *HARD_CONSTRAINTS):
         raise DataError(f"diffusion applies a hard constraint to each sample after sampling; constraint="
                         f"{constraint!r} is not one of none, {', '.join(HARD_CONSTRAINTS)}")
-    cfg = request.cfg if opts.patch is None else dataclasses.replace(request.cfg, patch_size=int(opts.patch))
     base = _load_base(opts.base)
     kwargs = dict(request.setup_kwargs(), cfg=cfg, skip="bicubic")
     setup = prepare(request.hr, **kwargs)
-    schedule = NoiseSchedule(opts.beta_schedule, opts.timesteps)
-    setup.network.update(
-        n_extra=len(setup.extra), n_covariates=len(setup.cov_stats), base_channels=int(opts.base_channels),
-        channel_mults=[int(m) for m in opts.channel_mults], blocks=int(opts.blocks),
-        schedule=schedule.to_config(), prediction=opts.prediction,
-        sampler={"name": opts.sampler, "steps": opts.sample_steps, "eta": float(opts.eta),
-                 "clip": opts.clip},
-        tile=cfg.patch_size, overlap=opts.overlap)
+    setup.network.update(_network_options(opts, cfg), n_extra=len(setup.extra), n_covariates=len(setup.cov_stats))
     if base is not None:
         _check_base(base, setup)
         setup.network["base_network"] = dict(base.meta["network"])
@@ -130,6 +138,35 @@ def fit_diffusion(request: FitRequest):
              len(setup.train_t), len(setup.val_t), len(train_ds), cfg.patch_size, float(net.residual_scale))
     result = _train(net, train_ds, val_ds, cfg, device, opts, setup)
     return finish(setup, net, result)
+
+
+def fit_diffusion_multi(request: FitRequest, targets: list[str], opts: DiffusionOptions, cfg):
+    """One denoiser for every target: the spatial family's multi-target plumbing
+    (:func:`~xdownscale.engine.multi_setup.prepare_request`: inputs from ``lr=``/``predictors=``,
+    per-target statistics, sources and record), whose patch stream yields what :func:`_train`
+    takes, so the same loop trains :class:`~xdownscale.models.diffusion.multi.MultiTargetDiffusionNet`."""
+    if request.resume is not None or request.nproc != 1:
+        raise DataError("several targets (var=[...]) train in one process and from scratch for now: drop resume= "
+                        "and nproc=")
+    if opts.base is not None:
+        raise DataError("base= (the residual of a deterministic model) takes one target; drop base= to diffuse "
+                        "several targets jointly")
+    for t, (kind, _) in parse_constraints(request.constraint, targets).items():
+        if kind not in ("none", *HARD_CONSTRAINTS):
+            raise DataError(f"constraint {kind!r} for {t!r}: diffusion projects each sample onto a hard "
+                            f"constraint; use none or one of {', '.join(HARD_CONSTRAINTS)}")
+    setup = prepare_request(dataclasses.replace(request, cfg=cfg, skip="bicubic"), targets, {})
+    n_cov = len(setup.meta["normalization"]["covariates"])
+    setup.network.update(_network_options(opts, cfg), n_covariates=n_cov)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    net = MultiTargetDiffusionNet(**setup.network).to(device)
+    train_ds, val_ds = setup.datasets()
+    log.info("training diffusion x%d for %s from %s, %d patches of %d/epoch", setup.factor, targets,
+             setup.pair.input_names, len(train_ds), cfg.patch_size)
+    result = _train(net, train_ds, val_ds, cfg, device, opts, setup)
+    return finish(setup, net, result)  # type: ignore[arg-type]  # MultiSetup has what finish reads
 
 
 def _train(net, train_ds, val_ds, cfg, device, opts, setup) -> dict:

@@ -28,7 +28,10 @@ from ...engine.resolve import resolve_model
 from ...errors import DataError
 from ...grid.cf import find_axes
 from ...io.cf import add_cf_attrs, fine_coordinates
+from ...models.diffusion.schedulers import field_generator
 from ...nn.constraints import HARD_CONSTRAINTS, make_constraint
+from ..spatial.multi import is_multi_target
+from .multi import predict_diffusion_multi
 from .options import DiffusionPredictOptions
 
 log = logging.getLogger("xdownscale")
@@ -53,11 +56,6 @@ def _inputs(lr: xr.DataArray, extra: list, meta: dict, factor: int, covariates, 
     return x.astype("float32"), coarse[:, None].astype("float32"), missing, lead
 
 
-def _generator(seed: int, index: int) -> torch.Generator:
-    state = np.random.SeedSequence((int(seed), int(index))).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
-
-
 def predict_diffusion(request: PredictRequest):
     """Diffusion ensemble of a coarse DataArray (or Dataset with ``var``); see the module docstring.
 
@@ -69,6 +67,8 @@ def predict_diffusion(request: PredictRequest):
     onto every member at the end of sampling; default: the one used in ``fit``.
     """
     opts = parse_options(DiffusionPredictOptions, request.options, model="diffusion", call="predict")
+    if is_multi_target(request.model):  # several targets: a Dataset of joint samples
+        return predict_diffusion_multi(request, request.model, opts)
     members, seed = int(opts.members), int(opts.seed)
     lr, model, var, factor, constraint = request.lr, request.model, request.var, request.factor, request.constraint
     covariates, batch_size, device, like = request.covariates, request.batch_size, request.device, request.like
@@ -103,7 +103,7 @@ def predict_diffusion(request: PredictRequest):
     t0, c0, out = time.perf_counter(), time.process_time(), []
     for n in range(len(x)):
         y = net.sample(torch.from_numpy(x[n : n + 1]).to(dev), weights, torch.from_numpy(coarse[n : n + 1]).to(dev),
-                       members=members, sampler=sampler, generator=_generator(seed, n),
+                       members=members, sampler=sampler, generator=field_generator(seed, n),
                        tile=opts.tile, overlap=opts.overlap, batch_size=batch_size,
                        constraint=name, constraint_kwargs=kwargs, callback=lambda _: bar.update(1))
         out.append(y[:, 0].float().cpu().numpy())

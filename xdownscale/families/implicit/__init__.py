@@ -17,12 +17,21 @@ class ImplicitFamily:
     def predict_options(self, model: str) -> type:
         return ImplicitPredictOptions
 
+    def supports_multi_target(self, model: str) -> bool:
+        return True  # one output per target; the constraints are chosen at predict time
+
     def fit(self, request: FitRequest) -> Any:
         from .fit import fit_liif
 
         return fit_liif(request)
 
     def predict(self, request: PredictRequest) -> Any:
+        from ..spatial.multi import is_multi_target
+
+        if is_multi_target(request.model):  # several targets: a Dataset of every one
+            from .multi import predict_liif_multi
+
+            return predict_liif_multi(request, request.model)
         from .predict import predict_liif
 
         return predict_liif(request)

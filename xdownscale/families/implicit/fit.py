@@ -13,6 +13,7 @@ runs the loop: the network takes ``(x, queries, coarse)`` like any other.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -23,12 +24,13 @@ import torch.nn.functional as F
 from ...data.fill import fill_nearest
 from ...data.normalize import residual_std
 from ...data.patches import SeededSamples
-from ...engine.contract import FitRequest, parse_options
+from ...engine.contract import FitRequest, parse_options, target_names
 from ...engine.device import resolve_device
+from ...engine.multi_setup import prepare_request
 from ...engine.setup import finish, prepare
 from ...engine.trainer import train
 from ...errors import DataError
-from ...models.liif import ANY_SCALE, LIIFNet
+from ...models.liif import ANY_SCALE, LIIFNet, MultiTargetLIIFNet
 from .options import LiifOptions
 
 log = logging.getLogger("xdownscale")
@@ -95,16 +97,23 @@ class ScaleSampleDataset(SeededSamples):
     """Items ``(x, y, queries, coarse)``: x (C, p, p) normalised coarse input, y (Q,) physical
     fine values at the queries, queries (Q, 4) = normalised (y, x) and cell size (coarse
     cells), coarse (1, p, p) the clean physical coarse window. Depends only on
-    ``(seed, epoch, index)`` (``fixed``: not on the epoch), so runs are reproducible."""
+    ``(seed, epoch, index)`` (``fixed``: not on the epoch), so runs are reproducible.
 
-    def __init__(self, field, row_weights: np.ndarray, stats: dict, times, *, scales: tuple[float, float],
+    Several targets: ``field`` and ``stats`` are lists (one per target, each (T, H, W)); every
+    target is cut from the same window at the same scale, x and coarse get one channel per
+    target and y is (Q, K)."""
+
+    def __init__(self, field, row_weights: np.ndarray, stats, times, *, scales: tuple[float, float],
                  lr_patch: int, queries: int, n_samples: int, seed: int, degradation: str = "none",
                  fixed: bool = False, batch_size: int = 1):
-        self.field, self.row_weights, self.stats = field, np.asarray(row_weights, "float64"), stats
+        self.several = isinstance(field, (list, tuple))
+        self.fields = list(field) if self.several else [field]
+        self.stats = list(stats) if self.several else [stats]
+        self.field, self.row_weights = self.fields[0], np.asarray(row_weights, "float64")
         self.times, self.n_samples, self.seed, self.fixed = np.asarray(times), int(n_samples), int(seed), fixed
         self.lr_patch, self.queries, self.degradation, self.epoch = int(lr_patch), int(queries), degradation, 0
         self.batch_size = max(int(batch_size), 1)
-        ny, nx = field.shape[-2:]
+        ny, nx = self.field.shape[-2:]
         self.side = min(ny, nx)
         # a scale whose lr_patch window does not fit the field trains on a smaller window (at least
         # MIN_WINDOW coarse cells), so small scales keep the full window on a small domain
@@ -132,10 +141,12 @@ class ScaleSampleDataset(SeededSamples):
         t = int(self.times[rng.integers(len(self.times))])
         y0 = int(rng.integers(self.field.shape[-2] - big + 1))
         x0 = int(rng.integers(self.field.shape[-1] - big + 1))
-        window = self.field[t, y0 : y0 + big, x0 : x0 + big]
-        fine = np.asarray(window.compute() if hasattr(window, "compute") else window, dtype="float64")
-        coarse = resample_area(fine, (p, p), self.row_weights[y0 : y0 + big])
-        x = np.nan_to_num((fill_nearest(coarse) - self.stats["mean"]) / self.stats["std"], nan=0.0)[None]
+        windows = [f[t, y0 : y0 + big, x0 : x0 + big] for f in self.fields]
+        fine = np.stack([np.asarray(w.compute() if hasattr(w, "compute") else w, dtype="float64") for w in windows])
+        coarse = resample_area(fine, (p, p), self.row_weights[y0 : y0 + big])  # (K, p, p)
+        means = np.array([s["mean"] for s in self.stats])[:, None, None]
+        stds = np.array([s["std"] for s in self.stats])[:, None, None]
+        x = np.nan_to_num((fill_nearest(coarse) - means) / stds, nan=0.0)
         if self.degradation == "high-order":
             x = degrade(x, rng)
         pick = rng.choice(big * big, self.queries, replace=big * big < self.queries)
@@ -143,9 +154,10 @@ class ScaleSampleDataset(SeededSamples):
         centre = lambda i: -1 + (2 * i + 1) / big  # noqa: E731
         cell = np.full(self.queries, p / big)
         q = np.stack([centre(iy), centre(ix), cell, cell], axis=-1)
-        return (torch.from_numpy(x.astype("float32")), torch.from_numpy(fine[iy, ix].astype("float32")),
+        y = fine[:, iy, ix].T if self.several else fine[0, iy, ix]  # (Q, K) or (Q,)
+        return (torch.from_numpy(x.astype("float32")), torch.from_numpy(np.ascontiguousarray(y, dtype="float32")),
                 torch.from_numpy(q.astype("float32")),
-                torch.from_numpy(np.nan_to_num(coarse, nan=self.stats["mean"])[None].astype("float32")))
+                torch.from_numpy(np.where(np.isfinite(coarse), coarse, means).astype("float32")))
 
 
 # ---------------------------------------------------------------- training
@@ -172,36 +184,73 @@ def fit_liif(request: FitRequest):
                         f"got {r.skip!r}")
     scales = [float(r.factor)] * 2 if r.factor is not None else [float(s) for s in opts.scales]
     body = {k: request.options[k] for k in ("width", "n_blocks", "hidden", "query_batch") if k in request.options}
+    targets = target_names(r.var)
+    if targets is not None:  # one liif for every target: the inputs are the targets' coarse fields
+        return _fit_liif_multi(request, targets, opts, scales, body)
     setup = prepare(r.hr, model=r.model, factor=1, constraint="none", var=r.var, cfg=cfg, skip=None, trim=r.trim,
                     checkpoint=r.checkpoint, resume=r.resume, record_factor=ANY_SCALE,
                     network_extra={"scales": scales, "degradation": opts.degradation}, model_kwargs=body)
-    field = setup.pair.hr.data if hasattr(setup.pair.hr.data, "dask") else np.asarray(setup.pair.hr.values)
-    if field.ndim == 2:  # a single field without a time axis
-        field = field[None]
-    sample = np.asarray(setup.pair.hr.isel({setup.pair.axes.time: setup.train_t[:8]}).values
-                        if setup.pair.axes.time else setup.pair.hr.values[None], dtype="float64")
-    ny4, nx4 = (sample.shape[-2] // 4) * 4, (sample.shape[-1] // 4) * 4
-    # the residual's spread measured at x4 (any scale would do: it only sets the output's unit)
-    rscale = residual_std(sample[..., :ny4, :nx4], 4, setup.pair.row_weights[:ny4], "bicubic") if r.skip else None
+    field = _time_field(setup.pair.hr)
+    rscale = _residual_scale(setup.pair.hr, setup.pair, setup.train_t, r.skip)
     setup.network.update(skip=r.skip, residual_scale=rscale)
+    return _train_over_scales(LIIFNet, setup, field, setup.stats, scales, opts, cfg, resume=setup.resume_state)
+
+
+def _fit_liif_multi(request: FitRequest, targets: list[str], opts: LiifOptions, scales: list, body: dict):
+    """``fit(model="liif", var=[...])``: the multi-target record of
+    :func:`~xdownscale.engine.multi_setup.prepare_request` (statistics and CF attributes by target),
+    one output per target (:class:`~xdownscale.models.liif.MultiTargetLIIFNet`), every target cut
+    from the same windows at the same scale."""
+    if request.resume is not None:
+        raise DataError("several targets (var=[...]) train from scratch for now: drop resume=")
+    setup = prepare_request(dataclasses.replace(request, factor=1, skip=None, constraint="none"), targets, body,
+                            record_factor=ANY_SCALE)
+    fields = [_time_field(da) for da in setup.pair.targets]
+    for spec, da in zip(setup.network["targets"], setup.pair.targets):
+        spec["residual_scale"] = _residual_scale(da, setup.pair, setup.train_t, request.skip)
+    setup.network.update(skip=request.skip, scales=scales, degradation=opts.degradation)
+    stats = setup.meta["normalization"]["targets"]
+    return _train_over_scales(MultiTargetLIIFNet, setup, fields, stats, scales, opts, request.cfg)
+
+
+def _time_field(da):
+    """The (T, H, W) values of a fine field, lazy where they are."""
+    field = da.data if hasattr(da.data, "dask") else np.asarray(da.values)
+    return field[None] if field.ndim == 2 else field  # a single field without a time axis
+
+
+def _residual_scale(da, pair, train_t, skip) -> float | None:
+    """The spread of (fine - bicubic) at x4 of the fine field ``da`` (of ``pair``) on training
+    fields (any scale would do: it only sets the output's unit); None without the bicubic skip."""
+    if not skip:
+        return None
+    tdim = pair.axes.time
+    sample = np.asarray(da.isel({tdim: train_t[:8]}).values if tdim else da.values[None], dtype="float64")
+    ny4, nx4 = (sample.shape[-2] // 4) * 4, (sample.shape[-1] // 4) * 4
+    return residual_std(sample[..., :ny4, :nx4], 4, pair.row_weights[:ny4], "bicubic")
+
+
+def _train_over_scales(net_class, setup, field, stats, scales, opts: LiifOptions, cfg, resume=None):
+    """The network (weights drawn from ``cfg.seed``), the scale-sampling streams and the generic
+    trainer, for one target or several."""
     lr_patch, n_queries = int(opts.lr_patch), int(opts.queries)
     setup.meta["training"].update(scales=scales, degradation=opts.degradation, lr_patch=lr_patch, queries=n_queries)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    net = LIIFNet(**setup.network)
+    net = net_class(**setup.network)
     n_train = cfg.samples_per_epoch or max(cfg.batch_size, min(len(setup.train_t) * 16, 20_000))
     common = dict(scales=scales, lr_patch=lr_patch, queries=n_queries, degradation=opts.degradation)
     common["batch_size"] = cfg.batch_size  # one scale and window size a batch
-    train_ds = ScaleSampleDataset(field, setup.pair.row_weights, setup.stats, setup.train_t, n_samples=n_train,
-                                  seed=cfg.seed, **common)
-    val_ds = ScaleSampleDataset(field, setup.pair.row_weights, setup.stats, setup.val_t, fixed=True,
+    rows = setup.pair.row_weights
+    train_ds = ScaleSampleDataset(field, rows, stats, setup.train_t, n_samples=n_train, seed=cfg.seed, **common)
+    val_ds = ScaleSampleDataset(field, rows, stats, setup.val_t, fixed=True,
                                 n_samples=cfg.val_samples or max(cfg.batch_size, n_train // 4), seed=cfg.seed + 1,
                                 **common)
     setup.meta["training"].update(samples_per_epoch=n_train, val_samples=len(val_ds))
     log.info("training liif over scales %.2f-%.2f on %d+%d time steps, %d windows/epoch", *train_ds.scales,
              len(setup.train_t), len(setup.val_t), n_train)
     t0 = time.perf_counter()
-    result = train(net, train_ds, val_ds, cfg, resolve_device(cfg.device), resume=setup.resume_state,
+    result = train(net, train_ds, val_ds, cfg, resolve_device(cfg.device), resume=resume,
                    on_epoch_end=setup.save_epoch)
     result["train_seconds"] = time.perf_counter() - t0
     return finish(setup, net, result)

@@ -136,48 +136,57 @@ def _point_coords(points) -> tuple[xr.DataArray, xr.DataArray]:
 
 
 class _Runner:
-    """The network on its device, run on a coarse window for a set of queries."""
+    """The network on its device, run on a coarse window (one channel per input) for a set of
+    queries; one output per target (a single-target model has one)."""
 
     def __init__(self, downscaler: Downscaler, device):
         self.net = downscaler.module.to(resolve_device(device)).eval()
         self.device = next(self.net.parameters()).device
-        stats = downscaler.meta.get("normalization", {}).get("target", {"mean": 0.0, "std": 1.0})
-        self.mean, self.std = float(stats["mean"]), float(stats["std"])
+        norm = downscaler.meta.get("normalization", {})
+        stats = norm.get("targets") or [norm.get("target", {"mean": 0.0, "std": 1.0})]
+        self.means = np.array([float(s["mean"]) for s in stats])
+        self.stds = np.array([float(s["std"]) for s in stats])
 
     @torch.inference_mode()
     def __call__(self, window: np.ndarray, queries: np.ndarray, batch_size: int) -> np.ndarray:
-        """window (N, h, w) physical; queries (Q, 4). Returns (N, Q) physical, float64."""
-        x = np.nan_to_num((fill_nearest(window) - self.mean) / self.std, nan=0.0)
+        """window (N, C, h, w) physical; queries (Q, 4). Returns (N, K, Q) physical, float64."""
+        x = np.nan_to_num((fill_nearest(window) - self.means[:, None, None]) / self.stds[:, None, None], nan=0.0)
         q = torch.from_numpy(queries.astype("float32")).to(self.device)
         out = []
         for i in range(0, len(x), batch_size):
-            xb = torch.from_numpy(x[i : i + batch_size, None].astype("float32")).to(self.device)
-            out.append(self.net(xb, q.unsqueeze(0).expand(len(xb), -1, -1)).double().cpu().numpy())
+            xb = torch.from_numpy(x[i : i + batch_size].astype("float32")).to(self.device)
+            y = self.net(xb, q.unsqueeze(0).expand(len(xb), -1, -1)).double()
+            out.append((y[:, None] if y.dim() == 2 else y.permute(0, 2, 1)).cpu().numpy())
         return np.concatenate(out, axis=0)
 
 
-def _grid_block(runner, values, axy: Axis, axx: Axis, py, px, cy, cx, halo, batch_size, constraint, k, wrows):
-    """The prediction of one target tile (N, ty, tx): coarse window + halo, queries, optional constraint."""
+def _grid_block(runner, values, axy: Axis, axx: Axis, py, px, cy, cx, halo, batch_size, layers, k, wrows):
+    """The prediction of one target tile (N, K, ty, tx): coarse window + halo, queries, and for
+    output j ``layers[j]``: None or (its constraint layer, the input channel that layer conserves).
+    A cell is missing (NaN) in output j where input channel j is (liif's inputs are its targets)."""
     y0 = max(int(np.floor(py.min())) - halo, 0)
     y1 = min(int(np.ceil(py.max())) + halo + 1, axy.n)
     x0 = max(int(np.floor(px.min())) - halo, 0)
     x1 = min(int(np.ceil(px.max())) + halo + 1, axx.n)
-    window = values[:, y0:y1, x0:x1]
+    window = values[:, :, y0:y1, x0:x1]
     uy, ux = _normalised(py, y0, y1 - y0), _normalised(px, x0, x1 - x0)
     qy, qx = np.meshgrid(uy, ux, indexing="ij")
     gy, gx = np.meshgrid(cy, cx, indexing="ij")
     q = np.stack([qy.ravel(), qx.ravel(), gy.ravel(), gx.ravel()], axis=-1)
-    out = runner(window, q, batch_size).reshape(len(values), len(py), len(px))
-    nearest = values[:, np.clip(np.round(py).astype(int), 0, axy.n - 1)][:, :, np.clip(np.round(px).astype(int), 0,
-                                                                                        axx.n - 1)]
-    if constraint is not None:
-        # first fine centre of coarse cell i sits at fractional index i - 0.5 + 0.5 / k
-        cy0, cx0 = int(round(py[0] + 0.5 - 0.5 / k)), int(round(px[0] + 0.5 - 0.5 / k))
-        coarse = values[:, cy0 : cy0 + len(py) // k, cx0 : cx0 + len(px) // k]
-        coarse_t = torch.from_numpy(np.nan_to_num(coarse, nan=runner.mean)[:, None])
-        w = None if wrows is None else torch.from_numpy(wrows).view(1, 1, -1, 1)
-        out = constraint(torch.from_numpy(out[:, None]), coarse_t, w)[:, 0].numpy()
-    return np.where(np.isfinite(nearest), out, np.nan)
+    out = runner(window, q, batch_size).reshape(len(values), -1, len(py), len(px))
+    iy, ix = np.clip(np.round(py).astype(int), 0, axy.n - 1), np.clip(np.round(px).astype(int), 0, axx.n - 1)
+    nearest = values[:, :, iy][..., ix]
+    # first fine centre of coarse cell i sits at fractional index i - 0.5 + 0.5 / k
+    cy0 = int(round(py[0] + 0.5 - 0.5 / k)) if k else 0
+    cx0 = int(round(px[0] + 0.5 - 0.5 / k)) if k else 0
+    w = None if wrows is None else torch.from_numpy(wrows).view(1, 1, -1, 1)
+    for j, item in enumerate(layers):
+        if item is not None:
+            layer, s = item
+            coarse = values[:, s, cy0 : cy0 + len(py) // k, cx0 : cx0 + len(px) // k]
+            coarse_t = torch.from_numpy(np.nan_to_num(coarse, nan=runner.means[s])[:, None])
+            out[:, j] = layer(torch.from_numpy(out[:, j : j + 1]), coarse_t, w)[:, 0].numpy()
+    return np.where(np.isfinite(nearest[:, : out.shape[1]]), out, np.nan)
 
 
 def _tiles(n: int, tile: int, k: int | None) -> tuple[int, ...]:
@@ -199,11 +208,10 @@ def predict_liif(request: PredictRequest):
     grid (a Dataset for Dataset input), or the values at ``points`` (computed). Options:
     :class:`~.options.ImplicitPredictOptions` (``target=``, ``points=``, ``point_cell=``)."""
     opts = parse_options(ImplicitPredictOptions, request.options, model="liif", call="predict")
-    target, points, point_cell = opts.target, opts.points, opts.point_cell
+    target, points = opts.target, opts.points
     lr, model, var, factor, constraint, covariates = (request.lr, request.model, request.var, request.factor,
                                                       request.constraint, request.covariates)
-    chunks, halo, batch_size, device, like = (request.chunks, request.halo, request.batch_size, request.device,
-                                              request.like)
+    like = request.like
     if covariates is not None:
         raise DataError("liif takes the target variable only: drop covariates=")
     if sum(a is not None for a in (factor, target, points)) != 1:
@@ -228,27 +236,44 @@ def predict_liif(request: PredictRequest):
                                field=lr, allow_other_variable=request.allow_other_variable)
     if downscaler.model_name != "liif":
         raise DataError(f"predict_liif needs a 'liif' model, got {downscaler.model_name!r}")
+    if constraint not in (None, "none") and constraint not in HARD_CONSTRAINTS:
+        raise DataError(f"constraint={constraint!r}: at prediction liif applies a hard one: {HARD_CONSTRAINTS}")
+    return downscale_fields([lr], downscaler, request, dataclasses.replace(opts, target=target),
+                            [(constraint, 0)])[0]
+
+
+def downscale_fields(fields: list[xr.DataArray], downscaler: Downscaler, request: PredictRequest,
+                     opts: ImplicitPredictOptions, constraints: list) -> list[xr.DataArray]:
+    """Every output of a ``liif`` network whose input channels are ``fields`` (coarse fields on one
+    grid): output ``j`` is named and described as ``fields[j]`` (a lazy DataArray on the target grid,
+    or its values at ``opts.points``), under the hard constraint ``constraints[j] = (name or None,
+    index of the field it conserves)``."""
+    lr, factor, chunks, like = fields[0], request.factor, request.chunks, request.like
+    target, points = opts.target, opts.points
     axes = find_axes(lr)
-    if not np.issubdtype(lr.dtype, np.number):
-        raise DataError(f"{lr.name!r} is not numeric (dtype {lr.dtype})")
     lead = [d for d in lr.dims if d not in axes.spatial]
-    values = np.asarray(lr.transpose(*lead, *axes.spatial).values, dtype="float64").reshape(-1, *lr.shape[-2:]) \
-        if lead else np.asarray(lr.transpose(*axes.spatial).values, dtype="float64")[None]
-    if not np.isfinite(values).any():
-        raise DataError(f"{lr.name!r} is NaN everywhere: nothing to downscale")
+    stacked = []
+    for da in fields:
+        if not np.issubdtype(da.dtype, np.number):
+            raise DataError(f"{da.name!r} is not numeric (dtype {da.dtype})")
+        v = np.asarray(da.transpose(*lead, *axes.spatial).values, dtype="float64").reshape(-1, *lr.shape[-2:])
+        if not np.isfinite(v).any():
+            raise DataError(f"{da.name!r} is NaN everywhere: nothing to downscale")
+        stacked.append(v)
+    values = np.stack(stacked, axis=1)  # (N, C, h, w)
     is_ll = axes.kind == "latlon"
     axy, axx = _source_axis(lr, axes.y, False), _source_axis(lr, axes.x, is_ll)
-    runner = _Runner(downscaler, device)
+    runner = _Runner(downscaler, request.device)
     radius = downscaler.module.receptive_radius
-    halo = radius if halo is None else int(halo)
+    halo = radius if request.halo is None else int(request.halo)
     if halo < radius:
         warnings.warn(f"halo={halo} is below the model's receptive radius ({radius} coarse cells): tiles will show "
-                      "seams", stacklevel=3)
+                      "seams", stacklevel=4)
     lead_shape = tuple(lr.sizes[d] for d in lead)
     lead_coords = {n: c for n, c in lr.coords.items() if set(c.dims) <= set(lead)}
     if points is not None:
-        return _predict_points(lr, runner, values, axy, axx, points, point_cell, lead, lead_shape, lead_coords,
-                               batch_size, downscaler)
+        return _predict_points(fields, runner, values, axy, axx, points, opts.point_cell, lead, lead_shape,
+                               lead_coords, request.batch_size, downscaler)
     if factor is not None:
         coords, k = _factor_coords(lr, float(factor), axes)
         ydim, xdim = axes.spatial
@@ -265,38 +290,45 @@ def predict_liif(request: PredictRequest):
     cy, cx = _cells(ty, axy), _cells(tx, axx)
     if k is None:
         k = _nesting_factor(lr, ty, tx, axes) if target is not None else None
-    layer = None
-    if constraint not in (None, "none"):
-        if constraint not in HARD_CONSTRAINTS:
-            raise DataError(f"constraint={constraint!r}: at prediction liif applies a hard one: {HARD_CONSTRAINTS}")
+    norm = downscaler.meta["normalization"]
+    bounds = norm.get("targets") or [norm["target"]]
+    layers = []
+    for j, (name, src) in enumerate(constraints):
+        if name in (None, "none"):
+            layers.append(None)
+            continue
         if k is None:
-            raise DataError(f"constraint={constraint!r} needs a target that nests the source (an integer factor, "
+            raise DataError(f"constraint={name!r} needs a target that nests the source (an integer factor, "
                             "e.g. factor=2 or 4); this target does not")
-        layer = make_constraint(constraint, k, **({"lower": float(downscaler.meta["normalization"]["target"]["min"]),
-                                                   "upper": float(downscaler.meta["normalization"]["target"]["max"])}
-                                                  if constraint == "scadd" else {}))
+        kwargs = {"lower": float(bounds[j]["min"]), "upper": float(bounds[j]["max"])} if name == "scadd" else {}
+        layers.append((make_constraint(name, k, **kwargs), src))
     wrows = latitude_weights(ty) if is_ll else None
     ychunks, xchunks = _tiles(len(ty), _tile_size(chunks, ydim), k), _tiles(len(tx), _tile_size(chunks, xdim), k)
+    n_out = len(constraints)
 
     def run(block_info=None):
         (ys, ye), (xs, xe) = block_info[None]["array-location"][-2:]
         wr = None if wrows is None else wrows[ys:ye]
-        out = _grid_block(runner, values, axy, axx, py[ys:ye], px[xs:xe], cy[ys:ye], cx[xs:xe], halo, batch_size,
-                          layer, k, wr)
-        return out.reshape(*lead_shape, ye - ys, xe - xs).astype("float32")
+        out = _grid_block(runner, values, axy, axx, py[ys:ye], px[xs:xe], cy[ys:ye], cx[xs:xe], halo,
+                          request.batch_size, layers, k, wr)
+        return out.reshape(*lead_shape, n_out, ye - ys, xe - xs).astype("float32")
 
-    template_chunks = tuple((s,) for s in lead_shape) + (ychunks, xchunks)
+    template_chunks = tuple((s,) for s in lead_shape) + ((n_out,), ychunks, xchunks)
     data = dsa.map_blocks(run, chunks=template_chunks, dtype="float32",
-                          meta=np.empty((0,) * (len(lead_shape) + 2), dtype="float32"))
-    out = xr.DataArray(data, dims=lead + [ydim, xdim], coords={**lead_coords, **coords}, name=lr.name)
+                          meta=np.empty((0,) * (len(lead_shape) + 3), dtype="float32"))
     order = [ydim if d == axes.y else xdim if d == axes.x else d for d in lr.dims]
-    out = out.transpose(*order)
-    if like is not None and k is not None:
-        out = snap_to(out, like, find_axes(out))
-    return _cf(out, lr, downscaler, k, constraint, (float(np.median(1 / cy)), float(np.median(1 / cx))))
+    scales = (float(np.median(1 / cy)), float(np.median(1 / cx)))
+    outs = []
+    for j, (name, _) in enumerate(constraints):
+        out = xr.DataArray(data[..., j, :, :], dims=lead + [ydim, xdim], coords={**lead_coords, **coords},
+                           name=fields[j].name).transpose(*order)
+        if like is not None and k is not None:
+            out = snap_to(out, like[fields[j].name] if isinstance(like, xr.Dataset) else like, find_axes(out))
+        outs.append(_cf(out, fields[j], downscaler, k, name, scales))
+    return outs
 
 
-def _predict_points(lr, runner, values, axy, axx, points, point_cell, lead, lead_shape, lead_coords, batch_size,
+def _predict_points(fields, runner, values, axy, axx, points, point_cell, lead, lead_shape, lead_coords, batch_size,
                     downscaler):
     lat, lon = _point_coords(points)
     py, px = axy.index(lat.values.ravel()), axx.index(lon.values.ravel())
@@ -307,15 +339,20 @@ def _predict_points(lr, runner, values, axy, axx, points, point_cell, lead, lead
     q = np.stack([_normalised(py, 0, axy.n), _normalised(px, 0, axx.n), np.full(py.shape, cell),
                   np.full(py.shape, cell)], axis=-1)
     chunk = 65536
-    out = np.concatenate([runner(values, q[i : i + chunk], batch_size) for i in range(0, len(q), chunk)], axis=1)
-    near = values[:, np.clip(np.round(py).astype(int), 0, axy.n - 1), np.clip(np.round(px).astype(int), 0, axx.n - 1)]
-    out = np.where(np.isfinite(near), out, np.nan).reshape(*lead_shape, *lat.shape).astype("float32")
+    out = np.concatenate([runner(values, q[i : i + chunk], batch_size) for i in range(0, len(q), chunk)], axis=2)
+    near = values[:, :, np.clip(np.round(py).astype(int), 0, axy.n - 1), np.clip(np.round(px).astype(int), 0,
+                                                                                   axx.n - 1)]
+    out = np.where(np.isfinite(near[:, : out.shape[1]]), out, np.nan)
     pcoords = {n: c for n, c in (points.coords.items()) if set(c.dims) <= set(lat.dims)}
     pcoords.update({lat.name: (lat.dims, lat.values, lat.attrs), lon.name: (lon.dims, lon.values, lon.attrs)})
-    res = xr.DataArray(out, dims=lead + list(lat.dims), coords={**lead_coords, **pcoords}, name=lr.name)
-    res = _cf(res, lr, downscaler, None, None, (1 / cell, 1 / cell))
-    res.attrs["featureType"] = "point" if not lead else "timeSeries"
-    return res
+    results = []
+    for j in range(out.shape[1]):
+        res = xr.DataArray(out[:, j].reshape(*lead_shape, *lat.shape).astype("float32"), dims=lead + list(lat.dims),
+                           coords={**lead_coords, **pcoords}, name=fields[j].name)
+        res = _cf(res, fields[j], downscaler, None, None, (1 / cell, 1 / cell))
+        res.attrs["featureType"] = "point" if not lead else "timeSeries"
+        results.append(res)
+    return results
 
 
 def _cf(out: xr.DataArray, lr: xr.DataArray, downscaler: Downscaler, k, constraint, scales) -> xr.DataArray:

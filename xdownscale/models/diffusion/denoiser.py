@@ -52,8 +52,8 @@ class TimeResBlock(nn.Module):
 class UNetDenoiser(nn.Module):
     """U-Net over ``len(channel_mults)`` resolution levels, ``blocks`` residual blocks per level.
 
-    ``forward(x_t, t, cond)``: ``x_t`` (B, 1, H, W) noisy field, ``t`` (B,) integer
-    steps, ``cond`` (B, C, H, W) conditioning channels; returns (B, 1, H, W).
+    ``forward(x_t, t, cond)``: ``x_t`` (B, K, H, W) noisy field (K = ``out_channels``), ``t`` (B,)
+    integer steps, ``cond`` (B, C, H, W) conditioning channels; returns (B, K, H, W).
     """
 
     def __init__(self, cond_channels: int = 1, base_channels: int = 32, channel_mults=(1, 2, 2), blocks: int = 1,
@@ -66,7 +66,8 @@ class UNetDenoiser(nn.Module):
         time_dim = 4 * base_channels
         self.base_channels = base_channels
         self.time_mlp = nn.Sequential(nn.Linear(base_channels, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
-        self.head = nn.Conv2d(1 + cond_channels, base_channels, 3, padding=1)
+        # the noisy field has one channel per output (several targets diffuse jointly)
+        self.head = nn.Conv2d(out_channels + cond_channels, base_channels, 3, padding=1)
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         widths, ch = [base_channels], base_channels
         for level, m in enumerate(mults):

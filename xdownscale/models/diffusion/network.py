@@ -61,6 +61,7 @@ class DiffusionNet(nn.Module):
         self.skip = skip or "bicubic"
         self.n_extra, self.n_covariates = int(n_extra), int(n_covariates)
         self.in_channels = int(in_channels)
+        self.n_targets = 1  # channels diffused jointly (MultiTargetDiffusionNet: one per target)
         self.constraint_name = constraint or "none"
         self.constraint_kwargs = constraint_kwargs
         self.constraint = make_constraint(self.constraint_name, self.factor, **(constraint_kwargs or {}))
@@ -155,7 +156,7 @@ class DiffusionNet(nn.Module):
                generator: torch.Generator | None = None, tile: int | None = None, overlap: int | None = None,
                batch_size: int = 16, constraint: str | None = None, constraint_kwargs: dict | None = None,
                callback=None) -> torch.Tensor:
-        """``members`` samples for ONE coarse field ``x`` (1, C, h, w): (members, 1, h*f, w*f) physical.
+        """``members`` samples for ONE coarse field ``x`` (1, C, h, w): (members, K, h*f, w*f) physical.
 
         ``constraint``: a hard constraint projected onto every member at the end
         (default: the one the model was fitted with)."""
@@ -166,7 +167,7 @@ class DiffusionNet(nn.Module):
         tile = self.tile if tile is None else int(tile)
         overlap = min(self.overlap if overlap is None else int(overlap), tile // 2)
         tiles, (ty, tx) = self._tiles(h, w, tile, overlap, device)
-        r = torch.randn((members, 1, h, w), generator=generator).to(device)
+        r = torch.randn((members, self.n_targets, h, w), generator=generator).to(device)
         for i, t in enumerate(sampler.timesteps):
             out = torch.zeros_like(r)
             jobs = [(m, k) for k in range(len(tiles)) for m in range(members)]
@@ -184,18 +185,23 @@ class DiffusionNet(nn.Module):
             if callback is not None:
                 callback(i)
         y = mu + r * self.residual_scale
+        return self.project(y, x, coarse, weights, constraint, constraint_kwargs)
+
+    def project(self, y: torch.Tensor, x: torch.Tensor, coarse=None, weights=None, constraint: str | None = None,
+                constraint_kwargs: dict | None = None) -> torch.Tensor:
+        """The hard constraint ``constraint`` (default: the fitted one) projected onto every sample
+        ``y`` (members, 1, H, W) of the coarse field ``coarse`` (1, 1, h, w; default: from ``x``)."""
         name = self.constraint_name if constraint is None else constraint
-        if name not in (None, "none", "soft"):
-            if name not in HARD_CONSTRAINTS:
-                raise ValueError(f"constraint {name!r} cannot be projected; choose one of "
-                                 f"{', '.join(HARD_CONSTRAINTS)}")
-            kwargs = constraint_kwargs if constraint_kwargs is not None else (
-                self.constraint_kwargs if name == self.constraint_name else None)
-            layer = make_constraint(name, self.factor, **(kwargs or {})).to(device)
-            c = coarse if coarse is not None else x[:, :1] * self.std + self.mean
-            pre = torch.log(y.clamp(min=1e-30)) if name == "softmax" else y
-            y = layer(pre, c.expand(members, -1, -1, -1).to(y.dtype), weights)
-        return y
+        if name in (None, "none", "soft"):
+            return y
+        if name not in HARD_CONSTRAINTS:
+            raise ValueError(f"constraint {name!r} cannot be projected; choose one of {', '.join(HARD_CONSTRAINTS)}")
+        kwargs = constraint_kwargs if constraint_kwargs is not None else (
+            self.constraint_kwargs if name == self.constraint_name else None)
+        layer = make_constraint(name, self.factor, **(kwargs or {})).to(y.device)
+        c = coarse if coarse is not None else x[:, :1] * self.std + self.mean
+        pre = torch.log(y.clamp(min=1e-30)) if name == "softmax" else y
+        return layer(pre, c.expand(len(y), -1, -1, -1).to(y.dtype), weights)
 
     def forward(self, x, weights=None, coarse=None):
         """One sample per input field with the default sampler (a deterministic first guess is ``mu``)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 SCHEDULES = ("linear", "cosine")
@@ -200,3 +201,10 @@ def make_sampler(name: str, schedule: NoiseSchedule, steps: int | None = None, p
     if name == "ddim":
         return DDIMScheduler(schedule, steps, prediction, clip, eta=eta)
     return DDPMScheduler(schedule, steps, prediction, clip)
+
+
+def field_generator(seed: int, index: int) -> torch.Generator:
+    """The sampling generator of field ``index`` under ``seed``: a field's samples do not depend
+    on the batch size or on the other fields."""
+    state = np.random.SeedSequence((int(seed), int(index))).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
