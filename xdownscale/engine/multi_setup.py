@@ -12,6 +12,9 @@ Constraint choice, per target (``constraint="add"`` for all, or a dict by target
 * ``("softmax", "tp_arpege")`` or ``"softmax@tp_arpege"``: conserve a named input instead;
 * ``"none"`` (optionally ``"soft"``, a loss term towards the source): no hard conservation, for
   coarse inputs from another model whose biases should not be imposed.
+
+``consistency=["0<=r<=100", "d2m<=t2m", "ws=hypot(u10,v10)"]``: rules across targets applied
+after these constraints, keeping their block means (:mod:`xdownscale.nn.consistency`).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from ..data.covariates import as_dataset
 from ..data.multi import MultiPair, MultiPatchDataset, make_multi_pair
 from ..data.normalize import residual_std
 from ..errors import DataError
+from ..nn.consistency import parse_rules
 from ..nn.constraints import CONSTRAINTS
 from .checkpoint import save_checkpoint
 from .contract import FitRequest
@@ -130,9 +134,10 @@ class MultiSetup:
 def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor: int | None = None,
                   constraint=None, predictors: list[str] | None = None, covariates=None, cfg: TrainConfig,
                   skip: str | None = "bicubic", checkpoint=None, trim: bool = False,
-                  model_kwargs: dict | None = None) -> MultiSetup:
+                  model_kwargs: dict | None = None, consistency=None) -> MultiSetup:
     """Pair, split, normalise and describe a multi-target training run."""
     choice = parse_constraints(constraint, targets)
+    rules = [str(r) for r in parse_rules(consistency, targets)]
     pair = make_multi_pair(hr, targets, lr=lr, predictors=predictors, factor=factor, trim=trim)
     sources = resolve_sources(choice, targets, pair.input_names)
     f, axes, tdim = pair.factor, pair.axes, pair.axes.time
@@ -164,7 +169,7 @@ def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor
     in_channels = len(pair.inputs) + (0 if cov is None else cov.shape[0])
     summary = ",".join(f"{t}={choice[t][0]}" for t in targets)
     network = {"model": model, "factor": f, "in_channels": in_channels, "constraint": summary, "skip": skip,
-               "targets": specs, "inputs": [{"name": n, "mean": s["mean"], "std": s["std"]}
+               "targets": specs, "consistency": rules, "inputs": [{"name": n, "mean": s["mean"], "std": s["std"]}
                                             for n, s in zip(pair.input_names, input_stats)],
                **(model_kwargs or {})}
     variable = "+".join(targets)
@@ -180,7 +185,7 @@ def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         sections={SECTION: {"targets": list(targets), "inputs": list(pair.input_names),
                             "attrs": {t: cf_attrs(da) for t, da in zip(targets, pair.targets)},
-                            "constraints": {t: choice[t][0] for t in targets},
+                            "constraints": {t: choice[t][0] for t in targets}, "consistency": rules,
                             "sources": {t: None if s is None else pair.input_names[s]
                                         for t, s in zip(targets, sources)}}},
     ).to_meta()
@@ -195,4 +200,5 @@ def prepare_request(request: FitRequest, targets: list[str], model_kwargs: dict)
                          constraint=request.constraint,
                          predictors=list(request.predictors) if request.predictors else None,
                          covariates=request.covariates, cfg=request.cfg, skip=request.skip,
-                         checkpoint=request.checkpoint, trim=request.trim, model_kwargs=model_kwargs)
+                         checkpoint=request.checkpoint, trim=request.trim, model_kwargs=model_kwargs,
+                         consistency=request.consistency)
