@@ -158,3 +158,16 @@ def test_gradients_stay_finite_at_calm_wind_and_on_the_bounds():
     speed = Consistency(["hypot(u,v)=ws"], ["u", "v", "ws"], 2)
     out = speed(torch.cat([torch.zeros(1, 2, 4, 4), torch.full((1, 1, 4, 4), 3.0)], dim=1))
     assert torch.allclose(out[:, 0], torch.full((1, 4, 4), 3.0)) and float(out[:, 1].abs().max()) == 0
+
+
+def test_cli_fit_takes_repeated_rules(fine, tmp_path, capsys):
+    from xdownscale.cli import main
+
+    fine[HUMID].to_netcdf(tmp_path / "hr.nc")
+    rules = ["0<=r<=100", "d2m<=t2m"]
+    rc = main(["fit", str(tmp_path / "hr.nc"), "--var", "t2m,d2m,r", "--model", "cnn", "--factor", str(F),
+               "--constraint", "add", *[a for r in rules for a in ("--consistency", r)], "--epochs", "1",
+               "--patch-size", "8", "--samples-per-epoch", "2", "--width", "8", "--n-blocks", "1", "-q",
+               "--out", str(tmp_path / "m.pt")])
+    assert rc == 0, capsys.readouterr().err
+    assert xds.load(tmp_path / "m.pt").module.consistency.specs() == rules
