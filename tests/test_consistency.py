@@ -171,3 +171,12 @@ def test_cli_fit_takes_repeated_rules(fine, tmp_path, capsys):
                "--out", str(tmp_path / "m.pt")])
     assert rc == 0, capsys.readouterr().err
     assert xds.load(tmp_path / "m.pt").module.consistency.specs() == rules
+
+
+def test_gan_members_keep_the_rules(fine):
+    """The stochastic multi-target generator passes the rules to its MultiTargetNet base."""
+    m = fine[HUMID].downscale.fit(var=HUMID, constraint="add", consistency=["0<=r<=100", "d2m<=t2m"],
+                                  **{**TRAIN, "model": "gan"})
+    scramble(m)
+    sr = xds.predict(fine[HUMID].downscale.coarsen(F), model=m)
+    assert float(sr["r"].min()) >= 0 and float(sr["r"].max()) <= 100 and bool((sr["d2m"] <= sr["t2m"]).all())
