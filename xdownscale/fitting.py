@@ -30,7 +30,7 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
         skip: str | None = "bicubic", checkpoint: str | os.PathLike | None = None,
         resume: str | os.PathLike | None = None, trim: bool = False, device: str = "auto",
         num_workers: int = 0, progress: bool = True, scadd_lower: float | None = None,
-        scadd_upper: float | None = None, nproc: int = 1, precision: str = DEFAULT_PRECISION,
+        scadd_upper: float | None = None, nproc: int = 1, precision: str = DEFAULT_PRECISION, consistency=None,
         **model_kwargs) -> Downscaler:
     """Train a downscaling model and save a self-describing checkpoint.
 
@@ -52,6 +52,8 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     trains on that path as ``var=["msl"]``, and ``predict`` needs a Dataset of every input.
     ``liif`` takes several targets too, from their own coarsenings, and its constraints by target at
     ``predict`` (``constraint={"msl": "add", "tp": "softmax"}``).
+    ``consistency``: rules across the targets, kept with their conservation, e.g.
+    ``["0<=r<=100", "d2m<=t2m", "ws=hypot(u10,v10)"]`` (:mod:`xdownscale.nn.consistency`).
     ``model_kwargs`` go to the model body (e.g. ``width=32, n_blocks=4``).
     ``model=None``: :data:`~xdownscale.config.DEFAULT_MODEL` with
     :data:`~xdownscale.config.DEFAULT_MODEL_OPTIONS` (``model="cnn"`` is Harder et al.'s network).
@@ -75,6 +77,8 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
         raise DataError(f"model {model!r} (family {family.name!r}) cannot train several targets yet: var=[...] is "
                         f"for {', '.join(m for m in list_models(trainable=True) if multi_target(m))} for now; train "
                         f"one {model!r} per variable")
+    if targets is None and consistency:
+        raise DataError(f"consistency={consistency!r} relates several targets: give them, var=[...]")
     if targets is None and isinstance(constraint, dict):
         raise DataError(f"constraint={constraint!r} is by target: give the targets too, var=[...]")
     check_precision(family, precision, model)
@@ -99,5 +103,5 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
                          var=var if targets is None else tuple(targets),
                          predictors=tuple(predictors) if predictors else None, covariates=covariates, cfg=cfg,
                          skip=skip, checkpoint=checkpoint, resume=resume, trim=trim, scadd_lower=scadd_lower,
-                         scadd_upper=scadd_upper, nproc=nproc, options=dict(model_kwargs))
+                         scadd_upper=scadd_upper, nproc=nproc, options=dict(model_kwargs), consistency=consistency)
     return family.fit(request)

@@ -110,6 +110,9 @@ run '{PROG} COMMAND --help' for the options of each command.""")
     p.add_argument("--constraint", default="none",
                    help="output constraint: none, soft, add, mult, softmax (non-negative fields), scadd; per target "
                         "with several --var: msl=add,tp=softmax (tp=softmax@tp_arpege conserves a named input)")
+    p.add_argument("--consistency", action="append", metavar="RULE",
+                   help="a rule across several --var targets, kept with their conservation; repeat for more: "
+                        "'0<=r<=100', 'd2m<=t2m', 'ws=hypot(u10,v10)' (or 'hypot(u10,v10)=ws' to keep ws)")
     p.add_argument("--epochs", type=int, metavar="N",
                    help="training epochs (default: a budget of optimizer updates, the same on any archive; "
                         "ensembles and diffusion: 20 epochs)")

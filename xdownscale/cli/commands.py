@@ -105,7 +105,7 @@ def cmd_fit(args) -> int:
                        max_minutes=args.max_minutes, batch_size=args.batch_size, patch_size=args.patch_size,
                        seed=args.seed, learning_rate=args.learning_rate, samples_per_epoch=args.samples_per_epoch,
                        checkpoint=out, trim=args.trim, device=args.device, progress=not args.quiet,
-                       nproc=args.nproc, precision=args.precision,
+                       nproc=args.nproc, precision=args.precision, consistency=args.consistency,
                        **kwargs)
     train = model.meta.get("training", {})
     best = train.get("best_val_loss")

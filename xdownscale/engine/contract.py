@@ -46,6 +46,7 @@ class FitRequest:
     scadd_upper: float | None = None
     nproc: int = 1
     options: dict = field(default_factory=dict)
+    consistency: Any = None  # rules across several targets (xdownscale.nn.consistency)
 
     def setup_kwargs(self) -> dict[str, Any]:
         """The keywords of :func:`xdownscale.engine.setup.prepare` this request fixes."""

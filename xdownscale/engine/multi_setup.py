@@ -12,6 +12,9 @@ Constraint choice, per target (``constraint="add"`` for all, or a dict by target
 * ``("softmax", "tp_arpege")`` or ``"softmax@tp_arpege"``: conserve a named input instead;
 * ``"none"`` (optionally ``"soft"``, a loss term towards the source): no hard conservation, for
   coarse inputs from another model whose biases should not be imposed.
+
+``consistency=["0<=r<=100", "d2m<=t2m", "ws=hypot(u10,v10)"]``: rules across targets applied
+after these constraints, keeping their block means (:mod:`xdownscale.nn.consistency`).
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from ..data.covariates import as_dataset
 from ..data.multi import MultiPair, MultiPatchDataset, make_multi_pair
 from ..data.normalize import residual_std
 from ..errors import DataError
+from ..nn.consistency import parse_rules
 from ..nn.constraints import CONSTRAINTS
 from .checkpoint import save_checkpoint
 from .contract import FitRequest, target_names
@@ -132,11 +136,13 @@ class MultiSetup:
 def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor: int | None = None,
                   constraint=None, predictors: list[str] | None = None, covariates=None, cfg: TrainConfig,
                   skip: str | None = "bicubic", checkpoint=None, trim: bool = False,
-                  model_kwargs: dict | None = None, record_factor: int | None = None) -> MultiSetup:
+                  model_kwargs: dict | None = None, record_factor: int | None = None,
+                  consistency=None) -> MultiSetup:
     """Pair, split, normalise and describe a multi-target training run (``record_factor``: the
     factor the checkpoint and the model store know the model by, where it is not the pairing
     factor; scale-free models: 0, "any")."""
     choice = parse_constraints(constraint, targets)
+    rules = [str(r) for r in parse_rules(consistency, targets)]
     pair = make_multi_pair(hr, targets, lr=lr, predictors=predictors, factor=factor, trim=trim)
     sources = resolve_sources(choice, targets, pair.input_names)
     f, axes, tdim = pair.factor, pair.axes, pair.axes.time
@@ -172,6 +178,8 @@ def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor
                "targets": specs, "inputs": [{"name": n, "mean": s["mean"], "std": s["std"]}
                                             for n, s in zip(pair.input_names, input_stats)],
                **(model_kwargs or {})}
+    if rules:  # only the wrappers that apply rules take the key (diffusion and liif refuse them)
+        network["consistency"] = rules
     variable = "+".join(targets)
     meta = ModelRecord(
         network=network, variable=variable, attrs=cf_attrs(pair.targets[0]), predictors=list(pair.input_names),
@@ -185,7 +193,7 @@ def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         sections={SECTION: {"targets": list(targets), "inputs": list(pair.input_names),
                             "attrs": {t: cf_attrs(da) for t, da in zip(targets, pair.targets)},
-                            "constraints": {t: choice[t][0] for t in targets},
+                            "constraints": {t: choice[t][0] for t in targets}, "consistency": rules,
                             "sources": {t: None if s is None else pair.input_names[s]
                                         for t, s in zip(targets, sources)}}},
     ).to_meta()
@@ -218,4 +226,4 @@ def prepare_request(request: FitRequest, targets: list[str], model_kwargs: dict,
                          predictors=list(request.predictors) if request.predictors else None,
                          covariates=request.covariates, cfg=request.cfg, skip=request.skip,
                          checkpoint=request.checkpoint, trim=request.trim, model_kwargs=model_kwargs,
-                         record_factor=record_factor)
+                         record_factor=record_factor, consistency=request.consistency)

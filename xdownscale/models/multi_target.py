@@ -5,6 +5,8 @@ own constraint layer and, optionally, a *source*: the input channel that holds i
 field (the same variable, or a named input such as ARPEGE precipitation for an AROME
 target). The source gives the interpolation skip and the field the constraint conserves;
 a target without a source is learnt from the mean (its constraint is then ``none``).
+Cross-variable ``consistency`` rules (bounds, ``d2m <= t2m``, wind speed from its components:
+:mod:`xdownscale.nn.consistency`) act on the constrained outputs, keeping their block means.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import torch
 from torch import nn
 
 from ..nn.blocks import INTERP_RADIUS, interpolate
+from ..nn.consistency import Consistency
 from ..nn.constraints import Constraint, make_constraint
 from ._registry import create_model
 
@@ -23,7 +26,8 @@ class MultiTargetNet(nn.Module):
     """``targets``: one dict per output channel (``name``, ``constraint``, ``source`` (input
     channel index or None), ``mean``, ``std``, ``residual_scale``, ``constraint_kwargs``);
     ``inputs``: one dict per field input channel (``name``, ``mean``, ``std``); further input
-    channels (covariates) follow them. ``constraint`` is only the summary the record shows."""
+    channels (covariates) follow them. ``constraint`` is only the summary the record shows.
+    ``consistency``: rules across targets, as strings (``["0<=r<=100", "d2m<=t2m"]``)."""
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -32,7 +36,8 @@ class MultiTargetNet(nn.Module):
     in_std: torch.Tensor
 
     def __init__(self, model: str, factor: int, in_channels: int, targets: list, inputs: list,
-                 constraint: str = "none", skip: str | None = "bicubic", **body_config):
+                 constraint: str = "none", skip: str | None = "bicubic", consistency: list | None = None,
+                 **body_config):
         super().__init__()
         self.model_name, self.factor, self.skip = model, int(factor), skip
         self.target_names = [str(t["name"]) for t in targets]
@@ -44,6 +49,7 @@ class MultiTargetNet(nn.Module):
                                  **body_config)
         self.constraints = nn.ModuleList(make_constraint(t.get("constraint") or "none", self.factor,
                                                          **(t.get("constraint_kwargs") or {})) for t in targets)
+        self.consistency = Consistency(consistency, self.target_names, self.factor)
         self.soft_channels = [k for k, c in enumerate(self.constraints) if c.name == "soft"]
         view = (1, -1, 1, 1)
         self.register_buffer("mean", torch.tensor([float(t["mean"]) for t in targets]).view(view))
@@ -91,4 +97,4 @@ class MultiTargetNet(nn.Module):
                 pre = layer.combine(base, residual[:, k : k + 1], self.mean[:, k : k + 1],
                                     self.residual_scale[:, k : k + 1])
                 outs.append(layer(pre, coarse[:, k : k + 1], weights))
-            return torch.cat(outs, dim=1)
+            return self.consistency(torch.cat(outs, dim=1), weights)

@@ -155,6 +155,9 @@ def fit_diffusion_multi(request: FitRequest, targets: list[str], opts: Diffusion
         if kind not in ("none", *HARD_CONSTRAINTS):
             raise DataError(f"constraint {kind!r} for {t!r}: diffusion projects each sample onto a hard "
                             f"constraint; use none or one of {', '.join(HARD_CONSTRAINTS)}")
+    if request.consistency:
+        raise DataError("consistency= acts on the outputs of the spatial, temporal and gan models; diffusion "
+                        "samples are projected onto their constraints only: drop consistency= or use model='gan'")
     setup = prepare_request(dataclasses.replace(request, cfg=cfg, skip="bicubic"), targets, {})
     n_cov = len(setup.meta["normalization"]["covariates"])
     setup.network.update(_network_options(opts, cfg), n_covariates=n_cov)

@@ -203,6 +203,9 @@ def _fit_liif_multi(request: FitRequest, targets: list[str], opts: LiifOptions, 
     from the same windows at the same scale."""
     if request.resume is not None:
         raise DataError("several targets (var=[...]) train from scratch for now: drop resume=")
+    if request.consistency:
+        raise DataError("consistency= acts on the outputs of the spatial, temporal and gan models, not liif's "
+                        "(its constraints are chosen at predict): drop consistency=")
     setup = prepare_request(dataclasses.replace(request, factor=1, skip=None, constraint="none"), targets, body,
                             record_factor=ANY_SCALE)
     fields = [_time_field(da) for da in setup.pair.targets]
