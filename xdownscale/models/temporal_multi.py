@@ -30,7 +30,8 @@ class MultiTargetTemporalNet(PackedWindow, MultiTargetNet):
         if int(in_channels) != len(inputs):
             raise ValueError(f"temporal models take no covariates: {in_channels} channels for {len(inputs)} inputs")
         super().__init__(model, factor, in_channels, targets, inputs, **config)
-        self.window, self.target, self.n_vars = self.body.window, self.body.target, len(inputs)
+        self.window, self.target = int(self.body.window), int(self.body.target)  # type: ignore[arg-type]
+        self.n_vars = len(inputs)
         self.flow = VoxelFlow(len(inputs), flow_channels, max_flow) if flow_channels else None
         positive = [layer.name in POSITIVE for layer in self.constraints]
         self.register_buffer("positive", torch.tensor(positive).view(1, -1, 1, 1), persistent=False)

@@ -292,7 +292,7 @@ def downscale_fields(fields: list[xr.DataArray], downscaler: Downscaler, request
         k = _nesting_factor(lr, ty, tx, axes) if target is not None else None
     norm = downscaler.meta["normalization"]
     bounds = norm.get("targets") or [norm["target"]]
-    layers = []
+    layers: list = []
     for j, (name, src) in enumerate(constraints):
         if name in (None, "none"):
             layers.append(None)

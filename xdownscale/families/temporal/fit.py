@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def check_series(model: str, tdim, n_times: int) -> None:
                         "use model='cnn' for single fields")
 
 
-def fit_temporal(request: FitRequest, options_cls: type):
+def fit_temporal(request: FitRequest, options_cls: type[Any]):
     """Train ``convgru``/``flowconvgru`` on a (time, y, x) series; see :func:`xdownscale.fit`.
 
     Options (:mod:`.options`): ``channels``, ``residual_blocks``, ``window`` (time steps,

@@ -12,6 +12,7 @@ holding every target, each with its own CF attributes.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -32,12 +33,12 @@ def uses_multi_path(request: FitRequest) -> bool:
     return target_names(request.var) is not None or bool(request.predictors)
 
 
-def series(fields: list[xr.DataArray], tdim: str, axes) -> np.ndarray:
+def series(fields: list[xr.DataArray], tdim: str | None, axes) -> np.ndarray:
     """(T, n, y, x) float64 array of the fields, in memory."""
     return np.stack([np.asarray(da.transpose(tdim, *axes.spatial).values, dtype="float64") for da in fields], axis=1)
 
 
-def fit_temporal_multi(request: FitRequest, options_cls: type):
+def fit_temporal_multi(request: FitRequest, options_cls: type[Any]):
     """Train the multi-target temporal network (module docstring); options as :func:`.fit.fit_temporal`."""
     import torch
 

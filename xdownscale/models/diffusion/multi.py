@@ -22,6 +22,9 @@ class MultiTargetDiffusionNet(DiffusionNet):
     ``mean``, ``std``, ``residual_scale``, ``constraint_kwargs``); ``inputs``: one dict per field
     input (``name``, ``mean``, ``std``); covariate channels follow them."""
 
+    in_mean: torch.Tensor
+    in_std: torch.Tensor
+
     def __init__(self, model: str = "diffusion", factor: int = 4, in_channels: int = 1, targets: list | None = None,
                  inputs: list | None = None, skip: str | None = "bicubic", n_covariates: int = 0,
                  base_channels: int = 32, channel_mults=(1, 2, 2), blocks: int = 1, **config):
