@@ -103,21 +103,43 @@ def test_fit_checkpoint_predict_conserve(model, constraint, data, tmp_path):
 TRAINABLE = [m for m, (fit_options, _, _) in ROWS.items() if fit_options is not None]
 
 
+@pytest.fixture(scope="module")
+def arpege_2m(data_dir):
+    """Real ARPEGE 0.1 deg 2 m temperature (K) and relative humidity (%), 16 x 16 cells, 6 hours."""
+    ds = xds.open_catalog("meteonet-arpege-2m")[["t2m", "r"]]
+    keep = ("time", "latitude", "longitude")
+    ds = ds.drop_vars([c for c in ds.coords if c not in keep])
+    return ds.isel(time=slice(0, 6), latitude=slice(8, 24), longitude=slice(8, 24)).load()
+
+
+def two_targets(source: str, data, arpege_2m_request) -> tuple[xr.Dataset, dict]:
+    """(fine Dataset of two targets, a constraint by target): synthetic tcwv + t2m, or the real
+    ARPEGE t2m + relative humidity (positive, so softmax applies)."""
+    if source == "synthetic":
+        fine = xr.Dataset({"tcwv": data[0], "t2m": synthetic_field("t2m", times=6, ny=16, nx=16, seed=4)})
+        return fine, {"tcwv": "softmax", "t2m": "add"}
+    return arpege_2m_request.getfixturevalue("arpege_2m"), {"r": "softmax", "t2m": "add"}
+
+
+@pytest.mark.parametrize("source", ["synthetic", pytest.param("meteonet", marks=pytest.mark.realdata)])
 @pytest.mark.parametrize("model", TRAINABLE)
-def test_two_targets_conserve_each(model, data, tmp_path):
-    hr, _ = data
-    fine = xr.Dataset({"tcwv": hr, "t2m": synthetic_field("t2m", times=6, ny=16, nx=16, seed=4)})
-    constraint = {"tcwv": "softmax", "t2m": "add"}
+def test_two_targets_conserve_each(model, source, data, tmp_path, request):
+    """Every trainable family trains and predicts a two-target Dataset, on synthetic and on real
+    fields, each member of each target conserving its own coarse field."""
+    fine, constraint = two_targets(source, data, request)
+    names = sorted(constraint)
+    positive = next(v for v, c in constraint.items() if c == "softmax")
     fit_options, predict_options, _ = ROWS[model]
     at_predict = model == "liif"  # trained scale-free: the constraints are asked of predict
-    xds.fit(fine, model=model, factor=None if at_predict else FACTOR, var=["tcwv", "t2m"],
+    xds.fit(fine, model=model, factor=None if at_predict else FACTOR, var=names,
             constraint="none" if at_predict else constraint, checkpoint=tmp_path / "m.pt", **TRAIN, **fit_options)
     lr = fine.downscale.coarsen(FACTOR)
     asked = dict(constraint=constraint) if at_predict else {}
     out = xds.predict(lr, model=tmp_path / "m.pt", **asked, **predict_options).compute()
-    assert sorted(out.data_vars) == ["t2m", "tcwv"]
-    for name in ("tcwv", "t2m"):
+    assert sorted(out.data_vars) == names
+    for name in names:
         for member in _members(out[name]):  # every member of every target conserves its own coarse field
             assert np.isfinite(member.values).all() and member.shape == fine[name].shape
             assert_conserves(member, lr[name], FACTOR, rtol=1e-5)
-    assert float(out["tcwv"].min()) >= 0.0
+        assert out[name].attrs.get("units") == fine[name].attrs.get("units")  # its own CF metadata
+    assert float(out[positive].min()) >= 0.0
