@@ -156,6 +156,19 @@ MUTANTS: tuple[Mutant, ...] = (
            "var = beta * (1 - a_s) / (1 - a_t)", "var = beta",
            ("tests/test_diffusion.py",), "eta or oracle or ddpm or posterior",
            "DDPM posterior variance replaced by beta"),
+    # -- cross-variable consistency and the multi-target families (issue #15) -------------------------
+    Mutant("consistency-no-redistribution", "xdownscale/nn/consistency.py",
+           "    out = yc + torch.where(deficit > 0, up, down)", "    out = yc",
+           ("tests/test_consistency.py",), None, "bounds clamp without handing the block's amount back"),
+    Mutant("consistency-dewpoint-plain-min", "xdownscale/nn/consistency.py",
+           "        depression = mean_preserving_clip(y[b] - y[a], 0.0, math.inf, factor, weights)",
+           "        depression = torch.clamp(y[b] - y[a], min=0.0)",
+           ("tests/test_consistency.py",), None, "d2m<=t2m by a plain clip: d2m loses its block means"),
+    Mutant("diffusion-multi-first-guess-wrong-stats", "xdownscale/models/diffusion/multi.py",
+           "        mu = [lerp[:, s : s + 1] * self.in_std[:, s : s + 1] + self.in_mean[:, s : s + 1] if s is not None",
+           "        mu = [lerp[:, s : s + 1] * self.in_std[:, :1] + self.in_mean[:, :1] if s is not None",
+           ("tests/test_multi_target_diffusion_liif.py",), None,
+           "every target's first guess de-normalised with the first input's statistics"),
 )
 
 
