@@ -52,6 +52,13 @@ def trailing_windows(times, window: int) -> np.ndarray:
     return np.maximum(idx, starts[:, None])
 
 
+def per_frame(weights: torch.Tensor | None, b: int, t: int) -> torch.Tensor | None:
+    """Cell weights given per sequence (B, ...) repeated for each of its ``t`` frames (B * t, ...)."""
+    if weights is not None and weights.shape[0] == b and b > 1:
+        return weights[:, None].expand(b, t, *weights.shape[1:]).flatten(0, 1)
+    return weights
+
+
 @register_model("rnngan", family="stochastic", wrapper="xdownscale.models.rnngan:RecurrentStochasticNet",
                 probabilistic=True,
                 description="recurrent stochastic GAN (Leinonen et al. 2021): ConvGRU generator and critic over "
@@ -120,8 +127,7 @@ class RecurrentStochasticNet(StochasticNet):
         base = None
         if self.skip is not None:
             base = interpolate(x0, self.factor, self.skip) * self.std + self.mean
-        if weights is not None and weights.shape[0] == b and b > 1:
-            weights = weights[:, None].expand(b, t, *weights.shape[1:]).flatten(0, 1)
+        weights = per_frame(weights, b, t)
         pre = self.constraint.combine(base, residual, self.mean, self.residual_scale)
         out = self.constraint(pre, x_phys, weights)
         return out.reshape(b, t, *out.shape[1:])
@@ -178,8 +184,7 @@ class MultiTargetRecurrentNet(MultiTargetStochasticNet):
         x = self.with_noise(x, noise)
         b, t = x.shape[:2]
         residual = self.body(x).flatten(0, 1)
-        if weights is not None and weights.shape[0] == b and b > 1:
-            weights = weights[:, None].expand(b, t, *weights.shape[1:]).flatten(0, 1)
+        weights = per_frame(weights, b, t)
         out = self.heads(residual, x.flatten(0, 1), None if coarse is None else coarse.flatten(0, 1), weights)
         return out.reshape(b, t, *out.shape[1:])
 
