@@ -194,7 +194,8 @@ def table(path: Path) -> str:
         extra = ""
         if "ratio_by_factor" in r:
             extra = " (" + ", ".join(f"x{k}: {v:.3f}" for k, v in r["ratio_by_factor"].items()) + ")"
-        lines.append(f"| {r.get('var', 'Tair')} x{r['factor']} | {r['label'] if r['method'].startswith('fit') else r['method']} | "
+        field = ("MeteoNet " if r.get("data") == "meteonet" else "") + r.get("var", "Tair")
+        lines.append(f"| {field} x{r['factor']} | {r['label'] if r['method'].startswith('fit') else r['method']} | "
                      f"`{json.dumps(r.get('options', {}))}` | {r['rmse']:.4g} | {r['mae']:.4g} | {crps} | "
                      f"{r['rmse'] / base:.3f}{extra} | {r['updates']} | {rounds} | {r['fit_s']:.0f} |")
     return "\n".join(lines)
@@ -245,6 +246,8 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as tmp:
             sr, info = library(train, test, f, constraint, options, Path(tmp), covariates)
         rows.append({"method": f"fit {label}", "options": options, **scores(sr, test), **info})
+        print(f"fit {label}: RMSE {rows[-1]['rmse']:.4g} ({rows[-1]['rmse'] / bic['rmse']:.3f} x bicubic), "
+              f"{info['updates']} updates, {info['fit_s']:.0f} s", flush=True)
     if not args.no_floor:
         sr, info = floor(train, test, f, args)
         hours = f" {args.floor_hours}h" if args.floor_hours else ""
