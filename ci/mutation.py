@@ -156,6 +156,15 @@ MUTANTS: tuple[Mutant, ...] = (
            "var = beta * (1 - a_s) / (1 - a_t)", "var = beta",
            ("tests/test_diffusion.py",), "eta or oracle or ddpm or posterior",
            "DDPM posterior variance replaced by beta"),
+    # -- the weight average of the shared trainer ------------------------------------------------------
+    Mutant("average-lost-on-resume", "xdownscale/engine/trainer.py",
+           'average = WeightAverage(net, cfg.ema, resume.get("average_state_dict") if resume else None)',
+           "average = WeightAverage(net, cfg.ema, None)",
+           ("tests/test_resume.py",), "interrupted_training", "a resumed run restarts its weight average"),
+    Mutant("average-not-validated", "xdownscale/engine/trainer.py",
+           "        with average.applied(net):  # the averaged weights are the ones validated and kept",
+           "        with __import__(\"contextlib\").nullcontext():",
+           ("tests/test_recipe.py",), "best_validation", "the raw weights validated and kept, not the average"),
     # -- cross-variable consistency and the multi-target families (issue #15) -------------------------
     Mutant("consistency-no-redistribution", "xdownscale/nn/consistency.py",
            "    out = yc + torch.where(deficit > 0, up, down)", "    out = yc",

@@ -85,17 +85,24 @@ def test_default_budget_counts_updates_not_epochs(tmp_path, monkeypatch):
         assert out["updates"] == 30 and [h["updates"] for h in out["history"]] == [6, 12, 18, 24, 30]
 
 
-def test_best_validation_weights_are_restored(tmp_path):
-    net, train_ds, val_ds, cfg = _setup(tmp_path, max_updates=12, evals=4, patience=100)
+@pytest.mark.parametrize("ema,kept", [(0.0, "last_state_dict"), (0.9, "average_state_dict")])
+def test_best_validation_weights_are_restored(tmp_path, ema, kept):
+    """The weights validated best are the ones kept: the raw ones without averaging, the moving
+    average of the weights with it (never the raw weights of that round)."""
+    net, train_ds, val_ds, cfg = _setup(tmp_path, max_updates=12, evals=4, patience=100, ema=ema)
     states = []
     out = train(net, train_ds, val_ds, cfg, torch.device("cpu"), loss_fn=_diverge(net),
-                on_epoch_end=lambda s: states.append(copy.deepcopy(s["last_state_dict"])))
+                on_epoch_end=lambda s: states.append(copy.deepcopy(s)))
     vals = [h["val_loss"] for h in out["history"]]
     assert vals == sorted(vals) and vals[0] < vals[-1]  # the weights got worse round after round
     assert out["best_epoch"] == 0 and len(states) == 4
     for k, v in net.state_dict().items():
-        assert torch.equal(v, states[0][k]), k
-    assert not all(torch.equal(v, states[-1][k]) for k, v in net.state_dict().items())
+        assert torch.equal(v, states[0][kept][k]), k
+    assert not all(torch.equal(v, states[-1][kept][k]) for k, v in net.state_dict().items())
+    if ema:  # the average lags the raw weights: keeping the raw ones would be another state
+        assert not all(torch.equal(v, states[0]["last_state_dict"][k]) for k, v in net.state_dict().items())
+    else:
+        assert "average_state_dict" not in states[0]
 
 
 @pytest.mark.parametrize("min_fraction, rounds", [(0.6, 6), (0.0, 2), (1.0, 10)])

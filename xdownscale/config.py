@@ -32,7 +32,10 @@ class TrainConfig:
     ``epochs`` sets the budget), the weights with the lowest validation loss are kept, and early
     stopping (``patience`` validations without improvement) cannot end a run before
     ``min_fraction`` of the budget is spent. ``precision``: the network body's arithmetic
-    (:mod:`xdownscale.engine.precision`; float32 master weights in every case).
+    (:mod:`xdownscale.engine.precision`; float32 master weights in every case). ``ema``: the decay
+    of an exponential moving average of the weights, which is what is validated and kept (0: the
+    raw weights). On short archives it removes most of the seed-to-seed spread
+    (benchmarks/results/skill_wfde5.md).
     """
 
     epochs: int | None = None
@@ -56,6 +59,7 @@ class TrainConfig:
     device: str = "auto"
     progress: bool = True
     precision: str = DEFAULT_PRECISION
+    ema: float = 0.99
 
     def __post_init__(self):
         if self.lr_schedule not in SCHEDULES:
@@ -76,6 +80,8 @@ class TrainConfig:
             raise ValueError(f"warmup must be a fraction of the budget in [0, 1), got {self.warmup}")
         if not 0 <= self.min_fraction <= 1:
             raise ValueError(f"min_fraction must be in [0, 1], got {self.min_fraction}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be a decay in [0, 1) (0: no averaging), got {self.ema}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 

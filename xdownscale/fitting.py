@@ -24,7 +24,7 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
         var: str | list[str] | None = None, predictors: list[str] | None = None, covariates=None,
         epochs: int | None = None, max_updates: int | None = None, max_minutes: float | None = None,
         batch_size: int = TrainConfig.batch_size, patch_size: int | None = None, learning_rate: float = 1e-3,
-        lr_schedule: str = "cosine",
+        lr_schedule: str = "cosine", ema: float = TrainConfig.ema,
         loss: str = "mse", seed: int = 0, val_fraction: float = 0.2, patience: int = 5,
         samples_per_epoch: int | None = None, val_samples: int | None = None, soft_weight: float = 1.0,
         skip: str | None = "bicubic", checkpoint: str | os.PathLike | None = None,
@@ -98,7 +98,7 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
                       patch_size=patch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule, loss=loss, seed=seed, val_fraction=val_fraction, patience=patience,
                       samples_per_epoch=samples_per_epoch, val_samples=val_samples, soft_weight=soft_weight,
-                      num_workers=num_workers, device=device, progress=progress, precision=precision)
+                      num_workers=num_workers, device=device, progress=progress, precision=precision, ema=ema)
     request = FitRequest(hr=hr, lr=lr, model=model, factor=factor, constraint=constraint,
                          var=var if targets is None else tuple(targets),
                          predictors=tuple(predictors) if predictors else None, covariates=covariates, cfg=cfg,

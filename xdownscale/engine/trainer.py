@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Sampler
 from ..config import DEFAULT_UPDATES, TrainConfig
 from ..nn.constraints import block_mean
 from . import progress
+from .averaging import WeightAverage
 from .precision import autocast, grad_scaler, resolve_precision
 
 log = logging.getLogger("xdownscale")
@@ -240,6 +241,7 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
     budget = Budget(cfg, len(ShardedBatches(len(train_ds), cfg.batch_size)))
     history, start, best, best_epoch, bad = [], 0, float("inf"), -1, 0
     best_state = copy.deepcopy(net.state_dict())
+    average = WeightAverage(net, cfg.ema, resume.get("average_state_dict") if resume else None)
     if resume:
         net.load_state_dict(resume["last_state_dict"])
         opt.load_state_dict(resume["optimizer"])
@@ -285,6 +287,7 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
             running += float(loss.detach()) * len(x)
             seen += len(x)
             budget.updates += 1
+            average.update(net)
             budget.elapsed = time.perf_counter() - t_start
             bar.set_postfix(loss=f"{running / max(seen, 1):.4g}", lr=f"{lr:.2g}")
             p = budget.progress()
@@ -296,7 +299,10 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
                 break
         running, seen = _sum_over_ranks([running, seen], device, world_size)
         seconds = time.perf_counter() - t0
-        val = evaluate_loss(net, val_ds, cfg, device, rank, world_size)
+        with average.applied(net):  # the averaged weights are the ones validated and kept
+            val = evaluate_loss(net, val_ds, cfg, device, rank, world_size)
+            if val < best:
+                best_state = copy.deepcopy(net.state_dict())
         budget.elapsed = time.perf_counter() - t_start
         record = {"epoch": epoch, "updates": budget.updates, "lr": lr, "train_loss": running / max(seen, 1),
                   "val_loss": val, "seconds": seconds, "samples_per_s": seen / max(seconds, 1e-9)}
@@ -304,7 +310,6 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
         improved = val < best
         if improved:
             best, best_epoch, bad = val, epoch, 0
-            best_state = copy.deepcopy(net.state_dict())
         else:
             bad += 1
         summary = (f"round {epoch + 1}, update {budget.updates}/{total}: train {record['train_loss']:.4g}, "
@@ -315,7 +320,8 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
             on_epoch_end({"best_state_dict": best_state, "last_state_dict": net.state_dict(),
                           "optimizer": opt.state_dict(), "epoch": epoch, "updates": budget.updates,
                           "elapsed": budget.elapsed, "history": history, "best_val_loss": best,
-                          "best_epoch": best_epoch, "bad_epochs": bad, "rng": rng_state()})
+                          "best_epoch": best_epoch, "bad_epochs": bad, "rng": rng_state(),
+                          **({"average_state_dict": average.state} if average.state is not None else {})})
         epoch += 1
         if bad >= cfg.patience and budget.progress() >= cfg.min_fraction:
             log.info("early stopping: no improvement for %d validations (%.0f%% of the budget spent)", bad,
