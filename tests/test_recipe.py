@@ -99,6 +99,8 @@ def test_best_validation_weights_are_restored(tmp_path, ema, kept):
     for k, v in net.state_dict().items():
         assert torch.equal(v, states[0][kept][k]), k
     assert not all(torch.equal(v, states[-1][kept][k]) for k, v in net.state_dict().items())
+    if ema:  # the average's own update count travels with it, for resuming
+        assert float(states[0][kept]["__averaged_updates__"]) == out["history"][0]["updates"]
     if ema:  # the average lags the raw weights: keeping the raw ones would be another state
         assert not all(torch.equal(v, states[0]["last_state_dict"][k]) for k, v in net.state_dict().items())
     else:

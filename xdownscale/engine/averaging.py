@@ -3,7 +3,10 @@
 The trainer validates and keeps the averaged weights rather than the last ones: on a short
 archive (17 hourly fields of MeteoNet rain) the raw weights at the validated rounds swing with
 the seed from 0.95x to 1.07x bicubic, the averaged ones stay at 0.92-0.95x
-(benchmarks/results/skill_wfde5.md). Buffers that are not floating point (counters) are copied.
+(benchmarks/results/skill_wfde5.md). The decay warms up as ``min(decay, (1 + n) / (10 + n))``
+after ``n`` updates, so a short run averages its last few updates, not mostly the random
+initial weights (a 30-update fit would otherwise keep a lagging average). Non-float buffers
+(counters) are copied.
 """
 from __future__ import annotations
 
@@ -13,27 +16,38 @@ import copy
 import torch
 from torch import nn
 
+COUNT = "__averaged_updates__"  # the number of updates averaged, kept with the state for resuming
+
 
 class WeightAverage:
     """``avg = decay * avg + (1 - decay) * weights`` after every optimizer step (``decay`` 0: off)."""
 
     def __init__(self, net: nn.Module, decay: float, state: dict | None = None):
         self.decay = float(decay)
-        self.state = None
+        self.state: dict | None = None
         if self.decay > 0:
             source = state if state is not None else net.state_dict()
             self.state = {k: v.detach().clone() for k, v in source.items()}
+            self.state.setdefault(COUNT, torch.zeros((), dtype=torch.float64))
 
     @torch.no_grad()
     def update(self, net: nn.Module) -> None:
         if self.state is None:
             return
+        n = float(self.state[COUNT])
+        decay = min(self.decay, (1 + n) / (10 + n))
         for k, v in net.state_dict().items():
             avg = self.state[k]
             if v.dtype.is_floating_point:
-                avg.mul_(self.decay).add_(v.detach().to(avg.dtype), alpha=1 - self.decay)
+                avg.mul_(decay).add_(v.detach().to(avg.dtype), alpha=1 - decay)
             else:
                 avg.copy_(v)
+        self.state[COUNT] += 1
+
+    def weights(self) -> dict:
+        """The average, as a state dict of the network."""
+        assert self.state is not None
+        return {k: v for k, v in self.state.items() if k != COUNT}
 
     @contextlib.contextmanager
     def applied(self, net: nn.Module):
@@ -42,7 +56,7 @@ class WeightAverage:
             yield
             return
         live = copy.deepcopy(net.state_dict())
-        net.load_state_dict(self.state)
+        net.load_state_dict(self.weights())
         try:
             yield
         finally:
