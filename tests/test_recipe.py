@@ -85,10 +85,13 @@ def test_default_budget_counts_updates_not_epochs(tmp_path, monkeypatch):
         assert out["updates"] == 30 and [h["updates"] for h in out["history"]] == [6, 12, 18, 24, 30]
 
 
-@pytest.mark.parametrize("ema,kept", [(0.0, "last_state_dict"), (0.9, "average_state_dict")])
+@pytest.mark.parametrize("ema,kept", [(0.0, "last_state_dict"), (0.5, "average_state_dict"),
+                                      (0.99, "last_state_dict")])
 def test_best_validation_weights_are_restored(tmp_path, ema, kept):
     """The weights validated best are the ones kept: the raw ones without averaging, the moving
-    average of the weights with it (never the raw weights of that round)."""
+    average of the weights with it (never the raw weights of that round), and the raw ones while
+    the average holds fewer than 1 / (1 - ema) updates (12 updates here: a 0.99 average would
+    still be mostly the initial weights)."""
     net, train_ds, val_ds, cfg = _setup(tmp_path, max_updates=12, evals=4, patience=100, ema=ema)
     states = []
     out = train(net, train_ds, val_ds, cfg, torch.device("cpu"), loss_fn=_diverge(net),
@@ -99,10 +102,10 @@ def test_best_validation_weights_are_restored(tmp_path, ema, kept):
     for k, v in net.state_dict().items():
         assert torch.equal(v, states[0][kept][k]), k
     assert not all(torch.equal(v, states[-1][kept][k]) for k, v in net.state_dict().items())
-    if ema:  # the average's own update count travels with it, for resuming
-        assert float(states[0][kept]["__averaged_updates__"]) == out["history"][0]["updates"]
-    if ema:  # the average lags the raw weights: keeping the raw ones would be another state
+    if kept == "average_state_dict":  # the average lags the raw weights: keeping those would be another state
         assert not all(torch.equal(v, states[0]["last_state_dict"][k]) for k, v in net.state_dict().items())
+    if ema:  # the average's own update count travels with it, for resuming
+        assert float(states[0]["average_state_dict"]["__averaged_updates__"]) == out["history"][0]["updates"]
     else:
         assert "average_state_dict" not in states[0]
 
