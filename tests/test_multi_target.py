@@ -14,7 +14,7 @@ import xarray as xr
 
 import xdownscale as xds
 from xdownscale.errors import DataError
-from xdownscale.testing import assert_conserves, synthetic_field
+from xdownscale.testing import another_model, assert_conserves, synthetic_field, synthetic_pair
 
 F = 4
 TRAIN = dict(epochs=1, batch_size=2, patch_size=16, samples_per_epoch=4, val_samples=2, progress=False, seed=0,
@@ -28,18 +28,12 @@ def _own_store(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def fine():
-    return xr.Dataset({"t2m": synthetic_field("t2m", times=6, ny=16, nx=16, seed=1),
-                       "tp": synthetic_field("tp", times=6, ny=16, nx=16, seed=2)})
+    return synthetic_pair()
 
 
 @pytest.fixture(scope="module")
 def coarse(fine):
-    """A real coarse source: the targets' coarsening, a biased precipitation of "another model"
-    and an unrelated predictor."""
-    lr = fine.downscale.coarsen(F)
-    lr["tp_src"] = (lr["tp"] * 1.3 + 0.01).assign_attrs(lr["tp"].attrs)
-    lr["q"] = lr["t2m"] * 0 + np.random.default_rng(0).random(lr["t2m"].shape).astype("float32")
-    return lr.drop_vars([v for v in lr.data_vars if v.endswith("_bnds")])
+    return another_model(fine, F)
 
 
 def test_joint_fit_conserves_each_target_and_round_trips(fine, tmp_path):

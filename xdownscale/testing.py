@@ -80,3 +80,18 @@ def assert_conserves(pred: xr.DataArray, lr: xr.DataArray, factor: int, rtol: fl
     if not err <= rtol:
         raise AssertionError(f"coarsened prediction differs from the coarse input by {err:.3g} (relative) > {rtol:g}")
     return err
+
+
+def synthetic_pair(*, times: int = 6, ny: int = 16, nx: int = 16) -> xr.Dataset:
+    """Two targets on one fine grid: 2 m temperature and precipitation (seeds 1 and 2)."""
+    return xr.Dataset({"t2m": synthetic_field("t2m", times=times, ny=ny, nx=nx, seed=1),
+                       "tp": synthetic_field("tp", times=times, ny=ny, nx=nx, seed=2)})
+
+
+def another_model(fine: xr.Dataset, factor: int) -> xr.Dataset:
+    """A coarse source that is not just the truth coarsened: the targets' coarsening, plus a biased
+    precipitation ``tp_src`` (x1.3 + 0.01, as from another model) and an unrelated predictor ``q``."""
+    lr = fine.downscale.coarsen(factor)
+    lr["tp_src"] = (lr["tp"] * 1.3 + 0.01).assign_attrs(lr["tp"].attrs)
+    lr["q"] = lr["t2m"] * 0 + np.random.default_rng(0).random(lr["t2m"].shape).astype("float32")
+    return lr.drop_vars([v for v in lr.data_vars if v.endswith("_bnds")])
