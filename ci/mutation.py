@@ -83,6 +83,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("prediction-fills-only-the-target-channel", "xdownscale/engine/infer.py",
            "        x = fill_nearest(x)  # every channel", "        x[:, :1] = fill_nearest(x[:, :1])  # every channel",
            ("tests/test_fill.py",), None, "prediction fills the target channel only, not the predictors"),
+    Mutant("fill-lands-in-a-reordered-copy", "xdownscale/data/fill.py",
+           'maps = np.array(maps, copy=True, order="C")', "maps = np.array(maps, copy=True)",
+           ("tests/test_fill.py",), None, "transposed multi-channel blocks come back unfilled (zeros in prediction)"),
     # -- coarsening and cell weights -----------------------------------------------------------------
     Mutant("coarsen-unweighted", "xdownscale/grid/coarsen.py",
            'w = area_weights(da, axes).astype("float64")',

@@ -31,6 +31,19 @@ def test_masks_that_differ_between_maps_are_filled_each_from_its_own_cells():
     np.testing.assert_array_equal(out[0, 1:], a[1:])
 
 
+def test_a_stack_in_any_memory_order_is_filled():
+    """Tiled inference hands over (batch, channel) blocks transposed from (channel, batch): the
+    fill must land in the returned array, not in a reordered copy (it did not, for more than one
+    channel and more than one time step)."""
+    stack = np.arange(2 * 3 * 9, dtype="float32").reshape(3, 2, 3, 3)
+    stack[:, :, 0, 0] = np.nan
+    blocks = stack.transpose(1, 0, 2, 3)
+    assert not blocks.flags["C_CONTIGUOUS"]
+    out = fill_nearest(blocks)
+    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(out[..., 1:, :], blocks[..., 1:, :])
+
+
 def body_input_in_prediction(m, predict) -> torch.Tensor:
     """What ``m``'s network body receives when ``predict()`` runs (its last call: a memory
     probe may run the body before)."""
@@ -95,8 +108,8 @@ def test_a_predictor_with_missing_cells_is_filled_in_prediction_as_in_training(t
     ds = xr.Dataset({"t2m": t2m, "q": q})
     m = xds.fit(ds, var="t2m", predictors=["q"], factor=4, model="espcn", n_blocks=1, width=8, max_updates=1,
                 batch_size=2, progress=False, checkpoint=tmp_path / "m.pt")
-    lr = ds.isel(time=[3]).downscale.coarsen(4)
-    x_pred = body_input_in_prediction(m, lambda: xds.predict(lr, model=m, var="t2m").load())
+    lr = ds.isel(time=[2, 3]).downscale.coarsen(4)  # two time steps and two channels
+    x_pred = body_input_in_prediction(m, lambda: xds.predict(lr, model=m, var="t2m").load())[-1:]
     norm = m.meta["normalization"]
     pair = make_pair(t2m, 4)
     ds_train = PatchDataset(pair, dict(norm["target"]), [3], patch_size=64, n_samples=1, seed=0,
@@ -111,3 +124,30 @@ def test_complete_maps_are_returned_as_they_are():
     assert fill_nearest(maps) is maps  # no copy on the hot path of complete fields
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         fill_nearest(np.array([1.0, np.nan]))
+
+
+def test_a_temporal_network_sees_in_prediction_what_it_was_trained_on(coast, tmp_path):
+    """The packed window of a temporal model, over several hours of a coast: the missing cells
+    hold their nearest neighbours in both paths (prediction fed zeros there until 2026-12-07)."""
+    from xdownscale.families.temporal.dataset import SequencePatchDataset
+
+    m = xds.fit(coast, factor=4, model="convgru", channels=4, residual_blocks=1, window=3, max_updates=1,
+                batch_size=2, progress=False, checkpoint=tmp_path / "m.pt")
+    lr = xds.coarsen(coast, 4)
+    seen = []
+    hook = m.module.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+    try:
+        xds.predict(lr, model=m).load()
+    finally:
+        hook.remove()
+    x_pred = torch.cat(seen[-1:])  # every hour in one batch: (T, 1 + 2 + window, h, w)
+    stats = dict(m.meta["normalization"]["target"])
+    coarse = lr.transpose("time", ...).values.astype("float64")
+    fine = coast.transpose("time", ...).values.astype("float64")
+    n = len(coarse)
+    ds = SequencePatchDataset(coarse, fine, np.ones(fine.shape[-2]), stats, [3], np.zeros(n, int),
+                              np.full(n, n - 1), window=3, time_factor=1, factor=4, patch_size=64, n_samples=1,
+                              seed=0)
+    x_train = ds[0][0]
+    assert torch.isfinite(x_train).all() and np.isnan(coarse[3]).any()
+    torch.testing.assert_close(x_pred[3], x_train, rtol=1e-5, atol=1e-5)

@@ -38,7 +38,9 @@ def fill_nearest(maps: np.ndarray) -> np.ndarray:
         raise ValueError(f"fill_nearest needs maps of at least 2 dimensions, got shape {np.shape(maps)}")
     if np.isfinite(maps).all():
         return maps
-    maps = np.array(maps, copy=True)
+    # C order, so that the reshape below is a view and the fill lands in ``maps``: a transposed
+    # (batch, channel) block copied in its own order would be filled in a throwaway copy
+    maps = np.array(maps, copy=True, order="C")
     flat = maps.reshape(-1, *maps.shape[-2:])
     for i in range(len(flat)):
         bad = ~np.isfinite(flat[i])
