@@ -7,6 +7,8 @@ Pinned public API:
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -209,3 +211,22 @@ def test_families_without_the_layer_refuse_rules_in_one_line(fine, model, option
                                         r"drop consistency="):
         fine[HUMID].downscale.fit(var=HUMID, model=model, factor=None if model == "liif" else F,
                                   consistency=["d2m<=t2m"], **train, **options)
+
+
+def test_a_coarse_input_that_breaks_a_rule_is_named_in_a_warning(fine, tmp_path):
+    """There the rule wins over conservation: the user is told where and by how much, once per rule."""
+    m = fine[HUMID].downscale.fit(var=HUMID, constraint="add", consistency=["0<=r<=100", "d2m<=t2m"],
+                                  checkpoint=tmp_path / "m.pt", **TRAIN)
+    lr = fine[HUMID].downscale.coarsen(F).load()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clean input: no warning at all
+        xds.predict(lr, model=m)
+    bad = lr.copy(deep=True)
+    bad["r"][0, 0, 0] = 101.5
+    bad["d2m"][1, 2, 3] = bad["t2m"][1, 2, 3] + 0.25
+    with pytest.warns(UserWarning) as caught:
+        xds.predict(bad, model=m)
+    lines = [str(w.message) for w in caught if "consistency rule" in str(w.message)]
+    assert len(lines) == 2
+    assert "'0<=r<=100': 1 of" in lines[0] and "101.5" in lines[0]
+    assert "'d2m<=t2m': 1 of" in lines[1] and "0.25" in lines[1]

@@ -34,6 +34,7 @@ import math
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..errors import DataError
@@ -203,6 +204,32 @@ def parse_rules(spec, targets: list[str]) -> list[Rule]:
         if isinstance(rule, Bounds) and not rule.lower < rule.upper:
             raise DataError(f"consistency rule {str(rule)!r} has lower >= upper: give lower < upper")
     return rules
+
+
+def coarse_breaches(rules: list, coarse: dict) -> list[str]:
+    """One line per rule that the coarse fields themselves break, where the rule then wins over
+    conservation (module docstring). ``coarse``: {target: array of its conserved coarse field}
+    (targets without one are left out). The magnitude rule is not checked: a conserved speed's
+    block mean is at least the magnitude of the mean vector, so its coarse fields agree with it."""
+    lines = []
+    for rule in rules:
+        if isinstance(rule, Bounds) and rule.var in coarse:
+            values = np.asarray(coarse[rule.var], dtype="float64")
+            bad = (values < rule.lower) | (values > rule.upper)
+            worst = values[bad]
+            extreme = (worst.max() if worst.size and worst.max() > rule.upper else worst.min()) if worst.size else 0
+        elif isinstance(rule, LessEqual) and rule.lesser in coarse and rule.greater in coarse:
+            excess = np.asarray(coarse[rule.lesser], "float64") - np.asarray(coarse[rule.greater], "float64")
+            bad = excess > 0
+            extreme = excess[bad].max() if bad.any() else 0
+        else:
+            continue
+        n = int(bad.sum())
+        if n:
+            what = f"up to {extreme:.4g}" if isinstance(rule, Bounds) else f"by up to {extreme:.4g}"
+            lines.append(f"consistency rule {str(rule)!r}: {n} of {bad.size} coarse input cells break it ({what}); "
+                         "there the rule wins and those cells' means are clamped, not conserved")
+    return lines
 
 
 class Consistency(torch.nn.Module):

@@ -111,7 +111,25 @@ def multi_inputs(request: PredictRequest, downscaler) -> tuple[list[xr.DataArray
     if offset is not None and any(abs(o) > 0 for o in offset):
         inputs = on_training_offset(inputs, offset)
     sources = [None if info["sources"][t] is None else names.index(info["sources"][t]) for t in targets]
+    warn_coarse_breaches(info.get("consistency") or [], targets, inputs, sources)
     return inputs, sources
+
+
+def warn_coarse_breaches(rules: list, targets: list[str], inputs: list[xr.DataArray], sources: list) -> None:
+    """A warning per consistency rule that the conserved coarse inputs break (the rule then wins
+    over conservation in those cells). Inputs held in memory only: a lazy input would need a pass
+    of its own over the data."""
+    if not rules:
+        return
+    import warnings
+
+    from ...nn.consistency import coarse_breaches, parse_rules
+
+    coarse = {t: inputs[k].values for t, k in zip(targets, sources)
+              if k is not None and isinstance(inputs[k].data, np.ndarray)}
+    for line in coarse_breaches(parse_rules(rules, targets), coarse):
+        log.warning(line)
+        warnings.warn(line, stacklevel=5)
 
 
 def predict_multi(request: PredictRequest, downscaler) -> xr.Dataset:
