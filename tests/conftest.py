@@ -30,6 +30,12 @@ def _private_model_store(tmp_path_factory):
         yield
 
 
+@pytest.fixture
+def own_store(tmp_path, monkeypatch):
+    """An empty model store for one test (``pytestmark = pytest.mark.usefixtures("own_store")``)."""
+    monkeypatch.setenv("XDOWNSCALE_HOME", str(tmp_path / "store"))
+
+
 def find_data_dir() -> Path | None:
     """``$XDOWNSCALE_TEST_DATA``, else ``../shared/data`` beside the repository; None if absent."""
     env = os.environ.get("XDOWNSCALE_TEST_DATA")

@@ -27,9 +27,7 @@ HUMID = ["t2m", "d2m", "r"]
 WIND = ["u10", "v10", "ws"]
 
 
-@pytest.fixture(autouse=True)
-def _own_store(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDOWNSCALE_HOME", str(tmp_path / "store"))
+pytestmark = pytest.mark.usefixtures("own_store")
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,7 @@ DATA = Path(__file__).parent / "data"
 OLD_CNN = DATA / "checkpoint_v1_cnn.pt"  # written by xdownscale before the record (format version 1)
 
 
-@pytest.fixture(autouse=True)
-def _own_store(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDOWNSCALE_HOME", str(tmp_path / "store"))
+pytestmark = pytest.mark.usefixtures("own_store")
 
 
 def test_every_family_answers_the_protocol():

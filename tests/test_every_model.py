@@ -50,9 +50,7 @@ def data():
     return hr, xds.coarsen(hr, FACTOR)
 
 
-@pytest.fixture(autouse=True)
-def _own_store(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDOWNSCALE_HOME", str(tmp_path / "store"))
+pytestmark = pytest.mark.usefixtures("own_store")
 
 
 def test_every_registered_model_has_a_row():

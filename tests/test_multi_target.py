@@ -21,9 +21,7 @@ TRAIN = dict(epochs=1, batch_size=2, patch_size=16, samples_per_epoch=4, val_sam
              width=8, n_blocks=1)
 
 
-@pytest.fixture(autouse=True)
-def _own_store(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDOWNSCALE_HOME", str(tmp_path / "store"))
+pytestmark = pytest.mark.usefixtures("own_store")
 
 
 @pytest.fixture(scope="module")

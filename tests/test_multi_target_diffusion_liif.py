@@ -26,9 +26,7 @@ LIIF = dict(width=4, n_blocks=1, hidden=8, queries=32, lr_patch=4, scales=(2.0, 
 SAMPLE = dict(members=2, steps=2)
 
 
-@pytest.fixture(autouse=True)
-def _own_store(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDOWNSCALE_HOME", str(tmp_path / "store"))
+pytestmark = pytest.mark.usefixtures("own_store")
 
 
 @pytest.fixture(scope="module")

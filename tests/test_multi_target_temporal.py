@@ -24,9 +24,7 @@ TEMPORAL = {"convgru": dict(channels=4, residual_blocks=1, window=3),
 RNNGAN = dict(width=8, n_blocks=1, noise_channels=2, window=2, content_members=2, val_members=2)
 
 
-@pytest.fixture(autouse=True)
-def _own_store(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDOWNSCALE_HOME", str(tmp_path / "store"))
+pytestmark = pytest.mark.usefixtures("own_store")
 
 
 @pytest.fixture(scope="module")
