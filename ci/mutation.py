@@ -165,9 +165,13 @@ MUTANTS: tuple[Mutant, ...] = (
            "average = WeightAverage(net, cfg.ema, None)",
            ("tests/test_resume.py",), "interrupted_training", "a resumed run restarts its weight average"),
     Mutant("average-not-validated", "xdownscale/engine/trainer.py",
-           "        with average.applied(net):  # the averaged weights are the ones validated and kept",
-           "        with __import__(\"contextlib\").nullcontext():",
-           ("tests/test_recipe.py",), "best_validation", "the raw weights validated and kept, not the average"),
+           "            with average.applied(net):\n                val_average",
+           "            with __import__(\"contextlib\").nullcontext():\n                val_average",
+           ("tests/test_recipe.py",), "best_validation", "the raw weights validated twice, the average never"),
+    Mutant("average-validated-alone", "xdownscale/engine/trainer.py",
+           "            val = min(val_raw, val_average)", "            val = val_average",
+           ("tests/test_recipe.py",), "raw_and_average", "once ready, the average is kept even where the raw "
+           "weights validate better"),
     # -- cross-variable consistency and the multi-target families (issue #15) -------------------------
     Mutant("consistency-no-redistribution", "xdownscale/nn/consistency.py",
            "    out = yc + torch.where(deficit > 0, up, down)", "    out = yc",

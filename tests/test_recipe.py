@@ -110,6 +110,24 @@ def test_best_validation_weights_are_restored(tmp_path, ema, kept):
         assert "average_state_dict" not in states[0]
 
 
+def test_raw_and_average_are_both_validated_and_the_better_is_kept(tmp_path):
+    """While the training still improves, the average lags the raw weights: validating it alone
+    (as before) ended short runs at the round it became ready. Each round keeps the better."""
+    net, train_ds, val_ds, cfg = _setup(tmp_path, max_updates=40, evals=8, patience=100, ema=0.9,
+                                        learning_rate=3e-3)
+    states = []
+    out = train(net, train_ds, val_ds, cfg, torch.device("cpu"), on_epoch_end=lambda s: states.append(copy.deepcopy(s)))
+    ready = [h for h in out["history"] if h["val_average"] is not None]
+    assert [h["updates"] for h in ready] == [10, 15, 20, 25, 30, 35, 40]  # 1 / (1 - 0.9) updates averaged
+    assert all(h["val_loss"] == min(h["val_raw"], h["val_average"]) for h in ready)
+    assert any(h["val_raw"] < h["val_average"] for h in ready)  # else the test cannot tell the rules apart
+    best = out["history"][out["best_epoch"]]
+    kept = "last_state_dict" if best["val_average"] is None or best["val_raw"] <= best["val_average"] \
+        else "average_state_dict"
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, states[out["best_epoch"]][kept][k]), k
+
+
 @pytest.mark.parametrize("min_fraction, rounds", [(0.6, 6), (0.0, 2), (1.0, 10)])
 def test_early_stopping_cannot_end_a_run_before_min_fraction(tmp_path, min_fraction, rounds):
     """Patience 1 and a validation loss that only rises: stop at the first round past min_fraction."""

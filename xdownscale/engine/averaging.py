@@ -8,6 +8,11 @@ averaged, the average still carries much of the random initial weights, so it is
 from then on: a short run (a 30-update fit) validates and keeps its raw weights. A warm-up of
 the decay instead (``min(decay, (1 + n) / (10 + n))``) gave away most of the gain on longer runs
 (MeteoNet tp: 0.988 and 0.987 against 0.947 and 0.916). Non-float buffers (counters) are copied.
+
+Once ready, the average still holds 0.99^100 = 37 % of the initial weights, and can validate
+worse than the raw weights for a while. So the trainer validates both and keeps the better.
+Validating the average alone ended short runs there: liif with a 300-update budget went from
+0.068 to 0.077 at the switch, and early stopping ended it at 165 updates (0.949x bicubic).
 """
 from __future__ import annotations
 
@@ -52,7 +57,8 @@ class WeightAverage:
     @property
     def ready(self) -> bool:
         """Whether enough updates are averaged for the average to stand for the recent weights."""
-        return self.state is not None and float(self.state[COUNT]) >= 1 / (1 - self.decay)
+        # 1 / (1 - 0.99) is 100.00000000000009 in floats: without the tolerance, update 100 is not enough
+        return self.state is not None and float(self.state[COUNT]) >= 1 / (1 - self.decay) - 1e-6
 
     @contextlib.contextmanager
     def applied(self, net: nn.Module):

@@ -299,13 +299,22 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
                 break
         running, seen = _sum_over_ranks([running, seen], device, world_size)
         seconds = time.perf_counter() - t0
-        with average.applied(net):  # the averaged weights are the ones validated and kept
-            val = evaluate_loss(net, val_ds, cfg, device, rank, world_size)
-            if val < best:
-                best_state = copy.deepcopy(net.state_dict())
+        # the raw and (once ready) the averaged weights are validated, and the better is kept: just
+        # after it becomes ready the average can still lag the raw weights (averaging.py)
+        val = val_raw = evaluate_loss(net, val_ds, cfg, device, rank, world_size)
+        if val < best:
+            best_state = copy.deepcopy(net.state_dict())
+        val_average = None
+        if average.ready:
+            with average.applied(net):
+                val_average = evaluate_loss(net, val_ds, cfg, device, rank, world_size)
+                if val_average < min(val_raw, best):
+                    best_state = copy.deepcopy(net.state_dict())
+            val = min(val_raw, val_average)
         budget.elapsed = time.perf_counter() - t_start
         record = {"epoch": epoch, "updates": budget.updates, "lr": lr, "train_loss": running / max(seen, 1),
-                  "val_loss": val, "seconds": seconds, "samples_per_s": seen / max(seconds, 1e-9)}
+                  "val_loss": val, "val_raw": val_raw, "val_average": val_average, "seconds": seconds,
+                  "samples_per_s": seen / max(seconds, 1e-9)}
         history.append(record)
         improved = val < best
         if improved:
