@@ -34,8 +34,9 @@ class TrainConfig:
     stopping (``patience`` validations without improvement) cannot end a run before
     ``min_fraction`` of the budget is spent. ``precision``: the network body's arithmetic
     (:mod:`xdownscale.engine.precision`; float32 master weights in every case). ``ema``: the decay
-    of an exponential moving average of the weights, which is what is validated and kept (0: the
-    raw weights). On short archives it removes most of the seed-to-seed spread
+    of an exponential moving average of the weights. Once it holds 1 / (1 - ema) updates, each
+    validation scores both it and the raw weights and keeps the better (0: raw weights only). On
+    short archives it removes most of the seed-to-seed spread
     (benchmarks/results/skill_wfde5.md).
     """
 
