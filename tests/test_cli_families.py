@@ -65,3 +65,28 @@ def test_cli_rejects_an_option_the_model_does_not_take(tmp_path):
                "--out", str(tmp_path / "x.nc"), "-q"])
     assert rc == 2
     assert not (tmp_path / "x.nc").exists()
+
+
+def test_cli_liif_conserves_with_a_constraint_given_at_prediction(liif_files):
+    """liif is trained without one; --constraint applies it at prediction, per coarse cell."""
+    root, ckpt = liif_files
+    with xr.open_dataset(root / "lr.nc") as ds:
+        lr = ds["t2m"].load()
+    errors = {}
+    for flag in ([], ["--constraint", "softmax"], ["--constraint", "add"]):
+        out = root / f"x4{'_'.join(flag)}.nc"
+        assert main(["predict", str(root / "lr.nc"), "--model", str(ckpt), "--factor", "4", "--out", str(out),
+                     "-q", *flag]) == 0
+        with xr.open_dataset(out) as ds:
+            back = ds["t2m"].load().downscale.coarsen(4)
+        errors[" ".join(flag)] = float(np.abs(back.values - lr.values).max() / np.abs(lr.values).max())
+    assert errors[""] > 1e-4  # the plain prediction does not conserve, or the test could not tell
+    assert errors["--constraint softmax"] < 1e-5 and errors["--constraint add"] < 1e-5
+
+
+def test_cli_predict_rejects_a_malformed_constraint_in_one_line(liif_files, capsys):
+    root, ckpt = liif_files
+    out = root / "bad.nc"
+    assert main(["predict", str(root / "lr.nc"), "--model", str(ckpt), "--factor", "4", "--out", str(out), "-q",
+                 "--constraint", "t2m=add,tp"]) == 2
+    assert "VAR=NAME pairs" in capsys.readouterr().err and not out.exists()

@@ -201,3 +201,16 @@ def test_cli_predicts_every_target_of_a_liif_at_the_asked_factor(liif_path, fine
     with xr.open_dataset(tmp_path / "sr.nc") as sr:
         for name in ("msl", "tp"):
             assert sr[name].shape == fine[name].shape and sr[name].attrs["units"] == fine[name].attrs["units"]
+
+
+def test_cli_liif_takes_a_constraint_per_target_at_prediction(liif_path, fine, tmp_path):
+    from xdownscale.cli import main
+
+    lr = fine.downscale.coarsen(2)
+    lr.to_netcdf(tmp_path / "coarse.nc")
+    assert main(["predict", str(tmp_path / "coarse.nc"), "--model", str(liif_path), "--factor", "2",
+                 "--constraint", "msl=add,tp=softmax", "--out", str(tmp_path / "sr.nc"), "-q"]) == 0
+    with xr.open_dataset(tmp_path / "sr.nc") as sr:
+        for name in ("msl", "tp"):
+            assert_conserves(sr[name].load(), lr[name], 2, rtol=1e-5)
+        assert float(sr["tp"].min()) >= 0

@@ -170,6 +170,9 @@ run '{PROG} COMMAND --help' for the options of each command.""")
                    help="a model family's own prediction option, repeatable: members=10, seed=1, steps=20, "
                         "time_factor=3 (see 'xdownscale models --options MODEL')")
     p.add_argument("--var", help="variable to downscale (default: the checkpoint's or the file's only one)")
+    p.add_argument("--constraint", metavar="NAME|VAR=NAME,...",
+                   help="liif: the hard constraint applied at prediction (add, mult, softmax, scadd), or one per "
+                        "target (msl=add,tp=softmax); other models keep the one they were trained with")
     p.add_argument("--covariates", metavar="FILE", help="static fine-grid inputs the model was trained with")
     p.add_argument("--chunks", type=int, metavar="N", help="spatial tile size in coarse cells (default: automatic)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")

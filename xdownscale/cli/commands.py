@@ -125,6 +125,16 @@ def _open_covariates(path):
     return ds[names]
 
 
+def _predict_constraint(text: str):
+    """``--constraint``: one name (``softmax``) or one per target (``msl=add,tp=softmax``)."""
+    if "=" not in text:
+        return text.strip()
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not all(item.count("=") == 1 and all(part.strip() for part in item.split("=")) for item in items):
+        raise CLIError(f"--constraint {text!r}: write one name (softmax) or VAR=NAME pairs (msl=add,tp=softmax)")
+    return {k.strip(): v.strip() for k, v in (item.split("=") for item in items)}
+
+
 def cmd_predict(args) -> int:
     """``predict``: the file is opened lazily without Dask, so :func:`xdownscale.predict` chunks it
     exactly as it chunks an in-memory field (see ``engine.infer.plan_chunks``), under the same memory
@@ -144,6 +154,8 @@ def cmd_predict(args) -> int:
         model = xd.load(Path(model).expanduser())
         fallback = model.variable
     options = parse_options(args.option)
+    if args.constraint:
+        options["constraint"] = _predict_constraint(args.constraint)
     if args.target:
         options["target"] = open_data(args.target, role="target grid (--target)")
     if args.points:
