@@ -169,7 +169,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "            with __import__(\"contextlib\").nullcontext():\n                val_average",
            ("tests/test_recipe.py",), "best_validation", "the raw weights validated twice, the average never"),
     Mutant("average-validated-alone", "xdownscale/engine/trainer.py",
-           "            val = min(val_raw, val_average)", "            val = val_average",
+           "        use_average = val_average is not None and val_average < val_raw",
+           "        use_average = val_average is not None",
            ("tests/test_recipe.py",), "raw_and_average", "once ready, the average is kept even where the raw "
            "weights validate better"),
     # -- cross-variable consistency and the multi-target families (issue #15) -------------------------

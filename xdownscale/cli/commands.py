@@ -127,12 +127,9 @@ def _open_covariates(path):
 
 def _predict_constraint(text: str):
     """``--constraint``: one name (``softmax``) or one per target (``msl=add,tp=softmax``)."""
-    if "=" not in text:
-        return text.strip()
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not all(item.count("=") == 1 and all(part.strip() for part in item.split("=")) for item in items):
-        raise CLIError(f"--constraint {text!r}: write one name (softmax) or VAR=NAME pairs (msl=add,tp=softmax)")
-    return {k.strip(): v.strip() for k, v in (item.split("=") for item in items)}
+    from ..engine.multi_setup import constraint_pairs
+
+    return constraint_pairs(text) if "=" in text else text.strip()
 
 
 def cmd_predict(args) -> int:

@@ -43,12 +43,21 @@ from .setup import POSITIVE_CONSTRAINTS, cf_attrs, check_constraint_fits, grid_s
 SECTION = MULTI_TARGET_SECTION
 
 
+def constraint_pairs(text: str) -> dict[str, str]:
+    """``{"msl": "add", "tp": "softmax"}`` from the command line's ``"msl=add,tp=softmax"``."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    pairs = [item.split("=") for item in items]
+    if not pairs or not all(len(p) == 2 and p[0].strip() and p[1].strip() for p in pairs):
+        raise DataError(f"constraint {text!r}: write one name (softmax) or VAR=NAME pairs (msl=add,tp=softmax)")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
 def parse_constraints(constraint, targets: list[str]) -> dict[str, tuple[str, str | None]]:
     """``{target: (constraint, named source input or None)}`` from a name for all targets, a dict
     by target (values ``"add"``, ``("add", "input")`` or ``"add@input"``), or the CLI's
     ``"msl=add,tp=softmax@tp_arpege"``. Targets not named get ``"none"``."""
     if isinstance(constraint, str) and "=" in constraint:
-        constraint = dict(item.split("=", 1) for item in constraint.split(",") if item.strip())
+        constraint = constraint_pairs(constraint)
     if constraint is None or isinstance(constraint, str):
         constraint = {t: constraint or "none" for t in targets}
     if not isinstance(constraint, dict):

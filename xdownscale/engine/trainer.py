@@ -301,16 +301,15 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
         seconds = time.perf_counter() - t0
         # the raw and (once ready) the averaged weights are validated, and the better is kept: just
         # after it becomes ready the average can still lag the raw weights (averaging.py)
-        val = val_raw = evaluate_loss(net, val_ds, cfg, device, rank, world_size)
-        if val < best:
-            best_state = copy.deepcopy(net.state_dict())
+        val_raw = evaluate_loss(net, val_ds, cfg, device, rank, world_size)
         val_average = None
         if average.ready:
             with average.applied(net):
                 val_average = evaluate_loss(net, val_ds, cfg, device, rank, world_size)
-                if val_average < min(val_raw, best):
-                    best_state = copy.deepcopy(net.state_dict())
-            val = min(val_raw, val_average)
+        use_average = val_average is not None and val_average < val_raw
+        val = val_average if use_average else val_raw
+        if val < best:  # one copy, of the weights that won
+            best_state = copy.deepcopy(average.weights() if use_average else net.state_dict())
         budget.elapsed = time.perf_counter() - t_start
         record = {"epoch": epoch, "updates": budget.updates, "lr": lr, "train_loss": running / max(seen, 1),
                   "val_loss": val, "val_raw": val_raw, "val_average": val_average, "seconds": seconds,

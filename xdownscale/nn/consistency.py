@@ -215,9 +215,9 @@ def coarse_breaches(rules: list, coarse: dict) -> list[str]:
     for rule in rules:
         if isinstance(rule, Bounds) and rule.var in coarse:
             values = np.asarray(coarse[rule.var], dtype="float64")
-            bad = (values < rule.lower) | (values > rule.upper)
-            worst = values[bad]
-            extreme = (worst.max() if worst.size and worst.max() > rule.upper else worst.min()) if worst.size else 0
+            beyond = np.fmax(values - rule.upper, rule.lower - values)  # > 0 outside the bounds, NaN where missing
+            bad = beyond > 0
+            extreme = values[bad][np.argmax(beyond[bad])] if bad.any() else 0
         elif isinstance(rule, LessEqual) and rule.lesser in coarse and rule.greater in coarse:
             excess = np.asarray(coarse[rule.lesser], "float64") - np.asarray(coarse[rule.greater], "float64")
             bad = excess > 0
