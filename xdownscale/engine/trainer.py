@@ -302,12 +302,12 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
         # the raw and (once ready) the averaged weights are validated, and the better is kept: just
         # after it becomes ready the average can still lag the raw weights (averaging.py)
         val_raw = evaluate_loss(net, val_ds, cfg, device, rank, world_size)
-        val_average = None
+        val_average: float | None = None
         if average.ready:
             with average.applied(net):
                 val_average = evaluate_loss(net, val_ds, cfg, device, rank, world_size)
         use_average = val_average is not None and val_average < val_raw
-        val = val_average if use_average else val_raw
+        val = val_average if val_average is not None and use_average else val_raw
         if val < best:  # one copy, of the weights that won
             best_state = copy.deepcopy(average.weights() if use_average else net.state_dict())
         budget.elapsed = time.perf_counter() - t_start
