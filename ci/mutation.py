@@ -195,6 +195,18 @@ MUTANTS: tuple[Mutant, ...] = (
            "        mu = [lerp[:, s : s + 1] * self.in_std[:, :1] + self.in_mean[:, :1] if s is not None",
            ("tests/test_multi_target_diffusion_liif.py",), None,
            "every target's first guess de-normalised with the first input's statistics"),
+    # -- liif's recipe (issue #13) ---------------------------------------------------------------------
+    Mutant("liif-integer-share-ignored", "xdownscale/families/implicit/fit.py",
+           "        if self.integer_share > 0 and self.integers and rng.random() < self.integer_share:",
+           "        if False:",
+           ("tests/test_liif.py",), "integer_share", "every training batch at a uniform real scale"),
+    Mutant("liif-family-learning-rate-lost", "xdownscale/fitting.py",
+           "        learning_rate = defaults.get(\"learning_rate\", TrainConfig.learning_rate)",
+           "        learning_rate = TrainConfig.learning_rate",
+           ("tests/test_liif.py",), "learning_rate", "a family's own learning rate replaced by the shared one"),
+    Mutant("liif-validation-not-capped", "xdownscale/families/implicit/fit.py",
+           "max(cfg.batch_size, min(n_train // 4, VAL_WINDOWS))", "max(cfg.batch_size, n_train // 4)",
+           ("tests/test_liif.py",), "validation_windows", "liif validates on a quarter of an epoch again"),
 )
 
 

@@ -270,3 +270,39 @@ def test_a_batch_shares_one_scale_and_small_scales_keep_the_full_window():
         assert ds[i][0].shape[-1] == p
     assert all(len(v) == 1 for v in sizes.values())
     assert {p for v in sizes.values() for _, p in v} >= {8}
+
+
+@pytest.mark.parametrize("share, lo, hi", [(0.0, 0.0, 0.3), (0.5, 0.4, 0.8), (1.0, 1.0, 1.0)])
+def test_integer_share_draws_that_share_of_batches_at_whole_factors(share, lo, hi):
+    """With scales 1.5-4 the whole factors are 2, 3 and 4: their windows nest exactly (cell = 1/k). A
+    uniform draw lands on a whole ratio too when the window rounds to one (about 15 % here)."""
+    field = np.random.default_rng(0).normal(size=(4, 48, 64))
+    ds = ScaleSampleDataset(field, np.ones(48), {"mean": 0.0, "std": 1.0}, np.arange(4), scales=(1.5, 4.0),
+                            lr_patch=8, queries=16, n_samples=80, seed=2, integer_share=share)
+    cells = np.array([float(ds[i][2][0, 2]) for i in range(80)])
+    whole = np.isclose(cells[:, None], [1 / 2, 1 / 3, 1 / 4], atol=1e-6).any(axis=1)
+    assert lo <= whole.mean() <= hi
+    if share == 1.0:
+        assert {round(1 / c) for c in cells} == {2, 3, 4}
+
+
+def test_liif_trains_at_its_family_learning_rate_unless_one_is_given(model, hr, tmp_path):
+    assert model.meta["training"]["config"]["learning_rate"] == pytest.approx(3e-3)
+    m = hr.downscale.fit(model="liif", seed=0, checkpoint=tmp_path / "l.pt", learning_rate=1e-3,
+                         **{**TINY, "epochs": 1})
+    assert m.meta["training"]["config"]["learning_rate"] == pytest.approx(1e-3)
+    assert m.meta["training"]["integer_share"] == 0.5
+
+
+def test_integer_share_outside_zero_one_is_a_clear_error(hr):
+    with pytest.raises(DataError, match="integer_share"):
+        hr.downscale.fit(model="liif", integer_share=1.5, **TINY)
+
+
+def test_validation_windows_are_capped_unless_asked_for(hr, tmp_path):
+    """A quarter of a large epoch (1,000 windows here) would cost as much as training; 512 are kept."""
+    opts = {**TINY, "epochs": None, "max_updates": 1, "samples_per_epoch": 4000, "val_samples": None}
+    m = hr.downscale.fit(model="liif", seed=0, checkpoint=tmp_path / "l.pt", **opts)
+    assert m.meta["training"]["val_samples"] == 512
+    m = hr.downscale.fit(model="liif", seed=0, checkpoint=tmp_path / "l.pt", **{**opts, "val_samples": 600})
+    assert m.meta["training"]["val_samples"] == 600

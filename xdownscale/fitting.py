@@ -23,7 +23,8 @@ def multi_target(model: str) -> bool:
 def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None, constraint="none",
         var: str | list[str] | None = None, predictors: list[str] | None = None, covariates=None,
         epochs: int | None = None, max_updates: int | None = None, max_minutes: float | None = None,
-        batch_size: int = TrainConfig.batch_size, patch_size: int | None = None, learning_rate: float = 1e-3,
+        batch_size: int = TrainConfig.batch_size, patch_size: int | None = None,
+        learning_rate: float | None = None,
         lr_schedule: str = "cosine", ema: float = TrainConfig.ema,
         loss: str = "mse", seed: int = 0, val_fraction: float = 0.2, patience: int = 5,
         samples_per_epoch: int | None = None, val_samples: int | None = None, soft_weight: float = 1.0,
@@ -59,6 +60,7 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     :data:`~xdownscale.config.DEFAULT_MODEL_OPTIONS` (``model="cnn"`` is Harder et al.'s network).
     Budget: ``max_updates`` optimizer steps and/or ``max_minutes`` (``epochs`` still accepted;
     none given: a fixed number of updates, the same on any archive), see :class:`TrainConfig`.
+    ``learning_rate``: Adam's peak rate; None takes the family's (1e-3; ``liif`` 3e-3).
     ``nproc``: train data-parallel on this many processes (PyTorch DDP, gloo on CPU, nccl on
     CUDA; ``batch_size`` is the global batch, split evenly); inside a ``torchrun`` launch every
     rank calls ``fit`` and joins the group (see :mod:`xdownscale.engine.distributed`).
@@ -92,6 +94,8 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     defaults = getattr(family, "train_defaults", {})
     if patch_size is None:
         patch_size = defaults.get("patch_size", TrainConfig.patch_size)
+    if learning_rate is None:
+        learning_rate = defaults.get("learning_rate", TrainConfig.learning_rate)
     if epochs is None and max_updates is None:
         epochs = defaults.get("epochs")
     cfg = TrainConfig(epochs=epochs, max_updates=max_updates, max_minutes=max_minutes, batch_size=batch_size,

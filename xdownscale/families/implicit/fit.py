@@ -8,13 +8,17 @@ them by overlap length, rows weighted by cos(latitude)), optionally degrades the
 coarse input (``degradation="high-order"``: two rounds of Gaussian blur,
 down-and-up resizing and noise, so a model trained on clean coarsenings copes
 with real, blurrier or noisier coarse data), and asks for ``queries`` random fine
-cells of the window. The generic trainer (:func:`xdownscale.engine.trainer.train`)
+cells of the window. ``integer_share`` of the batches (0.5) are drawn at the whole factors in the
+range instead (2, 3, 4, ...): most predictions ask for one of them, and a uniform draw alone left
+x4 at 0.888x bicubic on WFDE5 Tair where half the batches at whole factors give 0.856x, with x2
+better too (benchmarks/results/skill_wfde5.md). The generic trainer (:func:`xdownscale.engine.trainer.train`)
 runs the loop: the network takes ``(x, queries, coarse)`` like any other.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 
 import numpy as np
@@ -35,6 +39,9 @@ from .options import LiifOptions
 
 log = logging.getLogger("xdownscale")
 MIN_WINDOW = 4  # the smallest coarse training window (cells a side) that a large scale may shrink to
+# Validation windows by default: each costs as much as a training window (the decoder runs per query),
+# and a quarter of an epoch (~1,800 windows on 558 hours) made validation half of the fit time.
+VAL_WINDOWS = 512
 
 
 # ---------------------------------------------------------------- exact conservative resampling
@@ -98,6 +105,7 @@ class ScaleSampleDataset(SeededSamples):
     fine values at the queries, queries (Q, 4) = normalised (y, x) and cell size (coarse
     cells), coarse (1, p, p) the clean physical coarse window. Depends only on
     ``(seed, epoch, index)`` (``fixed``: not on the epoch), so runs are reproducible.
+    ``integer_share``: the share of batches drawn at a whole factor within ``scales``.
 
     Several targets: ``field`` and ``stats`` are lists (one per target, each (T, H, W)); every
     target is cut from the same window at the same scale, x and coarse get one channel per
@@ -105,7 +113,7 @@ class ScaleSampleDataset(SeededSamples):
 
     def __init__(self, field, row_weights: np.ndarray, stats, times, *, scales: tuple[float, float],
                  lr_patch: int, queries: int, n_samples: int, seed: int, degradation: str = "none",
-                 fixed: bool = False, batch_size: int = 1):
+                 fixed: bool = False, batch_size: int = 1, integer_share: float = 0.0):
         self.several = isinstance(field, (list, tuple))
         self.fields = list(field) if self.several else [field]
         self.stats = list(stats) if self.several else [stats]
@@ -125,6 +133,8 @@ class ScaleSampleDataset(SeededSamples):
         if top < float(scales[1]):
             log.warning("largest training scale limited to %.2f by the field size (%dx%d)", top, ny, nx)
         self.scales = (float(scales[0]), top)
+        self.integer_share = float(integer_share)
+        self.integers = [k for k in range(math.ceil(self.scales[0]), math.floor(self.scales[1]) + 1) if k >= 2]
 
     def scale_and_window(self, index: int) -> tuple[float, int]:
         """The scale and coarse window side of sample ``index``: shared by the ``batch_size``
@@ -132,6 +142,8 @@ class ScaleSampleDataset(SeededSamples):
         rng = np.random.default_rng((self.seed, 0 if self.fixed else self.epoch + 1, int(index) // self.batch_size,
                                      1))
         s = float(rng.uniform(*self.scales))
+        if self.integer_share > 0 and self.integers and rng.random() < self.integer_share:
+            s = float(self.integers[rng.integers(len(self.integers))])
         return s, int(max(1, min(self.lr_patch, self.side // s)))
 
     def __getitem__(self, index: int):
@@ -167,7 +179,8 @@ def fit_liif(request: FitRequest):
     Options (:class:`~.options.LiifOptions`): ``width`` (encoder channels, 32), ``n_blocks`` (4),
     ``hidden`` (decoder width, 32), ``scales`` ((1.5, 8.0)), ``degradation`` ("none" or
     "high-order"), ``lr_patch`` (coarse cells per training window side, 16), ``queries`` (fine
-    cells per window, 512). ``factor=k`` trains at the single scale k. The coarse inputs are
+    cells per window, 512), ``integer_share`` (batches at whole factors, 0.5). ``factor=k`` trains
+    at the single scale k. The coarse inputs are
     made from ``hr``."""
     opts = parse_options(LiifOptions, request.options, model=request.model)
     r, cfg = request, request.cfg
@@ -237,17 +250,20 @@ def _train_over_scales(net_class, setup, field, stats, scales, opts: LiifOptions
     """The network (weights drawn from ``cfg.seed``), the scale-sampling streams and the generic
     trainer, for one target or several."""
     lr_patch, n_queries = int(opts.lr_patch), int(opts.queries)
-    setup.meta["training"].update(scales=scales, degradation=opts.degradation, lr_patch=lr_patch, queries=n_queries)
+    setup.meta["training"].update(scales=scales, degradation=opts.degradation, lr_patch=lr_patch, queries=n_queries,
+                                  integer_share=opts.integer_share)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     net = net_class(**setup.network)
     n_train = cfg.samples_per_epoch or max(cfg.batch_size, min(len(setup.train_t) * 16, 20_000))
-    common = dict(scales=scales, lr_patch=lr_patch, queries=n_queries, degradation=opts.degradation)
+    common = dict(scales=scales, lr_patch=lr_patch, queries=n_queries, degradation=opts.degradation,
+                  integer_share=opts.integer_share)
     common["batch_size"] = cfg.batch_size  # one scale and window size a batch
     rows = setup.pair.row_weights
     train_ds = ScaleSampleDataset(field, rows, stats, setup.train_t, n_samples=n_train, seed=cfg.seed, **common)
     val_ds = ScaleSampleDataset(field, rows, stats, setup.val_t, fixed=True,
-                                n_samples=cfg.val_samples or max(cfg.batch_size, n_train // 4), seed=cfg.seed + 1,
+                                n_samples=cfg.val_samples or max(cfg.batch_size, min(n_train // 4, VAL_WINDOWS)),
+                                seed=cfg.seed + 1,
                                 **common)
     setup.meta["training"].update(samples_per_epoch=n_train, val_samples=len(val_ds))
     log.info("training liif over scales %.2f-%.2f on %d+%d time steps, %d windows/epoch", *train_ds.scales,
