@@ -18,8 +18,8 @@ class LiifOptions:
     hidden: int = field(default=32, metadata={"help": "decoder width"})
     scales: tuple[float, float] = field(default=(1.5, 8.0), metadata={"help": "(smallest, largest) training scale"})
     degradation: str = field(default="none", metadata={"help": "'none' or 'high-order' (blur, resize, noise)"})
-    integer_share: float = field(default=0.5, metadata={"help": "share of training windows at the whole factors "
-                                                                "within scales (2, 3, 4, ...); the rest at any real scale"})
+    integer_share: float = field(default=0.5, metadata={
+        "help": "share of training batches at the whole factors within scales (2, 3, 4, ...); the rest at any scale"})
     lr_patch: int = field(default=16, metadata={"help": "coarse cells per training window side"})
     queries: int = field(default=512, metadata={"help": "fine cells queried per window"})
     query_batch: int = field(default=32768, metadata={"help": "queries per decoder call at prediction"})
