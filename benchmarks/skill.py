@@ -9,6 +9,9 @@ Cases (``--data``):
   ``--var msl`` (Pa) or ``--var tp`` (hourly, kg m-2). Train on hours 01-17, test on 18-24.
   ``--covariates`` gives the library fit AROME's orography and land-sea mask (the floor never
   sees them).
+* ``radolan``: DWD RADOLAN RW hourly radar, 2022-10-18 (24 hours, 1 km): train on the band
+  y[0:448], test on the disjoint square y[448:704] x[512:768] (as ``skill_radolan.py``), softmax.
+  The floor there trains on batches of ``--floor-batch 8`` whole 448 x 896 fields.
 
 The coarse input is ``xds.coarsen`` of the fine field by the factor.
 
@@ -45,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import data_dir, meteonet_mos, meteonet_static  # noqa: E402
 
 import xdownscale as xds  # noqa: E402
+from xdownscale.io.radolan import open_radolan  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_TRAIN = 558
@@ -57,7 +61,11 @@ FILES = {"Tair": "air_temperature.nc", "pr": "precipitation_flux.nc"}  # WFDE5 U
 METEONET_TRAIN = 17  # valid hours 01-17; test 18-24 (as benchmarks/mos_meteonet.py)
 
 
-def field(var: str = "Tair", data: str = "wfde5") -> tuple[xr.DataArray, xr.DataArray]:
+def field(var: str = "Tair", data: str = "wfde5", factor: int = 4) -> tuple[xr.DataArray, xr.DataArray]:
+    if data == "radolan":  # train on the northern band, test on a disjoint square (as skill_radolan.py)
+        rw = open_radolan(data_dir() / "radolan-rw" / "RW-20221018.tar.gz", times=slice(0, 24)).load()
+        return rw.isel(y=slice(0, 448), x=slice(0, rw.sizes["x"] // factor * factor)), \
+            rw.isel(y=slice(448, 704), x=slice(512, 768))
     if data == "meteonet":
         hr = meteonet_mos()[0][var].isel(latitude=slice(0, 224), longitude=slice(0, 312))
         return hr.isel(time=slice(0, METEONET_TRAIN)), hr.isel(time=slice(METEONET_TRAIN, None))
@@ -204,8 +212,9 @@ def table(path: Path) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--factor", type=int, default=4)
-    p.add_argument("--data", default="wfde5", choices=("wfde5", "meteonet"))
-    p.add_argument("--var", default=None, help="wfde5: Tair (default) or pr; meteonet: msl (default) or tp")
+    p.add_argument("--data", default="wfde5", choices=("wfde5", "meteonet", "radolan"))
+    p.add_argument("--var", default=None, help="wfde5: Tair (default) or pr; meteonet: msl (default) or tp; "
+                                               "radolan: RW")
     p.add_argument("--covariates", action="store_true", help="meteonet: orography and land-sea mask for the fit")
     p.add_argument("--constraint", default=None, help="default: softmax at x4, add at x2 (pr: softmax)")
     p.add_argument("--fit", default="{}", help="JSON options for xds.fit (the ablation)")
@@ -226,12 +235,12 @@ def main(argv=None):
         return
     torch.set_num_threads(args.threads)
     f = args.factor
-    args.var = args.var or ("msl" if args.data == "meteonet" else "Tair")
-    known = ("msl", "tp") if args.data == "meteonet" else tuple(FILES)
+    args.var = args.var or {"meteonet": "msl", "radolan": "RW"}.get(args.data, "Tair")
+    known = {"meteonet": ("msl", "tp"), "radolan": ("RW",)}.get(args.data, tuple(FILES))
     if args.var not in known:
         p.error(f"--var {args.var}: {args.data} has {', '.join(known)}")
-    constraint = args.constraint or ("softmax" if f == 4 or args.var in ("pr", "tp") else "add")
-    train, test = field(args.var, args.data)
+    constraint = args.constraint or ("softmax" if f == 4 or args.var in ("pr", "tp", "RW") else "add")
+    train, test = field(args.var, args.data, f)
     covariates = meteonet_static() if args.covariates else None
     if covariates is not None and args.data != "meteonet":
         p.error("--covariates: only the meteonet case has static fields")
