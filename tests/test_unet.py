@@ -138,3 +138,14 @@ def test_fit_on_an_offset_real_pair(tmp_path):
     pair_nested = make_pair(hr.isel(lat=slice(0, 28), lon=slice(0, 44)),
                             lr=xds.coarsen(hr.isel(lat=slice(0, 28), lon=slice(0, 44)), 4))
     assert pair_nested.lr.shape == (2, 7, 11)  # a nested pair passes untouched, no warning
+
+
+@pytest.mark.parametrize("name, rate", [("maunet", 2e-3), ("maunet-light", 1e-3), ("cnn", 1e-3)])
+def test_a_model_trains_at_its_own_default_learning_rate_unless_one_is_given(name, rate, tmp_path):
+    """maunet's registration asks for 2e-3; the models of its family without one keep the shared 1e-3."""
+    hr = synthetic_field("t2m", times=3, ny=16, nx=16, seed=1)
+    opts = dict(factor=4, max_updates=1, batch_size=2, width=4, progress=False)
+    m = xds.fit(hr, model=name, checkpoint=tmp_path / "a.pt", **opts)
+    assert m.meta["training"]["config"]["learning_rate"] == pytest.approx(rate)
+    m = xds.fit(hr, model=name, checkpoint=tmp_path / "b.pt", learning_rate=5e-4, **opts)
+    assert m.meta["training"]["config"]["learning_rate"] == pytest.approx(5e-4)

@@ -90,8 +90,9 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
         raise DataError(f"nproc={nproc}: data-parallel training is available for the models trained by fit's own "
                         f"loop; {model!r} has its own training (use nproc=1)")
     # a family may train otherwise by default (diffusion: DPDM's 128-cell patches; the families
-    # with their own loop count epochs instead of the shared trainer's update budget)
-    defaults = getattr(family, "train_defaults", {})
+    # with their own loop count epochs instead of the shared trainer's update budget), and a
+    # model otherwise than its family (maunet's learning rate)
+    defaults = {**getattr(family, "train_defaults", {}), **info.get("train_defaults", {})}
     if patch_size is None:
         patch_size = defaults.get("patch_size", TrainConfig.patch_size)
     if learning_rate is None:

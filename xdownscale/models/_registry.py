@@ -22,14 +22,17 @@ DEFAULT_WRAPPER = "xdownscale.models.network:DownscalingNet"
 
 
 def register_model(name: str, *, trainable: bool = True, description: str = "", factors: str = "any integer",
-                   family: str = "spatial", wrapper: str = DEFAULT_WRAPPER, probabilistic: bool = False):
+                   family: str = "spatial", wrapper: str = DEFAULT_WRAPPER, probabilistic: bool = False,
+                   train_defaults: dict | None = None):
     """Class/function decorator: ``@register_model("cnn")`` adds a builder to the registry.
 
     ``family`` names the folder ``xdownscale/families/<family>/`` whose ``FAMILY`` object
     trains and applies the model (:class:`~xdownscale.engine.contract.Family`);
     ``wrapper`` is the ``nn.Module`` that wraps the body and is rebuilt from a
     checkpoint's ``network`` dict, as a ``"module:attribute"`` string. Both are
-    resolved lazily, so this module imports nothing above it.
+    resolved lazily, so this module imports nothing above it. ``train_defaults``: training
+    settings this model needs unlike its family's (e.g. ``{"learning_rate": 3e-3}``); a value the
+    user gives wins.
     """
 
     def deco(builder: Callable) -> Callable:
@@ -45,6 +48,7 @@ def register_model(name: str, *, trainable: bool = True, description: str = "", 
             "family": family,
             "wrapper": wrapper,
             "probabilistic": probabilistic,
+            "train_defaults": dict(train_defaults or {}),
         }
         return builder
 
