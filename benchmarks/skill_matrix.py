@@ -58,7 +58,7 @@ def summary(path: Path, tag: str, refusals: list[dict]) -> str:
         model = r["label"][len(tag) + 1 :].replace("+orog,lsm", "")
         if not r["method"].startswith("fit"):
             model = r["method"]
-        crps = f"{r['crps']:.4f}" if "crps" in r else ""
+        crps = f"{r['crps']:.4g}" if "crps" in r else ""
         lines.append(f"| {case} | {model} | {r['ratio']:.3f} | {crps} | {r['updates']} | {r['fit_s']:.0f} |")
     for r in refusals:
         lines.append(f"| {r['case']} | {r['model']} | refused: {r['refused']} | | | |")

@@ -11,8 +11,9 @@ with real, blurrier or noisier coarse data), and asks for ``queries`` random fin
 cells of the window. ``integer_share`` of the batches (0.5) are drawn at the whole factors in the
 range instead (2, 3, 4, ...): most predictions ask for one of them, and a uniform draw alone left
 x4 at 0.888x bicubic on WFDE5 Tair where half the batches at whole factors give 0.856x, with x2
-better too (benchmarks/results/skill_wfde5.md). The generic trainer (:func:`xdownscale.engine.trainer.train`)
-runs the loop: the network takes ``(x, queries, coarse)`` like any other.
+better too (benchmarks/results/skill_wfde5.md). The generic trainer
+(:func:`xdownscale.engine.trainer.train`) runs the loop: the network takes ``(x, queries,
+coarse)`` like any other.
 """
 from __future__ import annotations
 
@@ -180,8 +181,7 @@ def fit_liif(request: FitRequest):
     ``hidden`` (decoder width, 32), ``scales`` ((1.5, 8.0)), ``degradation`` ("none" or
     "high-order"), ``lr_patch`` (coarse cells per training window side, 16), ``queries`` (fine
     cells per window, 512), ``integer_share`` (batches at whole factors, 0.5). ``factor=k`` trains
-    at the single scale k. The coarse inputs are
-    made from ``hr``."""
+    at the single scale k. The coarse inputs are made from ``hr``."""
     opts = parse_options(LiifOptions, request.options, model=request.model)
     r, cfg = request, request.cfg
     if r.lr is not None:
