@@ -61,6 +61,12 @@ def test_members_are_seeded_reproducible_and_independent_of_tiles(gan_model, hr)
     assert not np.allclose(a.isel(member=0), a.isel(member=1))
 
 
+def test_gan_trains_with_its_lighter_adversarial_weight_unless_given(gan_model, hr, tmp_path):
+    assert gan_model.meta["training"]["adversarial"]["adv_weight"] == pytest.approx(0.01)
+    m = xds.fit(hr, model="gan", factor=4, adv_weight=0.2, checkpoint=tmp_path / "g.pt", **TINY)
+    assert m.meta["training"]["adversarial"]["adv_weight"] == pytest.approx(0.2)
+
+
 def test_ensemble_metadata_and_mean(gan_model, hr):
     lr = hr.downscale.coarsen(4)
     ens = lr.downscale.predict(model=gan_model, members=4, seed=3)
@@ -151,6 +157,7 @@ def test_rnngan_ensemble_conserves_and_matches_across_tiles(tmp_path):
     assert ens.shape == (2,) + hr.shape
     for k in range(2):
         assert_conserves(ens.isel(member=k), lr, 4, rtol=1e-5)
+    assert m.meta["training"]["adversarial"]["adv_weight"] == pytest.approx(0.05)  # rnngan keeps its own
     tiled = xds.predict(lr, model=xds.Downscaler.load(tmp_path / "r.pt"), members=2, seed=0, chunks=2).compute()
     np.testing.assert_allclose(tiled.values, ens.values, atol=1e-4, rtol=0)
     with pytest.raises(DataError, match="window= applies to recurrent"):
