@@ -60,7 +60,8 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     :data:`~xdownscale.config.DEFAULT_MODEL_OPTIONS` (``model="cnn"`` is Harder et al.'s network).
     Budget: ``max_updates`` optimizer steps and/or ``max_minutes`` (``epochs`` still accepted;
     none given: a fixed number of updates, the same on any archive), see :class:`TrainConfig`.
-    ``learning_rate``: Adam's peak rate; None takes the family's (1e-3; ``liif`` 3e-3).
+    ``learning_rate``: Adam's peak rate; None takes the model's (``model_info(name)["train_defaults"]``:
+    ``liif`` 3e-3, ``maunet`` 2e-3), else 1e-3.
     ``nproc``: train data-parallel on this many processes (PyTorch DDP, gloo on CPU, nccl on
     CUDA; ``batch_size`` is the global batch, split evenly); inside a ``torchrun`` launch every
     rank calls ``fit`` and joins the group (see :mod:`xdownscale.engine.distributed`).
@@ -91,7 +92,7 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
                         f"loop; {model!r} has its own training (use nproc=1)")
     # a family may train otherwise by default (diffusion: DPDM's 128-cell patches; the families
     # with their own loop count epochs instead of the shared trainer's update budget), and a
-    # model otherwise than its family (maunet's learning rate)
+    # model otherwise than its family (the learning rates of liif and maunet)
     defaults = {**getattr(family, "train_defaults", {}), **info.get("train_defaults", {})}
     if patch_size is None:
         patch_size = defaults.get("patch_size", TrainConfig.patch_size)

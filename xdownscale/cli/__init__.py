@@ -122,7 +122,7 @@ run '{PROG} COMMAND --help' for the options of each command.""")
     p.add_argument("--patch-size", type=int, metavar="N", default=64, help="patch side in fine-grid cells")
     p.add_argument("--samples-per-epoch", type=int, metavar="N", help="patches per epoch (default: about one pass)")
     p.add_argument("--learning-rate", type=float, default=None, metavar="RATE",
-                   help="Adam learning rate (default: the family's, 1e-3 for most)")
+                   help="Adam learning rate (default: the model's, 1e-3 for most)")
     p.add_argument("--seed", type=int, metavar="N", default=0, help="random seed")
     p.add_argument("--width", type=int, metavar="N", help="channels of the network (model default: 64)")
     p.add_argument("--n-blocks", type=int, metavar="N", help="residual blocks (model default: 4; the default model: 6)")

@@ -10,8 +10,6 @@ from .options import ImplicitPredictOptions, LiifOptions
 class ImplicitFamily:
     name = "implicit"
     scale_free = True  # predict(factor=) may be any real scale: not checked against the training factor
-    # its decoder learns slowly at 1e-3: 3e-3 gave 0.888x bicubic at x4 on WFDE5 Tair against 0.906x
-    train_defaults = {"learning_rate": 3e-3}
 
     def fit_options(self, model: str) -> type:
         return LiifOptions
