@@ -4,9 +4,9 @@ Runs :mod:`skill` once per (case, model) with the model's defaults (``--fit '{"m
 library default without ``model=``) and once per case for the independent floor net, appending
 every row to ``results/skill_runs.jsonl`` under the label ``<tag>-<model>``, then prints one
 markdown table: RMSE / bicubic (CRPS against the default deterministic model's MAE for the
-ensembles), updates and fit seconds. A model that refuses a case (e.g. covariates for the
-temporal models) is listed with the first line of its error. The whole matrix takes hours on 2
-cores; ``--cases`` and ``--models`` pick a part.
+ensembles), updates and fit seconds. A model that refuses a case (e.g. one that takes no
+covariates, on a ``+cov`` case) is listed with the first line of its error. The whole matrix
+takes hours on 2 cores; ``--cases`` and ``--models`` pick a part.
 
     PYTHONPATH=. python benchmarks/skill_matrix.py --threads 2 [--cases tair4,radolan8] [--models default,liif]
 """

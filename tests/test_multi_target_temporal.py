@@ -160,7 +160,7 @@ def test_soft_and_none_targets_train_without_hard_conservation(fine):
     (dict(var="t2m", predictors=["t2m", "humidity"]), r"predictor 'humidity' is not in lr.*predictors="),
     (dict(var=["t2m", "tp"], predictors=["t2m", "q"], constraint={"tp": "add"}),
      r"constraint 'add' for 'tp' needs a coarse field.*'none'"),
-    (dict(var=["t2m", "tp"], covariates="orography"), r"takes no covariates="),
+    (dict(var=["t2m", "tp"], covariates="orography"), r"covariates must be an xarray Dataset or DataArray, got str"),
 ])
 def test_bad_input_gets_one_line_naming_the_variable(fine, coarse, kwargs, message):
     with pytest.raises(DataError, match=message):

@@ -25,6 +25,9 @@ def predict(lr, *, model, factor: int | None = None, var: str | None = None, cov
     store is used. Returns a lazy, Dask-backed DataArray on the fine grid with
     CF metadata and provenance (a Dataset for Dataset input).
 
+    ``covariates``: the static fine-grid fields the model was trained with (a Dataset or named
+    DataArray on the fine grid of ``lr``); a model trained with them refuses to run without.
+
     ``like``: a fine field whose exact coordinates the result should carry
     (e.g. the truth ``hr`` that ``lr`` was coarsened from), so that ``sr - hr``
     aligns label for label; rebuilt fine centres otherwise differ from the

@@ -24,7 +24,10 @@ for a single target; several for :mod:`~xdownscale.models.temporal_multi`), norm
   (constant): the dense window covers positions ``r .. r + window - 1`` on a
   grid of ``tf`` steps per input interval, position ``p`` being input frame
   ``p // tf`` when ``p % tf == 0`` and a synthesised frame otherwise;
-- then ``M`` input frames in time order (edge frames repeated), each ``C`` channels.
+- then ``M`` input frames in time order (edge frames repeated), each ``C`` channels;
+- then ``S`` static channels (folded fine-grid covariates, :mod:`xdownscale.data.covariates`;
+  ``S = 0`` without covariates): the same for every frame, they join each frame of the dense
+  window after the voxel flow, so they are never warped in time.
 
 ``convgru`` always has ``r = 0``, ``tf = 1`` and ``M = window``.
 """
@@ -88,11 +91,12 @@ class ConvGRUBody(nn.Module):
 
 class PackedWindow:
     """The packed input (module docstring) unpacked into the dense window of a temporal wrapper
-    (``window``, ``target``, ``n_vars`` and ``flow`` set by it)."""
+    (``window``, ``target``, ``n_vars``, ``n_static`` and ``flow`` set by it)."""
 
     window: int
     target: int
     n_vars: int
+    n_static: int = 0  # trailing static (covariate) channels of the packed input
     flow: VoxelFlow | None
     model_name: str
     body: nn.Module
@@ -128,7 +132,7 @@ class PackedWindow:
         c = self.n_vars
         phase = x[:, c, 0, 0].round().long()
         factor = x[:, c + 1, 0, 0].round().long().clamp(min=1)
-        real = x[:, c + 2 :].unflatten(1, (-1, c))
+        real = x[:, c + 2 : x.shape[1] - self.n_static].unflatten(1, (-1, c))
         out = real.new_empty(x.shape[0], self.window, c, *x.shape[-2:])
         keys = torch.stack([phase, factor], dim=1)
         for key in torch.unique(keys, dim=0).tolist():
@@ -136,6 +140,14 @@ class PackedWindow:
             out[sel] = self._dense_window(real[sel], int(key[0]), int(key[1]))
         is_input = (phase + self.target) % factor == 0
         return out, is_input
+
+    def with_static(self, frames: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The body's input: every frame of the dense window (B, window, C, h, w) followed by the
+        packed input's ``n_static`` static channels (B, window, C + S, h, w), unwarped."""
+        if not self.n_static:
+            return frames
+        static = x[:, x.shape[1] - self.n_static :]
+        return torch.cat([frames, static.unsqueeze(1).expand(-1, frames.shape[1], -1, -1, -1)], dim=2)
 
 
 class TemporalNet(PackedWindow, nn.Module):
@@ -146,19 +158,21 @@ class TemporalNet(PackedWindow, nn.Module):
                  residual_scale: float | None = None, constraint_kwargs: dict | None = None,
                  flow_channels: int = 0, max_flow: float = 2.0, **body_config):
         super().__init__()
-        if in_channels != 1:
-            raise ValueError("TemporalNet takes one variable: several inputs go through "
-                             "xdownscale.models.temporal_multi.MultiTargetTemporalNet")
+        if in_channels < 1:
+            raise ValueError(f"TemporalNet needs its variable as input channel 0, got in_channels={in_channels}")
         self.model_name, self.factor, self.skip = model, int(factor), skip
-        self.body = create_model(model, in_channels=1, factor=self.factor, **body_config)
+        # one variable (several inputs go through temporal_multi.MultiTargetTemporalNet); further
+        # channels are static covariates, given to the body with every frame
+        self.body = create_model(model, in_channels=int(in_channels), factor=self.factor, **body_config)
         self.window, self.target, self.n_vars = self.body.window, self.body.target, 1
+        self.n_static = int(in_channels) - 1
         self.flow = VoxelFlow(1, flow_channels, max_flow) if flow_channels else None
         self.constraint = make_constraint(constraint, self.factor, **(constraint_kwargs or {}))
         register_normalisation(self, mean, std, residual_scale, skip)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None,
                 coarse: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: packed (B, 3 + M, h, w) normalised input (module docstring); ``weights``: fine
+        """``x``: packed (B, 3 + M + S, h, w) normalised input (module docstring); ``weights``: fine
         cell weights or None; ``coarse``: physical coarse field of the target (B, 1, h, w), used
         when the target is an input time. Returns the (B, 1, H, W) target frame, physical units."""
         frames, is_input = self.frames(x)
@@ -172,6 +186,6 @@ class TemporalNet(PackedWindow, nn.Module):
         base = None
         if self.skip is not None:
             base = interpolate(target, self.factor, self.skip) * self.std + self.mean
-        residual = self.body(frames)
+        residual = self.body(self.with_static(frames, x))
         pre = self.constraint.combine(base, residual, self.mean, self.residual_scale)
         return self.constraint(pre, x_phys, weights)

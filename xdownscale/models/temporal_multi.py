@@ -19,26 +19,28 @@ POSITIVE = ("softmax", "mult")  # a synthesised source under these must not go n
 
 
 class MultiTargetTemporalNet(PackedWindow, MultiTargetNet):
-    """``inputs``: the ``C`` input variables (``in_channels`` must equal ``C``: no covariates);
-    ``targets`` as in :class:`MultiTargetNet`; ``flow_channels > 0``: voxel-flow synthesis of
-    all ``C`` variables at once (``flowconvgru``)."""
+    """``inputs``: the ``C`` input variables; ``in_channels``: ``C`` plus the static covariate
+    channels (given to the body with every frame, never warped); ``targets`` as in
+    :class:`MultiTargetNet`; ``flow_channels > 0``: voxel-flow synthesis of all ``C`` variables
+    at once (``flowconvgru``)."""
 
     positive: torch.Tensor
 
     def __init__(self, model: str, factor: int, in_channels: int, targets: list, inputs: list,
                  flow_channels: int = 0, max_flow: float = 2.0, **config):
-        if int(in_channels) != len(inputs):
-            raise ValueError(f"temporal models take no covariates: {in_channels} channels for {len(inputs)} inputs")
+        if int(in_channels) < len(inputs):
+            raise ValueError(f"{in_channels} input channels for {len(inputs)} inputs: need one per input "
+                             "(then the covariates)")
         super().__init__(model, factor, in_channels, targets, inputs, **config)
         self.window, self.target = int(self.body.window), int(self.body.target)  # type: ignore[arg-type]
-        self.n_vars = len(inputs)
+        self.n_vars, self.n_static = len(inputs), int(in_channels) - len(inputs)
         self.flow = VoxelFlow(len(inputs), flow_channels, max_flow) if flow_channels else None
         positive = [layer.name in POSITIVE for layer in self.constraints]
         self.register_buffer("positive", torch.tensor(positive).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None,
                 coarse: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: packed (B, C + 2 + M * C, h, w) normalised; ``coarse``: (B, K, h, w) the physical
+        """``x``: packed (B, C + 2 + M * C + S, h, w) normalised; ``coarse``: (B, K, h, w) the physical
         field each target conserves when the target is an input time. Returns (B, K, H, W)."""
         frames, is_input = self.frames(x)
         target = frames[:, self.target]  # (B, C, h, w) normalised, synthesised where not an input time
@@ -48,4 +50,4 @@ class MultiTargetTemporalNet(PackedWindow, MultiTargetNet):
         if coarse is None:
             coarse = self.source_fields(x[:, : self.n_vars])
         x_phys = torch.where(is_input.view(-1, 1, 1, 1), coarse.to(x.dtype), synthesised)
-        return self.heads(self.body(frames), target, x_phys, weights)
+        return self.heads(self.body(self.with_static(frames, x)), target, x_phys, weights)

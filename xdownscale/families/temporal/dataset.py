@@ -3,7 +3,7 @@
 An item is ``(x, y, w, c)`` like :class:`~xdownscale.data.patches.PatchDataset`,
 with ``x`` the packed window of :mod:`xdownscale.models.convgru`
 (the target frame's ``C`` inputs, phase, time factor, then ``M`` input frames of ``C``
-channels; ``C = 1`` for a single target). With
+channels, then the ``S`` folded static covariate channels; ``C = 1`` for a single target). With
 ``time_factor > 1`` the inputs are taken every ``time_factor`` steps of the
 training series and the target's phase inside the input interval is drawn at
 random, so the model learns to downscale input times and synthesised times; half
@@ -38,14 +38,18 @@ class WindowSamples(SeededSamples):
     {"mean", "std"} per input; ``sources``: the input each target conserves (None: none);
     ``targets``: time indices that may be targets; ``lo``/``hi``: (T,) first/last index of the
     contiguous run each time belongs to; ``window``, ``time_factor``, ``factor``; ``patch_size``
-    in fine cells; ``n_samples``, ``seed``, ``fixed`` (same samples every epoch). Items:
-    ``x`` (C + 2 + M * C, p/f, p/f), ``y`` (K, p, p), ``w`` (1, p, 1), ``c`` (K, p/f, p/f).
+    in fine cells; ``n_samples``, ``seed``, ``fixed`` (same samples every epoch); ``covariates``:
+    (S, h, w) folded static channels on the whole coarse grid
+    (:func:`~xdownscale.data.covariates.fold_covariates`) or None. Items:
+    ``x`` (C + 2 + M * C + S, p/f, p/f), ``y`` (K, p, p), ``w`` (1, p, 1), ``c`` (K, p/f, p/f).
     """
 
     def __init__(self, coarse: np.ndarray, fine: np.ndarray, row_weights: np.ndarray, stats: list, sources: list,
                  targets, lo: np.ndarray, hi: np.ndarray, *, window: int, time_factor: int, factor: int,
-                 patch_size: int, n_samples: int, seed: int, fixed: bool = False):
+                 patch_size: int, n_samples: int, seed: int, fixed: bool = False,
+                 covariates: np.ndarray | None = None):
         self.coarse, self.fine, self.row_weights = coarse, fine, row_weights
+        self.covariates = covariates
         self.mean = np.array([float(s["mean"]) for s in stats])[:, None, None]
         self.std = np.array([float(s["std"]) for s in stats])[:, None, None]
         self.sources = list(sources)
@@ -83,7 +87,10 @@ class WindowSamples(SeededSamples):
         wts = self.row_weights[y0 : y0 + py]
         c = np.stack([np.nan_to_num(target[s], nan=float(self.mean[s, 0, 0])) if s is not None
                       else np.zeros((h, w)) for s in self.sources])
-        return (torch.from_numpy(np.nan_to_num(fill_nearest(x), nan=0.0).astype("float32")),
+        x = np.nan_to_num(fill_nearest(x), nan=0.0)
+        if self.covariates is not None:  # static: after the frames, as tiled prediction appends them
+            x = np.concatenate([x, self.covariates[:, cys, cxs]], axis=0)
+        return (torch.from_numpy(x.astype("float32")),
                 torch.from_numpy(y.astype("float32")),
                 torch.from_numpy(wts[None, :, None].astype("float32")),
                 torch.from_numpy(c.astype("float32")))
@@ -91,7 +98,8 @@ class WindowSamples(SeededSamples):
 
 class SequencePatchDataset(WindowSamples):
     """:class:`WindowSamples` of one variable, its own target: ``coarse`` (T, h, w), ``fine``
-    (T, H, W), ``stats`` one {"mean", "std"}; items as :class:`~xdownscale.data.patches.PatchDataset`."""
+    (T, H, W), ``stats`` one {"mean", "std"} (``covariates=`` as there); items as
+    :class:`~xdownscale.data.patches.PatchDataset`."""
 
     def __init__(self, coarse: np.ndarray, fine: np.ndarray, row_weights: np.ndarray, stats: dict, targets,
                  lo: np.ndarray, hi: np.ndarray, **kwargs):

@@ -50,13 +50,13 @@ def fit_temporal(request: FitRequest, options_cls: type[Any]):
     Options (:mod:`.options`): ``channels``, ``residual_blocks``, ``window`` (time steps,
     default 3), ``gaps`` ("split" or "error"); ``flowconvgru`` also ``time_factor`` (default 3:
     inputs every 3rd step, the two between are synthesised), ``flow_channels``, ``max_flow``.
+    ``covariates``: static fine-grid fields, folded onto the coarse grid as in the spatial models
+    and given to the network with every frame of the window (not warped by the voxel flow).
     """
     import torch
 
     opts = parse_options(options_cls, request.options, model=request.model)
     model, constraint = request.model, request.constraint
-    if request.covariates is not None:
-        raise DataError(f"model {model!r} takes no covariates= (static fields) yet: drop covariates=")
     body, extra, time_factor, gaps = opts.body(), opts.flow(), opts.training_time_factor, opts.gaps
     setup = prepare(request.hr, **request.setup_kwargs(), model_kwargs=body, network_extra=extra)
     pair, tdim = setup.pair, setup.pair.axes.time
@@ -71,7 +71,8 @@ def fit_temporal(request: FitRequest, options_cls: type[Any]):
                                                                  cfg.patch_size, cfg.batch_size)
     n_val = cfg.val_samples or max(cfg.batch_size, n_train // 4)
     setup.meta["training"].update(samples_per_epoch=n_train, val_samples=n_val)
-    common = dict(window=body["window"], time_factor=time_factor, factor=pair.factor, patch_size=cfg.patch_size)
+    common = dict(window=body["window"], time_factor=time_factor, factor=pair.factor, patch_size=cfg.patch_size,
+                  covariates=setup.covariates)
     train_ds = SequencePatchDataset(coarse, fine, pair.row_weights, setup.stats, setup.train_t, lo, hi,
                                     n_samples=n_train, seed=cfg.seed, **common)
     val_ds = SequencePatchDataset(coarse, fine, pair.row_weights, setup.stats, setup.val_t, lo, hi,

@@ -6,8 +6,9 @@ target driven by several inputs: ``var=["msl"]`` on this path) go through the mu
 plumbing of the spatial models (:func:`~xdownscale.engine.multi_setup.prepare_request`: pairing,
 regridding of ``lr``, one normalisation and constraint per target); the network is
 :class:`~xdownscale.models.temporal_multi.MultiTargetTemporalNet`, fed windows of all inputs at
-the same time steps. ``predict`` takes a Dataset holding every input and returns a Dataset
-holding every target, each with its own CF attributes.
+the same time steps, with the static ``covariates=`` after them. ``predict`` takes a Dataset
+holding every input (and the same ``covariates=``) and returns a Dataset holding every target,
+each with its own CF attributes.
 """
 from __future__ import annotations
 
@@ -50,8 +51,6 @@ def fit_temporal_multi(request: FitRequest, options_cls: type[Any]):
     from ...engine.trainer import train
     from ...models import build_network
 
-    if request.covariates is not None:
-        raise DataError(f"model {request.model!r} takes no covariates= (static fields) yet: drop covariates=")
     if request.nproc != 1 or request.resume is not None:
         raise DataError("several targets or predictors train in one process and from scratch for now: drop nproc= "
                         "and resume=")
@@ -70,7 +69,8 @@ def fit_temporal_multi(request: FitRequest, options_cls: type[Any]):
                                                                  cfg.patch_size, cfg.batch_size)
     n_val = cfg.val_samples or max(cfg.batch_size, n_train // 4)
     setup.meta["training"].update(samples_per_epoch=n_train, val_samples=n_val)
-    common = dict(window=body["window"], time_factor=time_factor, factor=pair.factor, patch_size=cfg.patch_size)
+    common = dict(window=body["window"], time_factor=time_factor, factor=pair.factor, patch_size=cfg.patch_size,
+                  covariates=setup.covariates)
     args = (coarse, fine, pair.row_weights, setup.input_stats, setup.sources)
     train_ds = WindowSamples(*args, setup.train_t, lo, hi, n_samples=n_train, seed=cfg.seed, **common)
     val_ds = WindowSamples(*args, setup.val_t, lo, hi, n_samples=n_val, seed=cfg.seed + 1, fixed=True, **common)
@@ -90,8 +90,6 @@ def predict_temporal_multi(request: PredictRequest, downscaler) -> xr.Dataset:
     from ...io.cf import add_cf_attrs
 
     time_factor, gaps = predict_options(request)
-    if request.covariates is not None:
-        raise DataError("temporal models take no covariates= (static fields) yet: drop covariates=")
     info = downscaler.meta[MULTI_TARGET_SECTION]
     inputs, sources = multi_inputs(request, downscaler)
     axes = find_axes(inputs[0])

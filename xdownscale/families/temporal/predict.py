@@ -14,6 +14,10 @@ input); the output's ``time`` coordinate holds the new times and a boolean
 ``synthesised`` coordinate marks them. A synthesised frame conserves the
 voxel-flow interpolation of the coarse field at its time (there is no observed
 coarse field there); frames at input times conserve the input.
+
+A model trained with static ``covariates=`` needs them again, on the fine grid of the
+prediction, as the spatial models do: they are folded onto the coarse grid, tiled with the
+windows (halos included) and given with every output time, input or synthesised.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
+from ...data.covariates import as_dataset, fold_covariates
 from ...data.pairs import select_variable
 from ...data.windows import dense_times, segment_ids
 from ...engine.budget import ChunkGate
@@ -66,8 +71,6 @@ def predict_temporal(request: PredictRequest):
     """Downscale a (time, y, x) coarse series with ``convgru``/``flowconvgru`` (see module doc)."""
     time_factor, gaps = predict_options(request)
     lr, model, var, factor, constraint = request.lr, request.model, request.var, request.factor, request.constraint
-    if request.covariates is not None:
-        raise DataError("temporal models take the target variable only: drop covariates=")
     name = var
     if isinstance(lr, xr.Dataset) and name is None and not isinstance(model, str):
         name = model.variable if model.variable in lr else None
@@ -106,7 +109,9 @@ def predict_packed(request: PredictRequest, downscaler, inputs: list[xr.DataArra
     """``(fine data, coordinates, synthesised flags or None)`` of a temporal network on the
     (time, y, x) ``inputs`` (one per input variable, with their ``stats``): the packed windows of
     every output time (module docstring) through tiled inference. ``sources``: a multi-target
-    network's source input per target (the data then has a leading target axis)."""
+    network's source input per target (the data then has a leading target axis). The model's
+    static covariates come from ``request.covariates`` (refused in one line where missing or on
+    another grid)."""
     net = downscaler.module
     if time_factor > 1 and net.flow is None:
         raise DataError(f"model {downscaler.model_name!r} cannot make new time steps: use model='flowconvgru' "
@@ -114,6 +119,9 @@ def predict_packed(request: PredictRequest, downscaler, inputs: list[xr.DataArra
     da, chunks, batch_size = inputs[0], request.chunks, request.batch_size
     axes = find_axes(da)
     f, tdim, c = downscaler.factor, axes.time, len(inputs)
+    cov_stats = downscaler.meta.get("normalization", {}).get("covariates", {})
+    cov = fold_covariates(as_dataset(request.covariates), cov_stats, (da.sizes[axes.y] * f, da.sizes[axes.x] * f), f)
+    n_static = 0 if cov is None else cov.shape[0]
     new_times, source, phase, frames = window_plan(da[tdim].values, net.window, time_factor, gaps)
     datas = [(x.data if isinstance(x.data, dsa.Array) else dsa.from_array(np.asarray(x.values), chunks=-1))
              .rechunk({0: -1}) for x in inputs]
@@ -132,8 +140,8 @@ def predict_packed(request: PredictRequest, downscaler, inputs: list[xr.DataArra
                                            (chunks.get(axes.y, -1), chunks.get(axes.x, -1)))
     spec = [n if ch == -1 else ch for ch, n in zip(default_chunks(stacked.shape, f, halo, spatial), stacked.shape)]
     runner = ModelRunner(downscaler, request.device)
-    plan = memory_plan(runner, downscaler, max_memory=request.max_memory, in_channels=stacked.shape[0], halo=halo,
-                       side=max(spec[2:]), steps=max(1, batch_size), batch_size=max(1, batch_size),
+    plan = memory_plan(runner, downscaler, max_memory=request.max_memory, in_channels=stacked.shape[0] + n_static,
+                       halo=halo, side=max(spec[2:]), steps=max(1, batch_size), batch_size=max(1, batch_size),
                        fixed_channels={c: 0.0, c + 1: float(time_factor)})
     spec = spec[:2] + [min(ch, plan.side) for ch in spec[2:]]
     if net.flow is not None:  # tiles start on the voxel-flow pooling grid (see TemporalNet.receptive_radius)
@@ -144,8 +152,8 @@ def predict_packed(request: PredictRequest, downscaler, inputs: list[xr.DataArra
     all_stats = list(stats) + [unit, unit] + list(stats) * frames.shape[1]
     coords = fine_coordinates(da, f, axes)
     out = tiled_predict(runner, stacked, stats=all_stats, factor=f, halo=halo,
-                        row_weights=fine_weights(coords, axes), batch_size=plan.batch, gate=ChunkGate(plan.slots),
-                        sources=sources)
+                        row_weights=fine_weights(coords, axes), covariates=cov, batch_size=plan.batch,
+                        gate=ChunkGate(plan.slots), sources=sources)
     time_coord = xr.DataArray(new_times, dims=(tdim,), attrs=dict(da[tdim].attrs))
     synthesised = (tdim, k > 0, {"long_name": "frame synthesised between inputs"}) if time_factor > 1 else None
     return out, {tdim: time_coord, **coords}, synthesised
