@@ -20,7 +20,13 @@ learnt the bias of the training hours, which changes sign by the evening, and lo
 (results/mos_meteonet.md); ``conserve`` is results/mos_meteonet_conserve.md. The model trained
 on coarsened AROME conserves (msl add, tp softmax) as it should on its own coarse fields.
 
+``--model liif``: the arbitrary-scale model through its real-pair path (``fit(lr=arpege,
+hr=arome, model="liif")`` trains at the pair's one scale, x4), the two joint rows only, each
+``2 * --minutes``; liif takes its constraints at ``predict``, so each model is scored both without
+one and conserving ARPEGE (msl add, tp softmax). Results go to ``results/mos_meteonet_liif.md``.
+
     python benchmarks/mos_meteonet.py [--minutes 1.5] [--width 32] [--real-constraint none]
+    python benchmarks/mos_meteonet.py --model liif --minutes 1.25
 """
 from __future__ import annotations
 
@@ -61,7 +67,8 @@ def main() -> None:
     ap.add_argument("--n-blocks", type=int, default=4)
     ap.add_argument("--model", default="cnn")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--results", default="mos_meteonet_conserve.md")
+    ap.add_argument("--results", default=None, help="file in results/ (default mos_meteonet_conserve.md, "
+                                                     "mos_meteonet_liif.md for --model liif)")
     ap.add_argument("--real-constraint", choices=("none", "conserve"), default="conserve",
                     help="the real-input runs: no constraint, or conserve ARPEGE's own field (msl add, tp softmax)")
     args = ap.parse_args()
@@ -89,6 +96,10 @@ def main() -> None:
 
     score("bicubic of ARPEGE", {v: xds.predict(test_in[v], model="bicubic", factor=4, like=truth[v])
                                 for v in TARGETS}, 0.0)
+    if args.model == "liif":
+        liif_rows(args, arome.isel(train), arpege.isel(train), arpege.isel(test), truth, out, score)
+        write(args, rows)
+        return
     singles, spent = {}, 0.0
     for v in TARGETS:
         t0 = time.perf_counter()
@@ -117,17 +128,38 @@ def main() -> None:
     sr = xds.predict(coarse_arome, model=perfect, like=truth)
     score("(same, applied to coarsened AROME: perfect input)", {v: sr[v] for v in TARGETS}, 0.0)
 
+    write(args, rows)
+
+
+def liif_rows(args, arome, arpege, arpege_test, truth, out: Path, score) -> None:
+    """The joint rows for ``liif`` trained on the pair (module docstring)."""
+    common = dict(model="liif", batch_size=16, width=args.width, n_blocks=args.n_blocks, seed=0, progress=False,
+                  trim=True)
+    for name, predictors in [("liif joint, inputs ARPEGE msl+tp", TARGETS), ("liif joint, every ARPEGE field", None)]:
+        t0 = time.perf_counter()
+        m = xds.fit(lr=arpege, hr=arome, var=TARGETS, predictors=predictors, max_minutes=2 * args.minutes,
+                    checkpoint=out / "liif.pt", **common)
+        seconds = time.perf_counter() - t0
+        for label, constraint in (("no constraint", None), ("conserving ARPEGE", {"msl": "add", "tp": "softmax"})):
+            sr = on_truth(xds.predict(arpege_test[m.meta["predictors"]], model=m, constraint=constraint), truth)
+            score(f"{name}, {label}", {v: sr[v] for v in TARGETS}, seconds)
+
+
+def write(args, rows: list[dict]) -> None:
     cols = ["model", "msl rmse", "msl bias", "tp rmse", "tp bias", "train_s"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
     table = "\n".join(lines)
     print(table)
+    runs = ("liif trained on the pair (x4)" if args.model == "liif" else
+            f"single models {args.minutes} min each")
     head = (f"MeteoNet NW 2018-05-01, ARPEGE -> AROME x4, train 01-17 UTC, test 18-24 UTC; msl in Pa, tp in "
-            f"kg m-2 per hour. {args.model} width {args.width}, {args.n_blocks} blocks; single models "
-            f"{args.minutes} min each, joint models {2 * args.minutes} min; torch threads {args.threads}; real-input "
-            f"constraint: {args.real_constraint}.\n\n")
-    (Path(__file__).parent / "results" / args.results).write_text(head + table + "\n")
+            f"kg m-2 per hour. {args.model} width {args.width}, {args.n_blocks} blocks; {runs}, joint models "
+            f"{2 * args.minutes} min; torch threads {args.threads}; real-input constraint: "
+            f"{'chosen at predict, both shown' if args.model == 'liif' else args.real_constraint}.\n\n")
+    name = args.results or ("mos_meteonet_liif.md" if args.model == "liif" else "mos_meteonet_conserve.md")
+    (Path(__file__).parent / "results" / name).write_text(head + table + "\n")
 
 
 if __name__ == "__main__":

@@ -241,9 +241,10 @@ def test_fit_errors(hr, kwargs, match):
         hr.downscale.fit(model="liif", epochs=1, progress=False, **kwargs)
 
 
-def test_fit_refuses_a_real_pair(hr):
+def test_fit_refuses_a_range_of_scales_on_a_real_pair(hr):
+    """A real pair has one scale (tests/test_liif_predictors.py trains liif on one)."""
     with pytest.raises(DataError, match="drop lr="):
-        xds.fit(hr, lr=hr.downscale.coarsen(4), model="liif", epochs=1, progress=False)
+        xds.fit(hr, lr=hr.downscale.coarsen(4), model="liif", scales=(1.5, 4.0), epochs=1, progress=False)
 
 
 def test_target_longitudes_in_the_other_convention(model, lr):

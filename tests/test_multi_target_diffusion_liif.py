@@ -187,8 +187,9 @@ def test_liif_bad_calls_get_one_clear_line(liif_path, fine, coarse):
         xds.predict(coarse[["msl"]], model=liif_path, factor=F)
     with pytest.raises(DataError, match=r"needs a target that nests the source"):
         xds.predict(coarse, model=liif_path, factor=2.5, constraint={"msl": "add"})
-    with pytest.raises(DataError, match=r"^liif takes the target variable only: drop predictors="):
-        xds.fit(fine.assign(q=fine["msl"] * 0), model="liif", var=["msl", "tp"], predictors=["q"], **TRAIN, **LIIF)
+    with pytest.raises(DataError, match=r"^liif takes no covariates= \(static fields\) yet: drop covariates="):
+        xds.fit(fine, model="liif", var=["msl", "tp"], covariates=fine["msl"].isel(time=0, drop=True).rename("orog"),
+                **TRAIN, **LIIF)
 
 
 def test_cli_predicts_every_target_of_a_liif_at_the_asked_factor(liif_path, fine, tmp_path):

@@ -53,8 +53,10 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     towards it): see :mod:`xdownscale.engine.multi_setup`. ``predict`` then returns a Dataset.
     The temporal models and ``rnngan`` also take ``predictors=`` for one target (``var="msl"``): it
     trains on that path as ``var=["msl"]``, and ``predict`` needs a Dataset of every input.
-    ``liif`` takes several targets too, from their own coarsenings, and its constraints by target at
-    ``predict`` (``constraint={"msl": "add", "tp": "softmax"}``).
+    ``liif`` takes several targets and inputs too, and its constraints by target at ``predict``
+    (``constraint={"msl": "add", "tp": "softmax"}``): ``predictors=`` of ``hr`` are coarsened with the
+    targets at its random scales (it stays scale-free); a real pair ``lr=`` trains it at the pair's
+    one scale, which ``predict`` defaults to (other scales warn: untested).
     ``consistency``: rules across the targets, kept with their conservation, e.g.
     ``["0<=r<=100", "d2m<=t2m", "ws=hypot(u10,v10)"]`` (:mod:`xdownscale.nn.consistency`).
     ``model_kwargs`` go to the model body (e.g. ``width=32, n_blocks=4``).

@@ -117,18 +117,27 @@ class LIIFNet(nn.Module):
 
 
 class MultiTargetLIIFNet(LIIFNet):
-    """Several targets in one ``liif`` (``fit(var=[...])``): the input channels are the targets'
-    coarse fields (in the order of ``targets``), the decoder has one output per target, and each
-    target has its own ``mean``, ``std`` and ``residual_scale`` (dicts as in
-    :class:`~xdownscale.models.multi_target.MultiTargetNet`). ``forward`` returns (B, Q, K)."""
+    """Several targets in one ``liif`` (``fit(var=[...])``), or one target from other inputs
+    (``predictors=``, ``lr=``). The input channels are ``inputs`` (name, mean and std each is
+    normalised with; without them, the targets' coarse fields in the order of ``targets``), the
+    decoder has one output per target, and each target has its own ``mean``, ``std`` and
+    ``residual_scale`` (dicts as in :class:`~xdownscale.models.multi_target.MultiTargetNet`).
+    A target's base is the bicubic interpolation of its ``source`` input (the coarse field of the
+    same variable); a target without one is its mean plus the residual. ``forward`` returns
+    (B, Q, K)."""
+
+    base_index: torch.Tensor
+    has_base: torch.Tensor
+    base_mean: torch.Tensor
+    base_std: torch.Tensor
 
     def __init__(self, model: str = "liif", factor: int = ANY_SCALE, in_channels: int = 1,
                  targets: list | None = None, skip: str | None = "bicubic", scales: list | None = None,
-                 degradation: str = "none", **body_config):
+                 degradation: str = "none", inputs: list | None = None, **body_config):
         targets = list(targets or [])
         if not targets:
             raise ValueError("a multi-target liif needs its targets")
-        for key in ("constraint", "mean", "std", "residual_scale", "constraint_kwargs", "inputs", "out_channels"):
+        for key in ("constraint", "mean", "std", "residual_scale", "constraint_kwargs", "out_channels"):
             body_config.pop(key, None)  # single-target or record keys, not the body's
         super().__init__(model, factor, in_channels, skip=skip, scales=scales, degradation=degradation,
                          out_channels=len(targets), **body_config)
@@ -139,6 +148,16 @@ class MultiTargetLIIFNet(LIIFNet):
         scale = [float(t["residual_scale"]) if t.get("residual_scale") and skip is not None else float(t["std"])
                  for t in targets]
         self.register_buffer("residual_scale", torch.tensor(scale))
+        # the base of each target: its source input, de-normalised with that input's statistics
+        channels = inputs or targets
+        sources = [t.get("source", k) if inputs else k for k, t in enumerate(targets)]
+        self.register_buffer("base_index", torch.tensor([s if s is not None else 0 for s in sources]),
+                             persistent=False)
+        self.register_buffer("has_base", torch.tensor([s is not None for s in sources]), persistent=False)
+        self.register_buffer("base_mean", torch.tensor([float(channels[s]["mean"]) if s is not None else 0.0
+                                                        for s in sources]), persistent=False)
+        self.register_buffer("base_std", torch.tensor([float(channels[s]["std"]) if s is not None else 1.0
+                                                       for s in sources]), persistent=False)
 
     def forward(self, x: torch.Tensor, queries: torch.Tensor, coarse: torch.Tensor | None = None) -> torch.Tensor:
         """(B, Q, K) physical values of every target (the buffers broadcast along the last axis)."""
@@ -146,4 +165,5 @@ class MultiTargetLIIFNet(LIIFNet):
         residual = self.body.query(x, coords, cell) * self.residual_scale
         if self.skip is None:
             return residual + self.mean
-        return sample_bicubic(x[:, : self.n_targets], coords) * self.std + self.mean + residual
+        base = sample_bicubic(x[:, self.base_index], coords) * self.base_std + self.base_mean
+        return torch.where(self.has_base, base, self.mean) + residual

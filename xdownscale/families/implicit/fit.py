@@ -24,19 +24,22 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import xarray as xr
 
 from ...data.fill import fill_nearest
 from ...data.normalize import residual_std
 from ...data.patches import SeededSamples
 from ...engine.contract import FitRequest, parse_options, target_names
 from ...engine.device import resolve_device
-from ...engine.multi_setup import prepare_request
+from ...engine.multi_setup import as_targets, prepare_request
 from ...engine.setup import finish, prepare
 from ...engine.trainer import train
 from ...errors import DataError
+from ...grid.cf import find_axes
 from ...models.liif import ANY_SCALE, LIIFNet, MultiTargetLIIFNet
+from .degradation import degrade
 from .options import LiifOptions
+from .pair import PairSampleDataset
 
 log = logging.getLogger("xdownscale")
 MIN_WINDOW = 4  # the smallest coarse training window (cells a side) that a large scale may shrink to
@@ -70,36 +73,6 @@ def resample_area(values: np.ndarray, shape: tuple[int, int], row_weights: np.nd
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
-# ---------------------------------------------------------------- high-order degradation
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, int(np.ceil(2 * sigma)))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(x.shape[1], 1, 1, -1), groups=x.shape[1])
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(x.shape[1], 1, -1, 1), groups=x.shape[1])
-
-
-def degrade(x: np.ndarray, rng: np.random.Generator, rounds: int = 2) -> np.ndarray:
-    """High-order degradation of a normalised coarse input (C, h, w): ``rounds`` repetitions of
-    blur (p=0.7, sigma 0.2-1.2 cells), down-and-up bilinear resizing (p=0.5, by 1-1.6) and
-    Gaussian noise (p=0.7, sigma up to 0.03 standard deviations), each drawn from ``rng``."""
-    t = torch.from_numpy(np.ascontiguousarray(x, dtype="float32"))[None]
-    h, w = t.shape[-2:]
-    for _ in range(rounds):
-        if rng.random() < 0.7:
-            t = _gaussian_blur(t, float(rng.uniform(0.2, 1.2)))
-        if rng.random() < 0.5 and min(h, w) >= 4:
-            r = float(rng.uniform(1.0, 1.6))
-            small = (max(2, int(round(h / r))), max(2, int(round(w / r))))
-            t = F.interpolate(F.interpolate(t, size=small, mode="bilinear", align_corners=False, antialias=True),
-                              size=(h, w), mode="bilinear", align_corners=False)
-        if rng.random() < 0.7:
-            t = t + float(rng.uniform(0, 0.03)) * torch.from_numpy(rng.standard_normal(t.shape).astype("float32"))
-    return t[0].numpy()
-
-
 # ---------------------------------------------------------------- samples over a range of scales
 class ScaleSampleDataset(SeededSamples):
     """Items ``(x, y, queries, coarse)``: x (C, p, p) normalised coarse input, y (Q,) physical
@@ -110,14 +83,16 @@ class ScaleSampleDataset(SeededSamples):
 
     Several targets: ``field`` and ``stats`` are lists (one per target, each (T, H, W)); every
     target is cut from the same window at the same scale, x and coarse get one channel per
-    target and y is (Q, K)."""
+    target and y is (Q, K). ``n_targets``: only the first fields are targets, the others
+    predictors, coarsened with them into further input channels."""
 
     def __init__(self, field, row_weights: np.ndarray, stats, times, *, scales: tuple[float, float],
                  lr_patch: int, queries: int, n_samples: int, seed: int, degradation: str = "none",
-                 fixed: bool = False, batch_size: int = 1, integer_share: float = 0.0):
+                 fixed: bool = False, batch_size: int = 1, integer_share: float = 0.0, n_targets: int | None = None):
         self.several = isinstance(field, (list, tuple))
         self.fields = list(field) if self.several else [field]
         self.stats = list(stats) if self.several else [stats]
+        self.n_targets = len(self.fields) if n_targets is None else int(n_targets)
         self.field, self.row_weights = self.fields[0], np.asarray(row_weights, "float64")
         self.times, self.n_samples, self.seed, self.fixed = np.asarray(times), int(n_samples), int(seed), fixed
         self.lr_patch, self.queries, self.degradation, self.epoch = int(lr_patch), int(queries), degradation, 0
@@ -167,7 +142,7 @@ class ScaleSampleDataset(SeededSamples):
         centre = lambda i: -1 + (2 * i + 1) / big  # noqa: E731
         cell = np.full(self.queries, p / big)
         q = np.stack([centre(iy), centre(ix), cell, cell], axis=-1)
-        y = fine[:, iy, ix].T if self.several else fine[0, iy, ix]  # (Q, K) or (Q,)
+        y = fine[: self.n_targets, iy, ix].T if self.several else fine[0, iy, ix]  # (Q, K) or (Q,)
         return (torch.from_numpy(x.astype("float32")), torch.from_numpy(np.ascontiguousarray(y, dtype="float32")),
                 torch.from_numpy(q.astype("float32")),
                 torch.from_numpy(np.where(np.isfinite(coarse), coarse, means).astype("float32")))
@@ -181,23 +156,35 @@ def fit_liif(request: FitRequest):
     ``hidden`` (decoder width, 32), ``scales`` ((1.5, 8.0)), ``degradation`` ("none" or
     "high-order"), ``lr_patch`` (coarse cells per training window side, 16), ``queries`` (fine
     cells per window, 512), ``integer_share`` (batches at whole factors, 0.5). ``factor=k`` trains
-    at the single scale k. The coarse inputs are made from ``hr``."""
+    at the single scale k. The coarse inputs are made from ``hr``.
+
+    Inputs other than the targets (the multi-target path, one target included):
+
+    * ``predictors=["t2m", ...]`` without ``lr``: further variables of ``hr`` on its fine grid,
+      coarsened together with the targets at the same random scale, so the model stays scale-free.
+      The encoder takes the targets' coarse fields first, then the predictors, each normalised with
+      its own statistics; the decoder gives the targets only.
+    * ``lr=coarse_ds`` (a real pair, :mod:`.pair`): every gridded variable of ``lr`` is an input
+      (``predictors=`` narrows the set). A pair has one scale, the ratio of its grids (e.g. x4): the
+      model trains at it only and records it (``factor``, ``scales=[4, 4]``); ``predict`` takes inputs
+      on ``lr``'s grid spacing, defaults to that factor, and warns at another scale (untested)."""
     opts = parse_options(LiifOptions, request.options, model=request.model)
     r, cfg = request, request.cfg
-    if r.lr is not None:
-        raise DataError("liif trains on coarsenings of hr at random scales; drop lr= (real pairs have one scale: "
-                        "use model='cnn' or 'espcn' for them)")
     if r.constraint not in (None, "none"):
         raise DataError(f"liif trains scale-free, without a constraint layer; drop constraint={r.constraint!r} here "
                         f"and pass it to predict(model=m, factor=<integer>, constraint={r.constraint!r})")
-    if r.predictors or r.covariates is not None:
-        raise DataError("liif takes the target variable only: drop predictors= and covariates=")
+    if r.covariates is not None:
+        raise DataError("liif takes no covariates= (static fields) yet: drop covariates=, or pass them as "
+                        "predictors= variables of hr")
     if r.skip not in (None, "bicubic"):
         raise DataError(f"liif samples its base by bicubic interpolation: skip must be 'bicubic' or None, "
                         f"got {r.skip!r}")
     scales = [float(r.factor)] * 2 if r.factor is not None else [float(s) for s in opts.scales]
     body = {k: request.options[k] for k in ("width", "n_blocks", "hidden", "query_batch") if k in request.options}
     targets = target_names(r.var)
+    if r.lr is not None or r.predictors:  # inputs other than the targets: the multi-target path
+        targets, request = as_targets(request)
+        return _fit_liif_multi(request, targets, opts, scales, body)
     if targets is not None:  # one liif for every target: the inputs are the targets' coarse fields
         return _fit_liif_multi(request, targets, opts, scales, body)
     setup = prepare(r.hr, model=r.model, factor=1, constraint="none", var=r.var, cfg=cfg, skip=None, trim=r.trim,
@@ -212,21 +199,70 @@ def fit_liif(request: FitRequest):
 def _fit_liif_multi(request: FitRequest, targets: list[str], opts: LiifOptions, scales: list, body: dict):
     """``fit(model="liif", var=[...])``: the multi-target record of
     :func:`~xdownscale.engine.multi_setup.prepare_request` (statistics and CF attributes by target),
-    one output per target (:class:`~xdownscale.models.liif.MultiTargetLIIFNet`), every target cut
-    from the same windows at the same scale."""
+    one output per target (:class:`~xdownscale.models.liif.MultiTargetLIIFNet`), every target and
+    predictor cut from the same windows at the same scale (a real pair: :func:`_fit_liif_pair`)."""
     if request.resume is not None:
-        raise DataError("several targets (var=[...]) train from scratch for now: drop resume=")
+        raise DataError("several targets or predictors (var=[...], predictors=, lr=) train from scratch for now: "
+                        "drop resume=")
     if request.consistency:
         raise DataError("consistency= acts on the outputs of the spatial, temporal and gan models, not liif's "
                         "(its constraints are chosen at predict): drop consistency=")
+    if request.lr is not None:
+        return _fit_liif_pair(request, targets, opts, body)
+    _check_fine_predictors(request, targets)
     setup = prepare_request(dataclasses.replace(request, factor=1, skip=None, constraint="none"), targets, body,
                             record_factor=ANY_SCALE)
-    fields = [_time_field(da) for da in setup.pair.targets]
+    k = len(targets)
+    fields = [_time_field(da) for da in setup.pair.targets] + [_time_field(da) for da in setup.pair.inputs[k:]]
     for spec, da in zip(setup.network["targets"], setup.pair.targets):
         spec["residual_scale"] = _residual_scale(da, setup.pair, setup.train_t, request.skip)
     setup.network.update(skip=request.skip, scales=scales, degradation=opts.degradation)
-    stats = setup.meta["normalization"]["targets"]
-    return _train_over_scales(MultiTargetLIIFNet, setup, fields, stats, scales, opts, request.cfg)
+    target_stats = setup.meta["normalization"]["targets"]
+    # the targets' own coarsenings (the first inputs) are normalised as the targets, whose base they are
+    for j, st in enumerate(target_stats):
+        setup.network["inputs"][j].update(mean=st["mean"], std=st["std"])
+        setup.meta["normalization"]["inputs"][j] = dict(st)
+    stats = list(target_stats) + list(setup.input_stats[k:])
+    return _train_over_scales(MultiTargetLIIFNet, setup, fields, stats, scales, opts, request.cfg, n_targets=k)
+
+
+def _fit_liif_pair(request: FitRequest, targets: list[str], opts: LiifOptions, body: dict):
+    """Train ``liif`` at the one scale of the pair ``(request.lr, request.hr)`` (:mod:`.pair`)."""
+    if "scales" in request.options:
+        raise DataError(f"scales={request.options['scales']!r}: a real pair has one scale, the ratio of its grids, "
+                        "and liif trains at it; drop scales= (or drop lr= to train over scales of hr)")
+    lr = request.lr
+    if isinstance(lr, xr.DataArray):  # one coarse field: the input of that name (the target's own, if unnamed)
+        lr = lr.to_dataset(name=str(lr.name if lr.name is not None else targets[0]))
+    setup = prepare_request(dataclasses.replace(request, lr=lr, constraint="none"), targets, body)
+    pair, f = setup.pair, setup.pair.factor
+    scales = [float(f), float(f)]
+    # the residual scales of prepare_request: the spread of (fine - bicubic of the real coarse input)
+    setup.network.update(skip=request.skip, scales=scales, degradation=opts.degradation)
+    fine = [_time_field(da) for da in pair.targets]
+    coarse = [_time_field(da) for da in pair.inputs]
+
+    def make(times, *, n_samples: int, seed: int, fixed: bool = False):
+        return PairSampleDataset(fine, coarse, setup.input_stats, f, times, lr_patch=int(opts.lr_patch),
+                                 queries=int(opts.queries), n_samples=n_samples, seed=seed,
+                                 degradation=opts.degradation, fixed=fixed)
+
+    return train_windows(MultiTargetLIIFNet, setup, make, scales, opts, request.cfg)
+
+
+def _check_fine_predictors(request: FitRequest, targets: list[str]) -> None:
+    """Predictors of ``hr`` must lie on its fine grid: liif coarsens them with the targets."""
+    hr = request.hr
+    if not request.predictors or not isinstance(hr, xr.Dataset) or targets[0] not in hr.data_vars:
+        return  # prepare_request names what is missing
+    ref = hr[targets[0]]
+    axes = find_axes(ref)
+    for p in request.predictors:
+        if p in hr.data_vars and any(hr[p].sizes.get(d) != ref.sizes[d] for d in axes.spatial):
+            raise DataError(f"predictor {p!r} is not on hr's fine grid ({dict(hr[p].sizes)} vs "
+                            f"{ {d: ref.sizes[d] for d in axes.spatial} }): liif coarsens its predictors with its "
+                            "targets at random scales; regrid it onto hr's grid (xds.regrid), or give coarse inputs "
+                            "as a real pair (lr=coarse_ds)")
 
 
 def _time_field(da):
@@ -246,9 +282,26 @@ def _residual_scale(da, pair, train_t, skip) -> float | None:
     return residual_std(sample[..., :ny4, :nx4], 4, pair.row_weights[:ny4], "bicubic")
 
 
-def _train_over_scales(net_class, setup, field, stats, scales, opts: LiifOptions, cfg, resume=None):
+def _train_over_scales(net_class, setup, field, stats, scales, opts: LiifOptions, cfg, resume=None,
+                       n_targets: int | None = None):
     """The network (weights drawn from ``cfg.seed``), the scale-sampling streams and the generic
-    trainer, for one target or several."""
+    trainer, for one target or several (``n_targets``: the first fields; the rest are predictors)."""
+    rows = setup.pair.row_weights
+    common = dict(scales=scales, lr_patch=int(opts.lr_patch), queries=int(opts.queries),
+                  degradation=opts.degradation, integer_share=opts.integer_share, batch_size=cfg.batch_size)
+    if n_targets is not None:
+        common["n_targets"] = n_targets
+
+    def make(times, *, n_samples: int, seed: int, fixed: bool = False):
+        return ScaleSampleDataset(field, rows, stats, times, n_samples=n_samples, seed=seed, fixed=fixed, **common)
+
+    return train_windows(net_class, setup, make, scales, opts, cfg, resume=resume)
+
+
+def train_windows(net_class, setup, make, scales, opts: LiifOptions, cfg, resume=None):
+    """The network (weights drawn from ``cfg.seed``), the training and validation streams
+    ``make(times, n_samples=, seed=, fixed=)`` (items ``(x, y, queries, coarse)``) and the generic
+    trainer; the record notes the scales and the window settings."""
     lr_patch, n_queries = int(opts.lr_patch), int(opts.queries)
     setup.meta["training"].update(scales=scales, degradation=opts.degradation, lr_patch=lr_patch, queries=n_queries,
                                   integer_share=opts.integer_share)
@@ -256,15 +309,9 @@ def _train_over_scales(net_class, setup, field, stats, scales, opts: LiifOptions
     np.random.seed(cfg.seed)
     net = net_class(**setup.network)
     n_train = cfg.samples_per_epoch or max(cfg.batch_size, min(len(setup.train_t) * 16, 20_000))
-    common = dict(scales=scales, lr_patch=lr_patch, queries=n_queries, degradation=opts.degradation,
-                  integer_share=opts.integer_share)
-    common["batch_size"] = cfg.batch_size  # one scale and window size a batch
-    rows = setup.pair.row_weights
-    train_ds = ScaleSampleDataset(field, rows, stats, setup.train_t, n_samples=n_train, seed=cfg.seed, **common)
-    val_ds = ScaleSampleDataset(field, rows, stats, setup.val_t, fixed=True,
-                                n_samples=cfg.val_samples or max(cfg.batch_size, min(n_train // 4, VAL_WINDOWS)),
-                                seed=cfg.seed + 1,
-                                **common)
+    train_ds = make(setup.train_t, n_samples=n_train, seed=cfg.seed)
+    val_ds = make(setup.val_t, n_samples=cfg.val_samples or max(cfg.batch_size, min(n_train // 4, VAL_WINDOWS)),
+                  seed=cfg.seed + 1, fixed=True)
     setup.meta["training"].update(samples_per_epoch=n_train, val_samples=len(val_ds))
     log.info("training liif over scales %.2f-%.2f on %d+%d time steps, %d windows/epoch", *train_ds.scales,
              len(setup.train_t), len(setup.val_t), n_train)

@@ -143,7 +143,9 @@ class _Runner:
         self.net = downscaler.module.to(resolve_device(device)).eval()
         self.device = next(self.net.parameters()).device
         norm = downscaler.meta.get("normalization", {})
-        stats = norm.get("targets") or [norm.get("target", {"mean": 0.0, "std": 1.0})]
+        # each input channel as it was normalised in training (a multi-target model lists them)
+        stats = (downscaler.config.get("inputs") or norm.get("targets")
+                 or [norm.get("target", {"mean": 0.0, "std": 1.0})])
         self.means = np.array([float(s["mean"]) for s in stats])
         self.stds = np.array([float(s["std"]) for s in stats])
 
@@ -160,10 +162,18 @@ class _Runner:
         return np.concatenate(out, axis=0)
 
 
-def _grid_block(runner, values, axy: Axis, axx: Axis, py, px, cy, cx, halo, batch_size, layers, k, wrows):
+def _masked(out: np.ndarray, near: np.ndarray, masks: list) -> np.ndarray:
+    """``out`` (N, K, ...) missing (NaN) in output j where input channel ``masks[j]`` of ``near``
+    (N, C, ...) is (its source: the coarse field of the same variable), or where every input is (None)."""
+    finite = np.isfinite(near)
+    keep = np.stack([finite[:, s] if s is not None else finite.any(axis=1) for s in masks], axis=1)
+    return np.where(keep, out, np.nan)
+
+
+def _grid_block(runner, values, axy: Axis, axx: Axis, py, px, cy, cx, halo, batch_size, layers, k, wrows, masks):
     """The prediction of one target tile (N, K, ty, tx): coarse window + halo, queries, and for
     output j ``layers[j]``: None or (its constraint layer, the input channel that layer conserves).
-    A cell is missing (NaN) in output j where input channel j is (liif's inputs are its targets)."""
+    A cell is missing in output j where input channel ``masks[j]`` is (:func:`_masked`)."""
     y0 = max(int(np.floor(py.min())) - halo, 0)
     y1 = min(int(np.ceil(py.max())) + halo + 1, axy.n)
     x0 = max(int(np.floor(px.min())) - halo, 0)
@@ -186,7 +196,7 @@ def _grid_block(runner, values, axy: Axis, axx: Axis, py, px, cy, cx, halo, batc
             coarse = values[:, s, cy0 : cy0 + len(py) // k, cx0 : cx0 + len(px) // k]
             coarse_t = torch.from_numpy(np.nan_to_num(coarse, nan=runner.means[s])[:, None])
             out[:, j] = layer(torch.from_numpy(out[:, j : j + 1]), coarse_t, w)[:, 0].numpy()
-    return np.where(np.isfinite(nearest[:, : out.shape[1]]), out, np.nan)
+    return _masked(out, nearest, masks)
 
 
 def _tiles(n: int, tile: int, k: int | None) -> tuple[int, ...]:
@@ -243,12 +253,16 @@ def predict_liif(request: PredictRequest):
 
 
 def downscale_fields(fields: list[xr.DataArray], downscaler: Downscaler, request: PredictRequest,
-                     opts: ImplicitPredictOptions, constraints: list) -> list[xr.DataArray]:
+                     opts: ImplicitPredictOptions, constraints: list,
+                     outputs: list | None = None) -> list[xr.DataArray]:
     """Every output of a ``liif`` network whose input channels are ``fields`` (coarse fields on one
-    grid): output ``j`` is named and described as ``fields[j]`` (a lazy DataArray on the target grid,
-    or its values at ``opts.points``), under the hard constraint ``constraints[j] = (name or None,
-    index of the field it conserves)``."""
+    grid): output ``j`` is named and described as ``outputs[j]`` (default ``fields[j]``; a lazy
+    DataArray on the target grid, or its values at ``opts.points``), under the hard constraint
+    ``constraints[j] = (name or None, index of its source field or None)``: the field it conserves
+    and whose missing cells it leaves missing."""
     lr, factor, chunks, like = fields[0], request.factor, request.chunks, request.like
+    outputs = list(fields if outputs is None else outputs)
+    masks = [src for _, src in constraints]
     target, points = opts.target, opts.points
     axes = find_axes(lr)
     lead = [d for d in lr.dims if d not in axes.spatial]
@@ -272,8 +286,8 @@ def downscale_fields(fields: list[xr.DataArray], downscaler: Downscaler, request
     lead_shape = tuple(lr.sizes[d] for d in lead)
     lead_coords = {n: c for n, c in lr.coords.items() if set(c.dims) <= set(lead)}
     if points is not None:
-        return _predict_points(fields, runner, values, axy, axx, points, opts.point_cell, lead, lead_shape,
-                               lead_coords, request.batch_size, downscaler)
+        return _predict_points(outputs, runner, values, axy, axx, points, opts.point_cell, lead, lead_shape,
+                               lead_coords, request.batch_size, downscaler, masks)
     if factor is not None:
         coords, k = _factor_coords(lr, float(factor), axes)
         ydim, xdim = axes.spatial
@@ -310,7 +324,7 @@ def downscale_fields(fields: list[xr.DataArray], downscaler: Downscaler, request
         (ys, ye), (xs, xe) = block_info[None]["array-location"][-2:]
         wr = None if wrows is None else wrows[ys:ye]
         out = _grid_block(runner, values, axy, axx, py[ys:ye], px[xs:xe], cy[ys:ye], cx[xs:xe], halo,
-                          request.batch_size, layers, k, wr)
+                          request.batch_size, layers, k, wr, masks)
         return out.reshape(*lead_shape, n_out, ye - ys, xe - xs).astype("float32")
 
     template_chunks = tuple((s,) for s in lead_shape) + ((n_out,), ychunks, xchunks)
@@ -321,15 +335,15 @@ def downscale_fields(fields: list[xr.DataArray], downscaler: Downscaler, request
     outs = []
     for j, (name, _) in enumerate(constraints):
         out = xr.DataArray(data[..., j, :, :], dims=lead + [ydim, xdim], coords={**lead_coords, **coords},
-                           name=fields[j].name).transpose(*order)
+                           name=outputs[j].name).transpose(*order)
         if like is not None and k is not None:
-            out = snap_to(out, like[fields[j].name] if isinstance(like, xr.Dataset) else like, find_axes(out))
-        outs.append(_cf(out, fields[j], downscaler, k, name, scales))
+            out = snap_to(out, like[outputs[j].name] if isinstance(like, xr.Dataset) else like, find_axes(out))
+        outs.append(_cf(out, outputs[j], downscaler, k, name, scales))
     return outs
 
 
 def _predict_points(fields, runner, values, axy, axx, points, point_cell, lead, lead_shape, lead_coords, batch_size,
-                    downscaler):
+                    downscaler, masks):
     lat, lon = _point_coords(points)
     py, px = axy.index(lat.values.ravel()), axx.index(lon.values.ravel())
     axy.check_inside(py, "latitude", lat.values.ravel())
@@ -342,7 +356,7 @@ def _predict_points(fields, runner, values, axy, axx, points, point_cell, lead, 
     out = np.concatenate([runner(values, q[i : i + chunk], batch_size) for i in range(0, len(q), chunk)], axis=2)
     near = values[:, :, np.clip(np.round(py).astype(int), 0, axy.n - 1), np.clip(np.round(px).astype(int), 0,
                                                                                    axx.n - 1)]
-    out = np.where(np.isfinite(near[:, : out.shape[1]]), out, np.nan)
+    out = _masked(out, near, masks)
     pcoords = {n: c for n, c in (points.coords.items()) if set(c.dims) <= set(lat.dims)}
     pcoords.update({lat.name: (lat.dims, lat.values, lat.attrs), lon.name: (lon.dims, lon.values, lon.attrs)})
     results = []
