@@ -39,8 +39,9 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     input is its exact area-weighted coarsening by ``factor``. Or a real pair:
     ``lr=coarse, hr=fine``. ``predictors``: further Dataset variables used as
     inputs; ``covariates``: static fine-grid fields (orography, land-sea mask), extra input
-    channels of the spatial and temporal models (``convgru``/``flowconvgru``: with every frame
-    of the window, never warped by the voxel flow); ``predict`` then needs them again.
+    channels of the spatial, temporal and stochastic models (``convgru``/``flowconvgru``: with
+    every frame of the window, never warped by the voxel flow; ``rnngan``, with one target or
+    several or with predictors: with every frame of its sequence); ``predict`` then needs them again.
 
     Several targets in one network (every trainable family: the spatial and temporal models,
     ``liif``, and ``gan``/``rnngan``/``diffusion``, whose ensemble member is one joint draw of every

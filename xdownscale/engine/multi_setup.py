@@ -15,6 +15,12 @@ Constraint choice, per target (``constraint="add"`` for all, or a dict by target
 
 ``consistency=["0<=r<=100", "d2m<=t2m", "ws=hypot(u10,v10)"]``: rules across targets applied
 after these constraints, keeping their block means (:mod:`xdownscale.nn.consistency`).
+
+``resume="ckpt.pt"``: as :func:`~xdownscale.engine.setup.prepare`, the training state a run saved
+at its last validation round; the checkpoint must hold the same model and factor, targets, inputs,
+constraints and covariates (checked here) and the same network options (checked by
+:meth:`MultiSetup.checked_resume` once the family has completed the configuration), each
+refused in one line otherwise.
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ from ..data.normalize import residual_std
 from ..errors import DataError
 from ..nn.consistency import parse_rules
 from ..nn.constraints import CONSTRAINTS
-from .checkpoint import save_checkpoint
+from .checkpoint import read_checkpoint, save_checkpoint
 from .contract import FitRequest, target_names
 from .record import MULTI_TARGET_SECTION, ModelRecord
 from .setup import POSITIVE_CONSTRAINTS, cf_attrs, check_constraint_fits, grid_spacing, split_times
@@ -118,10 +124,27 @@ class MultiSetup:
     meta: dict
     path: Path
     resume_state: dict | None = None
+    resumed_network: dict | None = None  # the network configuration of the checkpoint resumed from
+    resumed_from: str | None = None
 
     @property
     def factor(self) -> int:
         return self.pair.factor
+
+    def checked_resume(self) -> dict | None:
+        """The training state to resume from (None: from scratch), once the finished network
+        configuration (``network``, with what the family added) is checked against the
+        checkpoint's: options other than the fitted statistics must be the same."""
+        if self.resumed_network is None:
+            return self.resume_state
+        ours, theirs = network_options(self.network), network_options(self.resumed_network)
+        differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        if differ:
+            was = ", ".join(f"{k}={theirs.get(k)!r}" for k in differ)
+            now = ", ".join(f"{k}={ours.get(k)!r}" for k in differ)
+            raise DataError(f"cannot resume from {self.resumed_from!r}: it was trained with {was}, not {now}; "
+                            "resume with the options it was trained with, or train from scratch")
+        return self.resume_state
 
     def datasets(self) -> tuple[MultiPatchDataset, MultiPatchDataset]:
         cfg = self.cfg
@@ -142,14 +165,59 @@ class MultiSetup:
         save_checkpoint(self.path, state["best_state_dict"], self.meta, resume=state)
 
 
+def _plain(obj):
+    """``obj`` as a checkpoint holds it (lists for tuples, Python numbers), to compare with one."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj.tolist() if hasattr(obj, "tolist") else obj
+
+
+def network_options(network: dict) -> dict:
+    """A network configuration without what is fitted to the data (statistics, residual scales,
+    bounds): targets and inputs by name, constraint and source."""
+    out = {k: v for k, v in network.items() if k not in ("targets", "inputs", "residual_scale", "mean", "std")}
+    out["targets"] = [{k: t.get(k) for k in ("name", "constraint", "source")} for t in network.get("targets", [])]
+    out["inputs"] = [i.get("name") for i in network.get("inputs", [])]
+    return _plain(out)
+
+
+def read_resume(resume, meta: dict) -> tuple[dict, dict]:
+    """The training state in the checkpoint ``resume`` and its network configuration, refused in
+    one line unless it holds the model, factor, targets, inputs, constraints and covariates that
+    ``meta`` (the record of the run to continue) describes."""
+    payload = read_checkpoint(resume)
+    where = f"cannot resume from {str(resume)!r}"
+    net, ours = payload["network"], meta["network"]
+    if net["model"] != ours["model"] or net["factor"] != ours["factor"]:
+        raise DataError(f"{where}: it holds {net['model']!r} x{net['factor']}, not {ours['model']!r} x{ours['factor']}")
+    mine, theirs = meta[SECTION], payload.get(SECTION)
+    if theirs is None:
+        raise DataError(f"{where}: it was trained on the one target {payload.get('variable')!r}, not on the targets "
+                        f"{mine['targets']} from the inputs {mine['inputs']}; train from scratch (drop resume=)")
+    for key in ("targets", "inputs", "constraints", "sources"):
+        if _plain(theirs.get(key)) != _plain(mine[key]):
+            raise DataError(f"{where}: it was trained with {key} {theirs.get(key)}, not {mine[key]}; resume with the "
+                            "var=, predictors=, lr= and constraint= it was trained with, or train from scratch")
+    if list(payload.get("covariates") or []) != list(meta["covariates"]):
+        raise DataError(f"{where}: it was trained with covariates {list(payload.get('covariates') or [])}, not "
+                        f"{list(meta['covariates'])}; pass the same covariates=, or train from scratch")
+    state = payload.get("resume")
+    if state is None:
+        raise DataError(f"{str(resume)!r} holds no training state to resume from")
+    return state, net
+
+
 def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor: int | None = None,
                   constraint=None, predictors: list[str] | None = None, covariates=None, cfg: TrainConfig,
-                  skip: str | None = "bicubic", checkpoint=None, trim: bool = False,
+                  skip: str | None = "bicubic", checkpoint=None, resume=None, trim: bool = False,
                   model_kwargs: dict | None = None, record_factor: int | None = None,
                   consistency=None) -> MultiSetup:
     """Pair, split, normalise and describe a multi-target training run (``record_factor``: the
     factor the checkpoint and the model store know the model by, where it is not the pairing
-    factor; scale-free models: 0, "any")."""
+    factor; scale-free models: 0, "any"; ``resume``: a checkpoint of the same run to continue,
+    module docstring)."""
     choice = parse_constraints(constraint, targets)
     rules = [str(r) for r in parse_rules(consistency, targets)]
     pair = make_multi_pair(hr, targets, lr=lr, predictors=predictors, factor=factor, trim=trim)
@@ -207,8 +275,10 @@ def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor
                                         for t, s in zip(targets, sources)}}},
     ).to_meta()
     path = Path(checkpoint) if checkpoint else model_store.default_path(variable, model, known_as)
+    state, resumed = read_resume(resume, meta) if resume is not None else (None, None)
     return MultiSetup(cfg=cfg, model=model, pair=pair, sources=sources, input_stats=input_stats, train_t=train_t,
-                      val_t=val_t, covariates=cov, network=network, meta=meta, path=path)
+                      val_t=val_t, covariates=cov, network=network, meta=meta, path=path, resume_state=state,
+                      resumed_network=resumed, resumed_from=None if resume is None else str(resume))
 
 
 def as_targets(request: FitRequest) -> tuple[list[str], FitRequest]:
@@ -234,5 +304,6 @@ def prepare_request(request: FitRequest, targets: list[str], model_kwargs: dict,
                          constraint=request.constraint,
                          predictors=list(request.predictors) if request.predictors else None,
                          covariates=request.covariates, cfg=request.cfg, skip=request.skip,
-                         checkpoint=request.checkpoint, trim=request.trim, model_kwargs=model_kwargs,
+                         checkpoint=request.checkpoint, resume=request.resume, trim=request.trim,
+                         model_kwargs=model_kwargs,
                          record_factor=record_factor, consistency=request.consistency)

@@ -31,7 +31,7 @@ from ..data.pairs import Pair, select_variable
 from ..errors import DataError
 from .checkpoint import read_checkpoint, save_checkpoint, sha256
 from .downscaler import Downscaler
-from .record import ModelRecord
+from .record import MULTI_TARGET_SECTION, ModelRecord
 
 log = logging.getLogger("xdownscale")
 POSITIVE_CONSTRAINTS = ("softmax", "mult")
@@ -197,6 +197,11 @@ def prepare(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, 
         if payload["network"]["model"] != model or payload["network"]["factor"] != known_as:
             raise DataError(f"cannot resume from {str(resume)!r}: it holds {payload['network']['model']!r} "
                             f"x{payload['network']['factor']}, not {model!r} x{known_as}")
+        several = payload.get(MULTI_TARGET_SECTION)
+        if several is not None:
+            raise DataError(f"cannot resume from {str(resume)!r}: it was trained on the targets {several['targets']} "
+                            f"from the inputs {several['inputs']}, not on {meta['variable']!r} alone; resume with "
+                            "the var= and predictors= it was trained with, or train from scratch")
         resume_state = payload.get("resume")
         if resume_state is None:
             raise DataError(f"{str(resume)!r} holds no training state to resume from")

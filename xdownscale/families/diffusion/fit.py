@@ -25,7 +25,7 @@ from ...engine.device import resolve_device
 from ...engine.multi_setup import parse_constraints, prepare_request
 from ...engine.resolve import resolve_model
 from ...engine.setup import finish, prepare
-from ...engine.trainer import cosine_factor, make_loader
+from ...engine.trainer import Budget, ShardedBatches, cosine_factor, make_loader
 from ...errors import DataError
 from ...models.diffusion.multi import MultiTargetDiffusionNet
 from ...models.diffusion.network import DiffusionNet
@@ -145,9 +145,9 @@ def fit_diffusion_multi(request: FitRequest, targets: list[str], opts: Diffusion
     (:func:`~xdownscale.engine.multi_setup.prepare_request`: inputs from ``lr=``/``predictors=``,
     per-target statistics, sources and record), whose patch stream yields what :func:`_train`
     takes, so the same loop trains :class:`~xdownscale.models.diffusion.multi.MultiTargetDiffusionNet`."""
-    if request.resume is not None or request.nproc != 1:
-        raise DataError("several targets (var=[...]) train in one process and from scratch for now: drop resume= "
-                        "and nproc=")
+    if request.nproc != 1:
+        raise DataError(f"nproc={request.nproc}: several targets or predictors train in one process for now: "
+                        "drop nproc=")
     if opts.base is not None:
         raise DataError("base= (the residual of a deterministic model) takes one target; drop base= to diffuse "
                         "several targets jointly")
@@ -165,6 +165,7 @@ def fit_diffusion_multi(request: FitRequest, targets: list[str], opts: Diffusion
     np.random.seed(cfg.seed)
     device = resolve_device(cfg.device)
     net = MultiTargetDiffusionNet(**setup.network).to(device)
+    setup.checked_resume()  # the loop reads setup.resume_state: the finished configuration must match first
     train_ds, val_ds = setup.datasets()
     log.info("training diffusion x%d for %s from %s, %d patches of %d/epoch", setup.factor, targets,
              setup.pair.input_names, len(train_ds), cfg.patch_size)
@@ -194,6 +195,8 @@ def _train(net, train_ds, val_ds, cfg, device, opts, setup) -> dict:
     out_of_time = False
     # the budget: fit's epochs (20 by default), max_updates and/or max_minutes, whichever ends first
     epochs = cfg.epochs if cfg.epochs is not None else 1 << 30
+    budget = Budget(cfg, len(ShardedBatches(len(train_ds), cfg.batch_size)))  # what min_fraction is a fraction of
+    t_start = time.perf_counter()
     for epoch in range(start, epochs):
         gen.manual_seed(cfg.seed * 100_003 + epoch)
         train_ds.set_epoch(epoch)
@@ -234,7 +237,9 @@ def _train(net, train_ds, val_ds, cfg, device, opts, setup) -> dict:
                           "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
                           "history": history, "best_val_loss": best, "best_epoch": best_epoch, "bad_epochs": bad,
                           "updates": updates})
-        if bad >= cfg.patience or out_of_time:
+        # as in the shared trainer, early stopping cannot end a run before min_fraction of its budget
+        spent = budget.progress(updates=updates, elapsed=time.perf_counter() - t_start)
+        if (bad >= cfg.patience and spent >= cfg.min_fraction) or out_of_time:
             log.info("stopping: %s", "time limit reached" if out_of_time else f"no improvement for {bad} epochs")
             break
     net.load_state_dict(best_state)

@@ -201,9 +201,6 @@ def _fit_liif_multi(request: FitRequest, targets: list[str], opts: LiifOptions, 
     :func:`~xdownscale.engine.multi_setup.prepare_request` (statistics and CF attributes by target),
     one output per target (:class:`~xdownscale.models.liif.MultiTargetLIIFNet`), every target and
     predictor cut from the same windows at the same scale (a real pair: :func:`_fit_liif_pair`)."""
-    if request.resume is not None:
-        raise DataError("several targets or predictors (var=[...], predictors=, lr=) train from scratch for now: "
-                        "drop resume=")
     if request.consistency:
         raise DataError("consistency= acts on the outputs of the spatial, temporal and gan models, not liif's "
                         "(its constraints are chosen at predict): drop consistency=")
@@ -223,7 +220,8 @@ def _fit_liif_multi(request: FitRequest, targets: list[str], opts: LiifOptions, 
         setup.network["inputs"][j].update(mean=st["mean"], std=st["std"])
         setup.meta["normalization"]["inputs"][j] = dict(st)
     stats = list(target_stats) + list(setup.input_stats[k:])
-    return _train_over_scales(MultiTargetLIIFNet, setup, fields, stats, scales, opts, request.cfg, n_targets=k)
+    return _train_over_scales(MultiTargetLIIFNet, setup, fields, stats, scales, opts, request.cfg,
+                              resume=setup.checked_resume(), n_targets=k)
 
 
 def _fit_liif_pair(request: FitRequest, targets: list[str], opts: LiifOptions, body: dict):
@@ -247,7 +245,7 @@ def _fit_liif_pair(request: FitRequest, targets: list[str], opts: LiifOptions, b
                                  queries=int(opts.queries), n_samples=n_samples, seed=seed,
                                  degradation=opts.degradation, fixed=fixed)
 
-    return train_windows(MultiTargetLIIFNet, setup, make, scales, opts, request.cfg)
+    return train_windows(MultiTargetLIIFNet, setup, make, scales, opts, request.cfg, resume=setup.checked_resume())
 
 
 def _check_fine_predictors(request: FitRequest, targets: list[str]) -> None:

@@ -32,9 +32,9 @@ def fit_multi(request: FitRequest, targets: list[str], model_kwargs: dict):
     from ...engine.trainer import train
     from ...models import build_network
 
-    if request.nproc != 1 or request.resume is not None:
-        raise DataError("several targets (var=[...]) train in one process and from scratch for now: drop nproc= and "
-                        "resume=")
+    if request.nproc != 1:
+        raise DataError(f"nproc={request.nproc}: several targets or predictors train in one process for now: "
+                        "drop nproc=")
     cfg = request.cfg
     setup = prepare_request(request, targets, model_kwargs)
     torch.manual_seed(cfg.seed)
@@ -43,7 +43,8 @@ def fit_multi(request: FitRequest, targets: list[str], model_kwargs: dict):
     train_ds, val_ds = setup.datasets()
     log.info("training %s x%d for %s from %s on %d+%d time steps", request.model, setup.factor, targets,
              setup.pair.input_names, len(setup.train_t), len(setup.val_t))
-    result = train(net, train_ds, val_ds, cfg, resolve_device(cfg.device), on_epoch_end=setup.save_epoch)
+    result = train(net, train_ds, val_ds, cfg, resolve_device(cfg.device), resume=setup.checked_resume(),
+                   on_epoch_end=setup.save_epoch)
     return finish(setup, net, result)  # type: ignore[arg-type]  # MultiSetup has what finish reads
 
 

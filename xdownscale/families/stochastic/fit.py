@@ -37,8 +37,6 @@ def fit_gan_multi(request: FitRequest, targets: list[str], net_opts: dict, adv):
     from ...engine.multi_setup import prepare_request
     from ...models.gan import MultiTargetStochasticNet
 
-    if request.resume is not None:
-        raise DataError("several targets (var=[...]) train from scratch for now: drop resume=")
     cfg = request.cfg
     setup = prepare_request(request, targets, net_opts)
     gen, disc = build_pair(setup, adv, MultiTargetStochasticNet, PatchDiscriminator,
@@ -47,7 +45,7 @@ def fit_gan_multi(request: FitRequest, targets: list[str], net_opts: dict, adv):
     log.info("adversarial training of %s x%d for %s from %s", request.model, setup.factor, targets,
              setup.pair.input_names)
     result = train_adversarial(gen, disc, train_ds, val_ds, cfg, adv, resolve_device(cfg.device),
-                               cond_of=gen.condition, on_epoch_end=setup.save_epoch)
+                               cond_of=gen.condition, resume=setup.checked_resume(), on_epoch_end=setup.save_epoch)
     return finish(setup, gen, result)  # type: ignore[arg-type]  # MultiSetup has what finish reads
 
 
@@ -75,14 +73,11 @@ def fit_rnngan(request: FitRequest):
 
 def fit_rnngan_multi(request: FitRequest, net_opts: dict, adv):
     """``fit(model="rnngan", var=[...])`` (or one target with ``predictors=``): sequences of the
-    multi-target patches, one noise per frame."""
+    multi-target patches, one noise per frame; static ``covariates=`` ride with every frame (after
+    the inputs and the noise, where the packed prediction window puts them)."""
     from ...engine.multi_setup import as_targets, prepare_request
     from ...models.rnngan import MultiSequencePatchDataset, MultiTargetRecurrentNet
 
-    if request.resume is not None:
-        raise DataError("several targets (var=[...]) train from scratch for now: drop resume=")
-    if request.covariates is not None:
-        raise DataError("rnngan with several targets or predictors takes no covariates= yet: drop covariates=")
     targets, request = as_targets(request)
     setup = prepare_request(request, targets, net_opts)
     tdim = setup.pair.axes.time
@@ -96,5 +91,5 @@ def fit_rnngan_multi(request: FitRequest, net_opts: dict, adv):
              setup.pair.input_names, gen.window)
     cfg = request.cfg
     result = train_adversarial(gen, disc, train_ds, val_ds, cfg, adv, resolve_device(cfg.device),
-                               cond_of=gen.condition, on_epoch_end=setup.save_epoch)
+                               cond_of=gen.condition, resume=setup.checked_resume(), on_epoch_end=setup.save_epoch)
     return finish(setup, gen, result)  # type: ignore[arg-type]  # MultiSetup has what finish reads

@@ -51,9 +51,9 @@ def fit_temporal_multi(request: FitRequest, options_cls: type[Any]):
     from ...engine.trainer import train
     from ...models import build_network
 
-    if request.nproc != 1 or request.resume is not None:
-        raise DataError("several targets or predictors train in one process and from scratch for now: drop nproc= "
-                        "and resume=")
+    if request.nproc != 1:
+        raise DataError(f"nproc={request.nproc}: several targets or predictors train in one process for now: "
+                        "drop nproc=")
     opts = parse_options(options_cls, request.options, model=request.model)
     targets, request = as_targets(request)
     body, time_factor, gaps = opts.body(), opts.training_time_factor, opts.gaps
@@ -80,7 +80,8 @@ def fit_temporal_multi(request: FitRequest, options_cls: type[Any]):
     log.info("training %s x%d for %s from %s (window %d, time factor %d) on %d+%d time steps", request.model,
              pair.factor, targets, pair.input_names, body["window"], time_factor, len(setup.train_t),
              len(setup.val_t))
-    result = train(net, train_ds, val_ds, cfg, resolve_device(cfg.device), on_epoch_end=setup.save_epoch)
+    result = train(net, train_ds, val_ds, cfg, resolve_device(cfg.device), resume=setup.checked_resume(),
+                   on_epoch_end=setup.save_epoch)
     return finish(setup, net, result)  # type: ignore[arg-type]  # MultiSetup has what finish reads
 
 
