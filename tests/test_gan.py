@@ -86,14 +86,122 @@ def test_checkpoint_round_trip_gives_the_same_members(gan_model, hr):
     np.testing.assert_array_equal(a, b)
 
 
-def test_wgan_gp_resume_continues_exactly(hr, tmp_path):
-    kw = dict(TINY, mode="wgan-gp", n_critic=2, lr_schedule="constant", constraint="add", factor=4)
+@pytest.mark.parametrize("ema", [0.99, 0.5])  # 0.5: the generator's average is ready after 2 updates
+def test_wgan_gp_resume_continues_exactly(hr, tmp_path, ema):
+    kw = dict(TINY, mode="wgan-gp", n_critic=2, lr_schedule="constant", constraint="add", factor=4, ema=ema)
     straight = xds.fit(hr, model="gan", checkpoint=tmp_path / "a.pt", **dict(kw, epochs=2))
     xds.fit(hr, model="gan", checkpoint=tmp_path / "b.pt", **kw)
     resumed = xds.fit(hr, model="gan", checkpoint=tmp_path / "c.pt", resume=tmp_path / "b.pt", **dict(kw, epochs=2))
     assert len(resumed.history) == 2
+    # the generator's weight average resumes too (it is scored in every round once ready)
+    if ema == 0.5:
+        assert resumed.history[-1]["val_average"] == pytest.approx(straight.history[-1]["val_average"], rel=1e-5)
+    else:  # 4 updates in all: the average is not ready, so only the raw weights are scored
+        assert resumed.history[-1]["val_average"] is None
     for (k, va), vb in zip(straight.module.state_dict().items(), resumed.module.state_dict().values()):
         assert torch.allclose(va, vb, atol=1e-6), k
+
+
+class _Budget(Exception):
+    pass
+
+
+@pytest.mark.parametrize("given, expected", [({}, (None, 600, None)), ({"epochs": 3}, (3, None, None)),
+                                             ({"max_minutes": 2.0}, (None, None, 2.0)),
+                                             ({"max_updates": 50}, (None, 50, None))])
+def test_gan_trains_on_an_update_budget_of_its_own_unless_one_is_given(hr, tmp_path, monkeypatch, given, expected):
+    from xdownscale.families.stochastic import fit as stochastic_fit
+
+    def stop(gen, disc, train_ds, val_ds, cfg, *args, **kwargs):
+        raise _Budget((cfg.epochs, cfg.max_updates, cfg.max_minutes))
+
+    monkeypatch.setattr(stochastic_fit, "train_adversarial", stop)
+    opts = {k: v for k, v in TINY.items() if k != "epochs"}
+    with pytest.raises(_Budget) as budget:
+        xds.fit(hr, model="gan", factor=4, checkpoint=tmp_path / "g.pt", **opts, **given)
+    assert budget.value.args[0] == expected
+
+
+def test_rnngan_builds_its_measured_defaults_and_trains_on_300_updates(tmp_path, monkeypatch):
+    from xdownscale.families.stochastic import fit as stochastic_fit
+
+    def stop(gen, disc, train_ds, val_ds, cfg, *args, **kwargs):
+        raise _Budget(gen, cfg)
+
+    monkeypatch.setattr(stochastic_fit, "train_adversarial", stop)
+    hr = synthetic_field("tcwv", times=8, ny=16, nx=16, seed=4)
+    opts = {k: v for k, v in TINY.items() if k not in ("epochs", "width", "n_blocks")}
+    with pytest.raises(_Budget) as caught:
+        xds.fit(hr, model="rnngan", factor=4, checkpoint=tmp_path / "r.pt", **opts)
+    gen, cfg = caught.value.args
+    assert (cfg.epochs, cfg.max_updates) == (None, 300)
+    assert (gen.body.cell.hidden_channels, gen.body.n_blocks, gen.noise_channels, gen.window) == (64, 4, 8, 4)
+
+
+def test_an_rnngan_checkpoint_without_its_generator_size_loads_as_the_former_default(tmp_path):
+    """Checkpoints written before rnngan's defaults were measured recorded no width or blocks."""
+    hr = synthetic_field("tcwv", times=8, ny=16, nx=16, seed=4)
+    m = xds.fit(hr, model="rnngan", factor=4, checkpoint=tmp_path / "r.pt", noise_channels=4, window=8,
+                **dict(TINY, width=32, n_blocks=2, batch_size=2))
+    payload = torch.load(tmp_path / "r.pt", weights_only=True)
+    for key in ("width", "n_blocks"):
+        del payload["record"]["network"][key]
+    torch.save(payload, tmp_path / "old.pt")
+    lr = hr.downscale.coarsen(4)
+    old = xds.predict(lr, model=xds.Downscaler.load(tmp_path / "old.pt"), members=2, seed=0)
+    np.testing.assert_array_equal(old.values, xds.predict(lr, model=m, members=2, seed=0).values)
+
+
+def test_early_stopping_cannot_end_an_adversarial_run_before_half_its_budget(hr, tmp_path, monkeypatch):
+    from xdownscale.families.stochastic import adversarial
+
+    scores = iter(range(1, 100))  # validation never improves after the first round
+    monkeypatch.setattr(adversarial, "validate", lambda *a, **k: {"val_crps": float(next(scores)), "val_mse": 1.0})
+    m = xds.fit(hr, model="gan", factor=4, constraint="add", checkpoint=tmp_path / "g.pt",
+                **dict(TINY, epochs=6, patience=1, ema=0))
+    assert len(m.history) == 3  # patience alone stops after round 2; min_fraction 0.5 of 6 epochs holds it to 3
+
+
+def test_the_averaged_generator_is_kept_when_it_validates_better(hr, tmp_path, monkeypatch):
+    from xdownscale.families.stochastic import adversarial
+
+    scored = []
+
+    def score(gen, *args, **kwargs):  # raw weights first, then (once ready) the average, each round
+        scored.append({k: v.clone() for k, v in gen.state_dict().items()})
+        return {"val_crps": 1.0 if len(scored) % 2 else 0.5, "val_mse": 1.0}
+
+    monkeypatch.setattr(adversarial, "validate", score)
+    m = xds.fit(hr, model="gan", factor=4, constraint="add", checkpoint=tmp_path / "g.pt",
+                **dict(TINY, epochs=2, ema=0.5))  # 2 updates a round: the average is ready in round 1
+    assert len(scored) == 4
+    assert m.history[0]["val_raw"] == 1.0 and m.history[0]["val_average"] == 0.5
+    raw, averaged = scored[0], scored[1]
+    assert any(not torch.equal(raw[k], averaged[k]) for k in raw)
+    for k, v in m.module.state_dict().items():
+        assert torch.equal(v, averaged[k]), k
+
+
+def test_adversarial_validation_draws_fixed_noise_outside_the_training_stream(gan_model):
+    from xdownscale.config import TrainConfig
+    from xdownscale.families.stochastic.adversarial import AdversarialConfig, validate
+
+    gen, f = gan_model.module, 4
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(4, gen.data_channels, 4, 4, generator=g), torch.randn(4, 1, 4 * f, 4 * f, generator=g)
+    data = torch.utils.data.TensorDataset(x, y, torch.ones(4, 1, 4 * f, 1), x[:, :1] * gen.std + gen.mean)
+    cfg, adv = TrainConfig(batch_size=2, seed=5), AdversarialConfig(val_members=3)
+    torch.manual_seed(0)
+    first = validate(gen, data, cfg, adv, torch.device("cpu"))
+    after_one = torch.rand(1)
+    torch.manual_seed(0)
+    again = validate(gen, data, cfg, adv, torch.device("cpu"))
+    assert first == again
+    assert torch.equal(torch.rand(1), after_one)  # the training stream continues as if not validated
+    torch.manual_seed(0)
+    assert torch.equal(torch.rand(1), after_one)
+    other = validate(gen, data, TrainConfig(batch_size=2, seed=6), adv, torch.device("cpu"))
+    assert other["val_crps"] != first["val_crps"]  # the draws follow the run's seed
 
 
 def test_gan_option_errors(hr):
@@ -157,9 +265,20 @@ def test_rnngan_ensemble_conserves_and_matches_across_tiles(tmp_path):
     assert ens.shape == (2,) + hr.shape
     for k in range(2):
         assert_conserves(ens.isel(member=k), lr, 4, rtol=1e-5)
-    assert m.meta["training"]["adversarial"]["adv_weight"] == pytest.approx(0.05)  # rnngan keeps its own
-    tiled = xds.predict(lr, model=xds.Downscaler.load(tmp_path / "r.pt"), members=2, seed=0, chunks=2).compute()
-    np.testing.assert_allclose(tiled.values, ens.values, atol=1e-4, rtol=0)
+    assert m.meta["training"]["adversarial"]["adv_weight"] == pytest.approx(0.01)  # rnngan trains with the light term too
+    # tiles: a domain wider than two halos, and stirred weights (the zero-started last layer of a
+    # briefly trained generator barely shows its inputs, so equal tiles would prove little)
+    loaded = xds.Downscaler.load(tmp_path / "r.pt")
+    with torch.no_grad():
+        for p in loaded.module.body.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
+    halo = loaded.module.receptive_radius
+    big = synthetic_field("tcwv", times=5, ny=4 * (2 * halo + 8), nx=4 * (2 * halo + 8), seed=5).downscale.coarsen(4)
+    kw = dict(model=loaded, members=2, seed=0, allow_other_variable=True)  # another grid spacing: tiling is tested
+    whole = xds.predict(big, **kw).compute()
+    tiled = xds.predict(big, chunks=halo + 4, **kw)
+    assert tiled.data.npartitions > 1
+    np.testing.assert_allclose(tiled.compute().values, whole.values, atol=1e-4 * float(abs(whole).max()), rtol=0)
     with pytest.raises(DataError, match="window= applies to recurrent"):
         xds.predict(lr, model=xds.fit(hr, model="gan", factor=4, checkpoint=tmp_path / "g.pt", **TINY), window=4)
 

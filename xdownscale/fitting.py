@@ -95,16 +95,18 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     if nproc != 1 and family.name != "spatial":
         raise DataError(f"nproc={nproc}: data-parallel training is available for the models trained by fit's own "
                         f"loop; {model!r} has its own training (use nproc=1)")
-    # a family may train otherwise by default (diffusion: DPDM's 128-cell patches; the families
-    # with their own loop count epochs instead of the shared trainer's update budget), and a
-    # model otherwise than its family (the learning rates of liif and maunet)
+    # a family may train otherwise by default (diffusion: DPDM's 128-cell patches and a loop that
+    # counts epochs; the adversarial models: a budget of their own), and a model otherwise than its
+    # family (the learning rates of liif and maunet)
     defaults = {**getattr(family, "train_defaults", {}), **info.get("train_defaults", {})}
     if patch_size is None:
         patch_size = defaults.get("patch_size", TrainConfig.patch_size)
     if learning_rate is None:
         learning_rate = defaults.get("learning_rate", TrainConfig.learning_rate)
-    if epochs is None and max_updates is None:
+    if epochs is None and max_updates is None:  # the family's or the model's budget, unless one is given
         epochs = defaults.get("epochs")
+        if max_minutes is None:
+            max_updates = defaults.get("max_updates")
     cfg = TrainConfig(epochs=epochs, max_updates=max_updates, max_minutes=max_minutes, batch_size=batch_size,
                       patch_size=patch_size, learning_rate=learning_rate,
                       lr_schedule=lr_schedule, loss=loss, seed=seed, val_fraction=val_fraction, patience=patience,

@@ -196,7 +196,7 @@ def _any_rank(flag: bool, device, world_size: int) -> bool:
     return bool(t.item() > 0)
 
 
-def _round_batches(train_ds, cfg: TrainConfig, device, rank: int, world_size: int, epoch: int, endless: bool):
+def round_batches(train_ds, cfg: TrainConfig, device, rank: int, world_size: int, epoch: int, endless: bool):
     """The batches of one round: one pass over ``train_ds`` drawn for ``epoch``; with a budget in
     minutes only (``endless``) further passes (drawn for ``epoch + k * 1_000_003``) until the
     caller stops at the next validation time."""
@@ -262,7 +262,7 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
         t0, seen, running = time.perf_counter(), 0, 0.0
         next_eval = (math.floor(budget.progress() * budget.evals + 1e-9) + 1) / budget.evals
         total = budget.total if budget.total is not None else "?"
-        bar = progress.bar(_round_batches(train_ds, cfg, device, rank, world_size, epoch, endless=budget.total is None),
+        bar = progress.bar(round_batches(train_ds, cfg, device, rank, world_size, epoch, endless=budget.total is None),
                            enabled=cfg.progress and rank == 0,
                            desc=f"round {epoch + 1} (update {budget.updates}/{total})",
                            leave=False, unit="batch")
