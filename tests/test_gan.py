@@ -265,7 +265,7 @@ def test_rnngan_ensemble_conserves_and_matches_across_tiles(tmp_path):
     assert ens.shape == (2,) + hr.shape
     for k in range(2):
         assert_conserves(ens.isel(member=k), lr, 4, rtol=1e-5)
-    assert m.meta["training"]["adversarial"]["adv_weight"] == pytest.approx(0.01)  # rnngan trains with the light term too
+    assert m.meta["training"]["adversarial"]["adv_weight"] == pytest.approx(0.01)  # rnngan: the light term too
     # tiles: a domain wider than two halos, and stirred weights (the zero-started last layer of a
     # briefly trained generator barely shows its inputs, so equal tiles would prove little)
     loaded = xds.Downscaler.load(tmp_path / "r.pt")
