@@ -292,6 +292,36 @@ def test_training_is_bounded_by_updates_and_resumable(data, tmp_path):
     opts = {**TINY, "epochs": 5}
     m = xds.fit(train, model="diffusion", factor=4, max_updates=3, checkpoint=tmp_path / "u.pt", **opts)
     assert m.meta["training"]["updates"] == 3 and m.meta["training"]["stopped_by_time"]
+    # the shared recipe: max_updates wins over epochs, in rounds of ceil(3 / 20) = 1 update
+    assert [h["updates"] for h in m.history] == [1, 2, 3]
     r = xds.fit(train, model="diffusion", factor=4, resume=tmp_path / "u.pt", max_updates=6,
                 checkpoint=tmp_path / "u.pt", **opts)
-    assert r.meta["training"]["updates"] == 6 and len(r.history) == 2
+    assert r.meta["training"]["updates"] == 6 and [h["updates"] for h in r.history] == [1, 2, 3, 4, 5, 6]
+
+
+class _Budget(Exception):
+    pass
+
+
+@pytest.mark.parametrize("given, expected", [({}, (None, 300)), ({"epochs": 2}, (2, None))])
+def test_diffusion_trains_on_300_updates_unless_a_budget_is_given(data, tmp_path, monkeypatch, given, expected):
+    from xdownscale.families.diffusion import fit as diffusion_fit
+
+    def stop(net, train_ds, val_ds, cfg, *args):
+        raise _Budget((cfg.epochs, cfg.max_updates))
+
+    monkeypatch.setattr(diffusion_fit, "_train", stop)
+    opts = {k: v for k, v in TINY.items() if k != "epochs"}
+    with pytest.raises(_Budget) as budget:
+        xds.fit(data[0], model="diffusion", factor=4, checkpoint=tmp_path / "d.pt", **opts, **given)
+    assert budget.value.args[0] == expected
+
+
+def test_diffusion_early_stopping_waits_for_half_its_budget(data, tmp_path, monkeypatch):
+    from xdownscale.families.diffusion import fit as diffusion_fit
+
+    scores = iter(range(1, 100))  # the validation loss never improves after the first round
+    monkeypatch.setattr(diffusion_fit, "_val_loss", lambda *a, **k: float(next(scores)))
+    m = xds.fit(data[0], model="diffusion", factor=4, checkpoint=tmp_path / "d.pt", patience=1,
+                **{**TINY, "epochs": 6})
+    assert len(m.history) == 3  # patience alone stops after round 2

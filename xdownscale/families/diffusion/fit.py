@@ -2,18 +2,20 @@
 
 Reuses :func:`xdownscale.engine.setup.prepare` (pairing, time split, normalisation,
 covariates, checkpoint path), the patch streams of ``setup.datasets()``, the
-trainer's loader and learning-rate schedule, ``setup.save_epoch`` (best weights
-plus resume state every epoch) and :func:`xdownscale.engine.setup.finish`.
+trainer's loader, budget and learning-rate schedule, ``setup.save_epoch`` (best weights
+plus resume state every round) and :func:`xdownscale.engine.setup.finish`.
 The weights kept are an exponential moving average of the denoiser's (the
 usual practice for diffusion models), chosen by a validation loss computed at
-fixed steps with fixed noise so epochs compare fairly. ``max_minutes`` bounds
-the wall time.
+fixed steps with fixed noise so rounds compare fairly. The budget is the shared
+one (:class:`~xdownscale.config.TrainConfig`): 300 updates unless ``epochs``, ``max_updates`` or
+``max_minutes`` is given.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import logging
+import math
 import time
 
 import numpy as np
@@ -25,7 +27,7 @@ from ...engine.device import resolve_device
 from ...engine.multi_setup import parse_constraints, prepare_request
 from ...engine.resolve import resolve_model
 from ...engine.setup import finish, prepare
-from ...engine.trainer import Budget, ShardedBatches, cosine_factor, make_loader
+from ...engine.trainer import Budget, ShardedBatches, lr_factor, make_loader, round_batches
 from ...errors import DataError
 from ...models.diffusion.multi import MultiTargetDiffusionNet
 from ...models.diffusion.network import DiffusionNet
@@ -174,75 +176,85 @@ def fit_diffusion_multi(request: FitRequest, targets: list[str], opts: Diffusion
 
 
 def _train(net, train_ds, val_ds, cfg, device, opts, setup) -> dict:
+    """The denoiser's loop on the shared recipe: :class:`~xdownscale.engine.trainer.Budget` (updates
+    and/or minutes, ``epochs`` still accepted), warm-up and cosine by update, ``evals`` rounds, and
+    no early stop before ``min_fraction`` of the budget; the weights scored and kept are the EMA's."""
     params = [p for p in net.denoiser.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.learning_rate)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda e: cosine_factor(e, cfg) if cfg.lr_schedule == "cosine" else 1.0)
+    if cfg.epochs is None or cfg.max_updates is not None:
+        per_round = Budget(cfg, 1).round_updates()  # the round size does not depend on the epoch length
+        if per_round is not None:
+            train_ds.n_samples = per_round * cfg.batch_size
+    budget = Budget(cfg, len(ShardedBatches(len(train_ds), cfg.batch_size)))
     ema = copy.deepcopy(net.state_dict())
-    history, start, best, best_epoch, bad, updates = [], 0, float("inf"), -1, 0, 0
+    history, start, best, best_epoch, bad = [], 0, float("inf"), -1, 0
     best_state = copy.deepcopy(ema)
     resume = setup.resume_state
     if resume:
         net.load_state_dict(resume["last_state_dict"])
         opt.load_state_dict(resume["optimizer"])
-        sched.load_state_dict(resume["scheduler"])
         ema = resume["ema_state_dict"]
-        history, start, updates = list(resume["history"]), int(resume["epoch"]) + 1, int(resume["updates"])
+        history, start = list(resume["history"]), int(resume["epoch"]) + 1
+        budget.updates, budget.elapsed = int(resume["updates"]), float(resume.get("elapsed", 0.0))
         best, best_epoch, bad = float(resume["best_val_loss"]), int(resume["best_epoch"]), int(resume["bad_epochs"])
         best_state = resume["best_state_dict"]
     gen = torch.Generator().manual_seed(cfg.seed)
-    deadline = time.perf_counter() + 60 * float(cfg.max_minutes) if cfg.max_minutes else None
-    out_of_time = False
-    # the budget: fit's epochs (20 by default), max_updates and/or max_minutes, whichever ends first
-    epochs = cfg.epochs if cfg.epochs is not None else 1 << 30
-    budget = Budget(cfg, len(ShardedBatches(len(train_ds), cfg.batch_size)))  # what min_fraction is a fraction of
-    t_start = time.perf_counter()
-    for epoch in range(start, epochs):
+    t_start = time.perf_counter() - budget.elapsed
+    total = budget.total if budget.total is not None else "?"
+    epoch = start
+    while budget.progress() < 1 and not (budget.by_epoch and epoch >= budget.evals):
         gen.manual_seed(cfg.seed * 100_003 + epoch)
-        train_ds.set_epoch(epoch)
         net.train()
         t0, seen, running = time.perf_counter(), 0, 0.0
-        bar = progress.bar(make_loader(train_ds, cfg, device), enabled=cfg.progress,
-                           desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch")
+        next_eval = (math.floor(budget.progress() * budget.evals + 1e-9) + 1) / budget.evals
+        bar = progress.bar(round_batches(train_ds, cfg, device, 0, 1, epoch, endless=budget.total is None),
+                           enabled=cfg.progress, desc=f"round {epoch + 1} (update {budget.updates}/{total})",
+                           leave=False, unit="batch")
         for x, y, w, c in bar:
+            rate = lr_factor(budget.progress(updates=budget.updates + 1, elapsed=time.perf_counter() - t_start), cfg)
+            for group in opt.param_groups:
+                group["lr"] = cfg.learning_rate * rate
             loss = net.loss(x.to(device), y.to(device), w.to(device), c.to(device), generator=gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            updates += 1
-            _ema_update(ema, net, min(float(opts.ema), (1 + updates) / (10 + updates)))
+            budget.updates += 1
+            u = budget.updates
+            _ema_update(ema, net, min(float(opts.ema), (1 + u) / (10 + u)))
+            budget.elapsed = time.perf_counter() - t_start
             running, seen = running + float(loss.detach()) * len(x), seen + len(x)
             bar.set_postfix(loss=f"{running / seen:.4g}")
-            if (deadline is not None and time.perf_counter() > deadline) or (
-                    cfg.max_updates is not None and updates >= int(cfg.max_updates)):
-                out_of_time = True
+            if budget.progress() >= next_eval - 1e-12:
                 break
-        sched.step()
         seconds = time.perf_counter() - t0
         last = copy.deepcopy(net.state_dict())
         net.load_state_dict(ema)
         val = _val_loss(net, val_ds, cfg, device, cfg.seed + 7)
         net.load_state_dict(last)
+        budget.elapsed = time.perf_counter() - t_start
         history.append({"epoch": epoch, "train_loss": running / max(seen, 1), "val_loss": val, "seconds": seconds,
-                        "samples_per_s": seen / max(seconds, 1e-9), "updates": updates})
+                        "samples_per_s": seen / max(seconds, 1e-9), "updates": budget.updates})
         if val < best:
             best, best_epoch, bad, best_state = val, epoch, 0, copy.deepcopy(ema)
         else:
             bad += 1
-        summary = (f"epoch {epoch + 1}/{cfg.epochs}: train {history[-1]['train_loss']:.4g}, validation (EMA) "
-                   f"{val:.4g}{' *' if best_epoch == epoch else ''} ({history[-1]['samples_per_s']:.1f} samples/s)")
+        summary = (f"round {epoch + 1}, update {budget.updates}/{total}: train {history[-1]['train_loss']:.4g}, "
+                   f"validation (EMA) {val:.4g}{' *' if best_epoch == epoch else ''} "
+                   f"({history[-1]['samples_per_s']:.1f} samples/s)")
         log.info(summary)
         progress.line(summary, enabled=cfg.progress)
         setup.save_epoch({"best_state_dict": best_state, "last_state_dict": last, "ema_state_dict": ema,
-                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-                          "history": history, "best_val_loss": best, "best_epoch": best_epoch, "bad_epochs": bad,
-                          "updates": updates})
+                          "optimizer": opt.state_dict(), "epoch": epoch, "history": history, "best_val_loss": best,
+                          "best_epoch": best_epoch, "bad_epochs": bad, "updates": budget.updates,
+                          "elapsed": budget.elapsed})
+        epoch += 1
         # as in the shared trainer, early stopping cannot end a run before min_fraction of its budget
-        spent = budget.progress(updates=updates, elapsed=time.perf_counter() - t_start)
-        if (bad >= cfg.patience and spent >= cfg.min_fraction) or out_of_time:
-            log.info("stopping: %s", "time limit reached" if out_of_time else f"no improvement for {bad} epochs")
+        if bad >= cfg.patience and budget.progress() >= cfg.min_fraction:
+            log.info("early stopping: no improvement for %d validations (%.0f%% of the budget spent)", bad,
+                     100 * budget.progress())
             break
     net.load_state_dict(best_state)
     net.eval()
-    return {"history": history, "best_epoch": best_epoch, "best_val_loss": best, "updates": updates,
-            "stopped_by_time": out_of_time}
+    return {"history": history, "best_epoch": best_epoch, "best_val_loss": best, "updates": budget.updates,
+            "train_seconds": time.perf_counter() - t_start,
+            "stopped_by_time": budget.progress() >= 1}  # the budget ran out (not early stopping)
