@@ -48,14 +48,6 @@ def soft_term(net, coarse, pred, w, channels=(0,)):
     return (((block_mean(pred[:, k], net.factor, w) - coarse[:, k]) / std) ** 2).mean()
 
 
-def cosine_factor(epoch: int, cfg: TrainConfig) -> float:
-    """Per-epoch cosine to 1 % over ``cfg.epochs`` (the GAN and diffusion loops); constant when
-    only an update or minute budget is set, since the number of epochs is then unknown."""
-    if cfg.epochs is None:
-        return 1.0
-    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(epoch, cfg.epochs) / max(cfg.epochs, 1)))
-
-
 def rng_state() -> dict:
     """The torch, numpy and Python random states as plain lists/tensors (loadable with weights_only=True)."""
     np_state = np.random.get_state()
