@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import xarray as xr
 
 import xdownscale as xds
 from xdownscale.errors import DataError
 from xdownscale.models.rnngan import MultiTargetRecurrentNet
-from xdownscale.testing import _spectral_noise, another_model, assert_conserves, synthetic_pair
+from xdownscale.testing import another_model, assert_conserves, synthetic_pair
+from xdownscale.testing import synthetic_statics as statics
 
 F = 4
 TRAIN = dict(batch_size=2, patch_size=16, samples_per_epoch=4, val_samples=2, progress=False, seed=0, max_updates=3,
@@ -27,15 +27,6 @@ TRAIN = dict(batch_size=2, patch_size=16, samples_per_epoch=4, val_samples=2, pr
 CONSTRAINT = {"t2m": "add", "tp": "softmax"}
 
 pytestmark = pytest.mark.usefixtures("own_store")
-
-
-def statics(field: xr.DataArray, seed: int = 5) -> xr.Dataset:
-    """An orography (m) and the land-sea mask it implies, on ``field``'s fine grid."""
-    ny, nx = field.sizes["lat"], field.sizes["lon"]
-    orog = 600.0 + 300.0 * _spectral_noise(np.random.default_rng(seed), (ny, nx), 2.0)
-    template = field.isel(time=0, drop=True)
-    return xr.Dataset({"orog": template.copy(data=orog.astype("float32")).assign_attrs(units="m"),
-                       "lsm": template.copy(data=(orog > 600.0).astype("float32"))})
 
 
 def stirred(path, seed: int = 0):

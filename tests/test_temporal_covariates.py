@@ -13,12 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import xarray as xr
 
 import xdownscale as xds
 from xdownscale.errors import DataError
 from xdownscale.models.convgru import TemporalNet, inputs_needed
-from xdownscale.testing import _spectral_noise, assert_conserves, synthetic_field, synthetic_pair
+from xdownscale.testing import assert_conserves, synthetic_field, synthetic_pair
+from xdownscale.testing import synthetic_statics as statics
 
 F = 4
 TINY = dict(batch_size=4, patch_size=16, samples_per_epoch=8, val_samples=4, channels=6, residual_blocks=1,
@@ -27,15 +27,6 @@ FLOW = dict(flow_channels=4, time_factor=2)
 OPTIONS = {"convgru": {}, "flowconvgru": FLOW}
 
 pytestmark = pytest.mark.usefixtures("own_store")
-
-
-def statics(field: xr.DataArray, seed: int = 5) -> xr.Dataset:
-    """An orography (m) with sub-grid structure and the land-sea mask it implies, on ``field``'s grid."""
-    ny, nx = field.sizes["lat"], field.sizes["lon"]
-    orog = 600.0 + 300.0 * _spectral_noise(np.random.default_rng(seed), (ny, nx), 2.0)
-    template = field.isel(time=0, drop=True)
-    return xr.Dataset({"orog": template.copy(data=orog.astype("float32")).assign_attrs(units="m"),
-                       "lsm": template.copy(data=(orog > 600.0).astype("float32"))})
 
 
 def stir(module, seed: int = 0) -> None:

@@ -69,6 +69,16 @@ def synthetic_field(kind: str = "tcwv", *, times: int = 24, ny: int = 64, nx: in
     return da
 
 
+def synthetic_statics(field: xr.DataArray, seed: int = 5) -> xr.Dataset:
+    """Static covariates on ``field``'s fine grid (dims ``lat``, ``lon``): an orography (m) with
+    sub-grid structure and the land-sea mask it implies (land above 600 m)."""
+    ny, nx = field.sizes["lat"], field.sizes["lon"]
+    orog = 600.0 + 300.0 * _spectral_noise(np.random.default_rng(seed), (ny, nx), 2.0)
+    template = field.isel(time=0, drop=True)
+    return xr.Dataset({"orog": template.copy(data=orog.astype("float32")).assign_attrs(units="m"),
+                       "lsm": template.copy(data=(orog > 600.0).astype("float32"))})
+
+
 def assert_conserves(pred: xr.DataArray, lr: xr.DataArray, factor: int, rtol: float = 1e-5) -> float:
     """Assert that the area-weighted coarsening of ``pred`` equals ``lr``; returns the max relative error."""
     from .grid.coarsen import coarsen
