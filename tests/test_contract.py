@@ -215,3 +215,14 @@ def test_the_gan_loop_honours_an_update_budget(tmp_path):
                 progress=False, checkpoint=tmp_path / "g.pt")
     # the shared recipe: the update budget, not the 4-batch epoch, sets the rounds (ceil(3 / 20) = 1 update each)
     assert [h["updates"] for h in m.history] == [1, 2, 3]
+
+
+def test_training_defaults_are_the_family_s_then_the_model_s(capsys):
+    from xdownscale.cli import main
+
+    assert xds.training_defaults("diffusion") == {"patch_size": 128, "max_updates": 300}
+    assert xds.training_defaults("gan") == {"max_updates": 600}
+    assert xds.training_defaults("rnngan") == {"max_updates": 300}  # its own, over its family's 600
+    assert xds.training_defaults("maunet") == {"learning_rate": 2e-3} and xds.training_defaults("cnn") == {}
+    assert main(["models", "--options", "rnngan"]) == 0
+    assert "max_updates=300" in capsys.readouterr().out

@@ -36,4 +36,4 @@ def __getattr__(name: str):
 __all__ = ["CheckpointError", "DataError", "Downscaler", "GridError", "ModelNotFoundError", "XDownscaleError",
            "__version__", "bias_correct", "coarsen", "distill", "ensemble_mean", "evaluate", "export", "fit",
            "list_catalog", "list_models", "load", "model_info", "model_options", "open_catalog", "plot",
-           "plot_ensemble", "predict", "regrid", "report", "write"]
+           "plot_ensemble", "predict", "regrid", "report", "training_defaults", "write"]

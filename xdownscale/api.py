@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the lazy names, for type checkers, linters and editors
     from .families.distillation import distill
     from .fitting import fit
     from .model_help import model_options
-    from .models import list_models, model_info
+    from .models import list_models, model_info, training_defaults
     from .prediction import predict
 
 # name -> module that defines it, imported on first access (PEP 562)
@@ -34,6 +34,7 @@ LAZY = {
     "model_info": "xdownscale.models",
     "model_options": "xdownscale.model_help",
     "predict": "xdownscale.prediction",
+    "training_defaults": "xdownscale.models",
 }
 
 
@@ -46,4 +47,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["Downscaler", "bias_correct", "coarsen", "distill", "evaluate", "export", "fit", "list_catalog",
-           "list_models", "load", "model_info", "model_options", "open_catalog", "predict", "regrid", "report", "write"]
+           "list_models", "load", "model_info", "model_options", "open_catalog", "predict", "regrid", "report",
+           "training_defaults", "write"]

@@ -11,7 +11,7 @@ from .engine.contract import FitRequest, target_names
 from .engine.downscaler import Downscaler
 from .engine.precision import check_precision
 from .errors import DataError
-from .models import family_of, list_models, model_info
+from .models import family_of, list_models, model_info, training_defaults
 
 
 def multi_target(model: str) -> bool:
@@ -65,7 +65,7 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     :data:`~xdownscale.config.DEFAULT_MODEL_OPTIONS` (``model="cnn"`` is Harder et al.'s network).
     Budget: ``max_updates`` optimizer steps and/or ``max_minutes`` (``epochs`` still accepted;
     none given: a fixed number of updates, the same on any archive), see :class:`TrainConfig`.
-    ``learning_rate``: Adam's peak rate; None takes the model's (``model_info(name)["train_defaults"]``:
+    ``learning_rate``: Adam's peak rate; None takes the model's (``xds.training_defaults(name)``:
     ``liif`` 3e-3, ``maunet`` 2e-3), else 1e-3.
     ``nproc``: train data-parallel on this many processes (PyTorch DDP, gloo on CPU, nccl on
     CUDA; ``batch_size`` is the global batch, split evenly); inside a ``torchrun`` launch every
@@ -98,7 +98,7 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     # a family may train otherwise by default (diffusion: DPDM's 128-cell patches and a loop that
     # counts epochs; the adversarial models: a budget of their own), and a model otherwise than its
     # family (the learning rates of liif and maunet)
-    defaults = {**getattr(family, "train_defaults", {}), **info.get("train_defaults", {})}
+    defaults = training_defaults(model)
     if patch_size is None:
         patch_size = defaults.get("patch_size", TrainConfig.patch_size)
     if learning_rate is None:

@@ -253,6 +253,9 @@ def cmd_models(args) -> int:
         for kind in ("fit", "predict"):
             print(f"{kind} options of {args.options!r} (--option KEY=VALUE):")
             print("\n".join(f"  {line}" for line in options[kind]) or "  none")
+        defaults = xd.training_defaults(args.options)
+        print(f"training defaults of {args.options!r} (where they depart from fit's): "
+              + (", ".join(f"{k}={v}" for k, v in defaults.items()) or "none"))
         return EXIT_OK
     rows = []
     for name in xd.list_models():

@@ -92,6 +92,12 @@ def family_of(name: str):
     return resolve_hook(f"xdownscale.families.{model_info(name)['family']}:FAMILY")
 
 
+def training_defaults(name: str) -> dict:
+    """What ``fit`` uses for model ``name`` where it departs from the shared defaults: its family's
+    ``train_defaults`` (a budget, a patch size), then the model's own (a learning rate, a budget)."""
+    return {**getattr(family_of(name), "train_defaults", {}), **model_info(name).get("train_defaults", {})}
+
+
 def build_network(network: dict):
     """Rebuild the wrapped network from a checkpoint's ``network`` configuration (a record with
     ``targets`` is a multi-target spatial model)."""
