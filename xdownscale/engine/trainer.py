@@ -160,6 +160,21 @@ class Budget:
         t = self.elapsed if elapsed is None else elapsed
         return max(u / self.total if self.total else 0.0, t / self.seconds if self.seconds else 0.0)
 
+    @classmethod
+    def for_run(cls, train_ds, cfg: TrainConfig) -> "Budget":
+        """The budget of a run over ``train_ds``. With an update budget, ``train_ds.n_samples`` is set
+        to one round of batches, so the patch stream depends only on (seed, round, index) and the
+        round size does not depend on the archive's epoch length."""
+        if cfg.epochs is None or cfg.max_updates is not None:
+            per_round = cls(cfg, 1).round_updates()
+            if per_round is not None:
+                train_ds.n_samples = per_round * cfg.batch_size
+        return cls(cfg, len(ShardedBatches(len(train_ds), cfg.batch_size)))
+
+    def next_eval(self) -> float:
+        """The progress (0-1] at which the current round ends and is validated."""
+        return (math.floor(self.progress() * self.evals + 1e-9) + 1) / self.evals
+
     def round_updates(self) -> int | None:
         """Updates between validations when the budget is counted in updates (None: by epoch or by time)."""
         if self.by_epoch or self.total is None:
@@ -225,12 +240,7 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
     # mixed precision: the body computes in bf16/fp16 under autocast, the weights Adam updates stay float32
     precision = resolve_precision(cfg.precision, device)
     scaler = grad_scaler(precision, device)
-    per_round = None
-    if cfg.epochs is None or cfg.max_updates is not None:
-        per_round = Budget(cfg, 1).round_updates()  # the round size does not depend on the epoch length
-        if per_round is not None:
-            train_ds.n_samples = per_round * cfg.batch_size
-    budget = Budget(cfg, len(ShardedBatches(len(train_ds), cfg.batch_size)))
+    budget = Budget.for_run(train_ds, cfg)
     history, start, best, best_epoch, bad = [], 0, float("inf"), -1, 0
     best_state = copy.deepcopy(net.state_dict())
     average = WeightAverage(net, cfg.ema, resume.get("average_state_dict") if resume else None)
@@ -252,7 +262,7 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
     while budget.progress() < 1 and not (budget.by_epoch and epoch >= budget.evals):
         net.train()
         t0, seen, running = time.perf_counter(), 0, 0.0
-        next_eval = (math.floor(budget.progress() * budget.evals + 1e-9) + 1) / budget.evals
+        next_eval = budget.next_eval()
         total = budget.total if budget.total is not None else "?"
         bar = progress.bar(round_batches(train_ds, cfg, device, rank, world_size, epoch, endless=budget.total is None),
                            enabled=cfg.progress and rank == 0,

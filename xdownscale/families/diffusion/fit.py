@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import math
 import time
 
 import numpy as np
@@ -27,7 +26,7 @@ from ...engine.device import resolve_device
 from ...engine.multi_setup import parse_constraints, prepare_request
 from ...engine.resolve import resolve_model
 from ...engine.setup import finish, prepare
-from ...engine.trainer import Budget, ShardedBatches, lr_factor, make_loader, round_batches
+from ...engine.trainer import Budget, lr_factor, make_loader, round_batches
 from ...errors import DataError
 from ...models.diffusion.multi import MultiTargetDiffusionNet
 from ...models.diffusion.network import DiffusionNet
@@ -181,11 +180,7 @@ def _train(net, train_ds, val_ds, cfg, device, opts, setup) -> dict:
     no early stop before ``min_fraction`` of the budget; the weights scored and kept are the EMA's."""
     params = [p for p in net.denoiser.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.learning_rate)
-    if cfg.epochs is None or cfg.max_updates is not None:
-        per_round = Budget(cfg, 1).round_updates()  # the round size does not depend on the epoch length
-        if per_round is not None:
-            train_ds.n_samples = per_round * cfg.batch_size
-    budget = Budget(cfg, len(ShardedBatches(len(train_ds), cfg.batch_size)))
+    budget = Budget.for_run(train_ds, cfg)
     ema = copy.deepcopy(net.state_dict())
     history, start, best, best_epoch, bad = [], 0, float("inf"), -1, 0
     best_state = copy.deepcopy(ema)
@@ -206,7 +201,7 @@ def _train(net, train_ds, val_ds, cfg, device, opts, setup) -> dict:
         gen.manual_seed(cfg.seed * 100_003 + epoch)
         net.train()
         t0, seen, running = time.perf_counter(), 0, 0.0
-        next_eval = (math.floor(budget.progress() * budget.evals + 1e-9) + 1) / budget.evals
+        next_eval = budget.next_eval()
         bar = progress.bar(round_batches(train_ds, cfg, device, 0, 1, epoch, endless=budget.total is None),
                            enabled=cfg.progress, desc=f"round {epoch + 1} (update {budget.updates}/{total})",
                            leave=False, unit="batch")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, fields
 
@@ -34,7 +33,7 @@ import torch
 from ...config import TrainConfig
 from ...engine import progress
 from ...engine.averaging import WeightAverage
-from ...engine.trainer import Budget, ShardedBatches, lr_factor, make_loader, masked_loss, round_batches
+from ...engine.trainer import Budget, lr_factor, make_loader, masked_loss, round_batches
 from ...errors import DataError
 
 log = logging.getLogger("xdownscale")
@@ -192,11 +191,7 @@ def train_adversarial(gen, disc, train_ds, val_ds, cfg: TrainConfig, adv: Advers
     disc_lr = adv.disc_learning_rate or cfg.learning_rate
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.learning_rate, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=disc_lr, betas=(0.5, 0.9))
-    if cfg.epochs is None or cfg.max_updates is not None:
-        per_round = Budget(cfg, 1).round_updates()  # the round size does not depend on the epoch length
-        if per_round is not None:
-            train_ds.n_samples = per_round * cfg.batch_size
-    budget = Budget(cfg, len(ShardedBatches(len(train_ds), cfg.batch_size)))
+    budget = Budget.for_run(train_ds, cfg)
     history, start, best, best_epoch, bad = [], 0, float("inf"), -1, 0
     best_state = copy.deepcopy(gen.state_dict())
     # the generator's weights are averaged as the shared trainer's are (engine/averaging.py)
@@ -221,7 +216,7 @@ def train_adversarial(gen, disc, train_ds, val_ds, cfg: TrainConfig, adv: Advers
         disc.train()
         adversarial = epoch >= adv.pretrain_epochs
         t0, seen, sums = time.perf_counter(), 0, {"content": 0.0, "adv": 0.0, "disc": 0.0}
-        next_eval = (math.floor(budget.progress() * budget.evals + 1e-9) + 1) / budget.evals
+        next_eval = budget.next_eval()
         rate = lr_factor(budget.progress(), cfg)
         bar = progress.bar(round_batches(train_ds, cfg, device, 0, 1, epoch, endless=budget.total is None),
                            enabled=cfg.progress, desc=f"round {epoch + 1} (update {budget.updates}/{total})",
