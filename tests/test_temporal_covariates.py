@@ -16,6 +16,7 @@ import torch
 
 import xdownscale as xds
 from xdownscale.errors import DataError
+from xdownscale.io.cf import fine_coordinates
 from xdownscale.models.convgru import TemporalNet, inputs_needed
 from xdownscale.testing import assert_conserves, synthetic_field, synthetic_pair
 from xdownscale.testing import synthetic_statics as statics
@@ -136,10 +137,10 @@ def test_missing_or_misplaced_covariates_are_refused_in_one_line(trained, hr, co
         xds.predict(lr, model=m.checkpoint, time_factor=1)  # from the checkpoint too
     with pytest.raises(DataError, match=r"covariate 'lsm' is missing"):
         lr.downscale.predict(model=m, covariates=cov[["orog"]])
+    with pytest.raises(DataError, match=r"covariate 'orog' covers only \d+ % of the fine grid"):
+        lr.downscale.predict(model=m, covariates=cov.coarsen(lat=F, lon=F).mean())  # coarse, not fine
     with pytest.raises(DataError, match=r"covariate 'orog' has shape \(4, 6\) but the fine grid is \(16, 24\)"):
-        lr.downscale.predict(model=m, covariates=cov.coarsen(lat=F, lon=F).mean())
-    with pytest.raises(DataError, match=r"fine grid is \(8, 12\)"):  # a sub-domain needs its own covariates
-        lr.isel(lat=slice(0, 2), lon=slice(0, 3)).downscale.predict(model=m, covariates=cov)
+        lr.downscale.predict(model=m, covariates=cov.coarsen(lat=F, lon=F).mean().drop_vars(["lat", "lon"]))
     with pytest.raises(DataError, match=r"trained with covariates"):
         xds.predict(lr.isel(time=[0, 2, 4]), model=trained["flowconvgru"], time_factor=2)
 
@@ -151,7 +152,8 @@ def test_tiled_and_dask_prediction_with_covariates_match_the_whole_field(trained
     halo = m.module.receptive_radius
     side = 2 * halo + 8  # two tiles of halo + 4 (a multiple of the flow's pooling) and more
     lr = synthetic_field("tcwv", times=4, ny=side, nx=side, seed=5)
-    static = statics(synthetic_field("tcwv", times=1, ny=F * side, nx=F * side, seed=6))
+    static = statics(synthetic_field("tcwv", times=1, ny=F * side, nx=F * side, seed=6)
+                     .assign_coords(fine_coordinates(lr, F)))  # on the fine cells of lr, where they are sought
     # this synthetic domain has another grid spacing than the training one; the tiling is what is tested
     kw = dict(model=m, covariates=static, allow_other_variable=True, time_factor=2 if model == "flowconvgru" else 1)
     whole = lr.downscale.predict(**kw).compute()

@@ -38,10 +38,11 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     ``hr``: the fine field (DataArray, or Dataset with ``var``); the coarse
     input is its exact area-weighted coarsening by ``factor``. Or a real pair:
     ``lr=coarse, hr=fine``. ``predictors``: further Dataset variables used as
-    inputs; ``covariates``: static fine-grid fields (orography, land-sea mask), extra input
-    channels of the spatial, temporal and stochastic models (``convgru``/``flowconvgru``: with
-    every frame of the window, never warped by the voxel flow; ``rnngan``, with one target or
-    several or with predictors: with every frame of its sequence); ``predict`` then needs them again.
+    inputs; ``covariates``: static fine-grid fields (orography, land-sea mask; one over a larger
+    domain is taken at the fine cells by its coordinates), extra input channels of the spatial,
+    temporal and stochastic models (``convgru``/``flowconvgru``: with every frame of the window,
+    never warped by the voxel flow; ``rnngan``, with one target or several or with predictors: with
+    every frame of its sequence); ``predict`` then needs them again.
 
     Several targets in one network (every trainable family: the spatial and temporal models,
     ``liif``, and ``gan``/``rnngan``/``diffusion``, whose ensemble member is one joint draw of every

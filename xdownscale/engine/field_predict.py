@@ -9,7 +9,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from ..data.covariates import as_dataset, fold_covariates
+from ..data.covariates import as_dataset, fold_covariates, spatial_coords
 from ..data.pairs import select_variable
 from ..errors import DataError
 from ..grid.cf import find_axes, latitude_weights, wraps_longitude
@@ -221,7 +221,8 @@ def predict_stack(lr: xr.DataArray, downscaler: Downscaler, *, extra: list, stat
     norm = downscaler.meta.get("normalization", {})
     coords = fine_coordinates(lr, f, axes)
     fine_shape = (lr.sizes[axes.y] * f, lr.sizes[axes.x] * f)
-    cov = fold_covariates(as_dataset(covariates), norm.get("covariates", {}), fine_shape, f)
+    cov = fold_covariates(as_dataset(covariates), norm.get("covariates", {}), fine_shape, f,
+                          spatial_coords(coords, axes.spatial))
     runner = runner_for(downscaler, device, precision)
     in_channels = 1 + len(extra) + (0 if cov is None else cov.shape[0])
     planned = not isinstance(lr.data, dsa.Array)

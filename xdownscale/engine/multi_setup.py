@@ -35,7 +35,7 @@ import xarray as xr
 from .. import model_store
 from ..config import TrainConfig
 from ..data import covariate_stats, default_samples_per_epoch, fit_stats, fold_covariates, scadd_bounds
-from ..data.covariates import as_dataset
+from ..data.covariates import as_dataset, spatial_coords
 from ..data.multi import MultiPair, MultiPatchDataset, make_multi_pair
 from ..data.normalize import residual_std
 from ..errors import DataError
@@ -161,7 +161,7 @@ class MultiSetup:
 
     def save_epoch(self, state: dict) -> None:
         self.meta["training"].update(history=state["history"], best_epoch=state["best_epoch"],
-                                     best_val_loss=state["best_val_loss"])
+                                     best_val_loss=state["best_val_loss"], start_val_loss=state.get("start_val_loss"))
         save_checkpoint(self.path, state["best_state_dict"], self.meta, resume=state)
 
 
@@ -247,7 +247,7 @@ def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor
     cov_ds = as_dataset(covariates)
     cov_stats = covariate_stats(cov_ds) if cov_ds is not None else {}
     ny, nx = pair.hr.shape[-2:]
-    cov = fold_covariates(cov_ds, cov_stats, (ny, nx), f)
+    cov = fold_covariates(cov_ds, cov_stats, (ny, nx), f, spatial_coords(pair.hr, axes.spatial))
     in_channels = len(pair.inputs) + (0 if cov is None else cov.shape[0])
     summary = ",".join(f"{t}={choice[t][0]}" for t in targets)
     known_as = f if record_factor is None else record_factor

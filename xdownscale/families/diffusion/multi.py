@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ...data.covariates import as_dataset, fold_covariates
+from ...data.covariates import as_dataset, fold_covariates, spatial_coords
 from ...data.fill import fill_nearest
 from ...engine.contract import PredictRequest
 from ...engine.device import resolve_device
@@ -31,7 +31,8 @@ def _fields(inputs: list[xr.DataArray], sources: list, meta: dict, factor: int, 
             for da in inputs]
     x = np.stack([np.nan_to_num((fill_nearest(v) - s["mean"]) / s["std"], nan=0.0) for v, s in zip(phys, stats)],
                  axis=1)
-    cov = fold_covariates(as_dataset(covariates), norm.get("covariates", {}), (h * factor, w * factor), factor)
+    cov = fold_covariates(as_dataset(covariates), norm.get("covariates", {}), (h * factor, w * factor), factor,
+                          spatial_coords(fine_coordinates(inputs[0], factor, axes), axes.spatial))
     if cov is not None:
         x = np.concatenate([x, np.broadcast_to(cov, (len(x), *cov.shape))], axis=1)
     zeros = np.zeros_like(phys[0])

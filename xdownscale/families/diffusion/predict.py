@@ -17,7 +17,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-from ...data.covariates import as_dataset, fold_covariates
+from ...data.covariates import as_dataset, fold_covariates, spatial_coords
 from ...data.fill import fill_nearest
 from ...data.normalize import scadd_bounds
 from ...data.pairs import select_variable
@@ -50,7 +50,8 @@ def _inputs(lr: xr.DataArray, extra: list, meta: dict, factor: int, covariates, 
     coarse = np.where(missing, stats[0]["mean"], fields[0])
     x = np.stack([np.nan_to_num((fill_nearest(f) - s["mean"]) / s["std"], nan=0.0) for f, s in zip(fields, stats)],
                  axis=1)
-    cov = fold_covariates(as_dataset(covariates), norm.get("covariates", {}), (h * factor, w * factor), factor)
+    cov = fold_covariates(as_dataset(covariates), norm.get("covariates", {}), (h * factor, w * factor), factor,
+                          spatial_coords(fine_coordinates(lr, factor, axes), axes.spatial))
     if cov is not None:
         x = np.concatenate([x, np.broadcast_to(cov, (len(x), *cov.shape))], axis=1)
     return x.astype("float32"), coarse[:, None].astype("float32"), missing, lead

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ...config import TrainConfig
-from ...data.covariates import as_dataset, fold_covariates
+from ...data.covariates import as_dataset, fold_covariates, spatial_coords
 from ...engine.contract import parse_options
 from ...engine.device import resolve_device
 from ...engine.record import MULTI_TARGET_SECTION
@@ -154,7 +154,7 @@ def distill(teacher, student: str = "maunet-light", hr=None, *, lr=None, alpha: 
         setup.meta["training"].update(train_times=len(setup.train_t), val_times=len(setup.val_t))
     if setup.covariates is not None:
         setup.covariates = fold_covariates(as_dataset(covariates), setup.cov_stats, setup.pair.hr.shape[-2:],
-                                           setup.factor)
+                                           setup.factor, spatial_coords(setup.pair.hr, setup.pair.axes.spatial))
     if int(teacher_ds.config.get("in_channels", 1)) != int(setup.network["in_channels"]):
         raise DataError(f"the teacher takes {teacher_ds.config.get('in_channels', 1)} input channels, the student "
                         f"{setup.network['in_channels']}: give the same predictors and covariates")

@@ -27,7 +27,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from ...data.covariates import as_dataset, fold_covariates
+from ...data.covariates import as_dataset, fold_covariates, spatial_coords
 from ...data.pairs import select_variable
 from ...data.windows import dense_times, segment_ids
 from ...engine.budget import ChunkGate
@@ -120,7 +120,8 @@ def predict_packed(request: PredictRequest, downscaler, inputs: list[xr.DataArra
     axes = find_axes(da)
     f, tdim, c = downscaler.factor, axes.time, len(inputs)
     cov_stats = downscaler.meta.get("normalization", {}).get("covariates", {})
-    cov = fold_covariates(as_dataset(request.covariates), cov_stats, (da.sizes[axes.y] * f, da.sizes[axes.x] * f), f)
+    cov = fold_covariates(as_dataset(request.covariates), cov_stats, (da.sizes[axes.y] * f, da.sizes[axes.x] * f), f,
+                          spatial_coords(fine_coordinates(da, f, axes), axes.spatial))
     n_static = 0 if cov is None else cov.shape[0]
     new_times, source, phase, frames = window_plan(da[tdim].values, net.window, time_factor, gaps)
     datas = [(x.data if isinstance(x.data, dsa.Array) else dsa.from_array(np.asarray(x.values), chunks=-1))
