@@ -8,6 +8,7 @@ with contextlib.suppress(ImportError):  # before ecCodes is loaded: see xdownsca
 
 import csv
 import importlib.util
+import re
 
 import numpy as np
 import pytest
@@ -58,7 +59,8 @@ def test_fit_predict_evaluate_round_trip(files, capsys):
                "--constraint", "softmax", "--seed", "1", "--out", str(ckpt), *TINY])
     assert rc == 0, capsys.readouterr().err
     assert ckpt.is_file()
-    assert "saved cnn x4" in capsys.readouterr().out
+    assert re.search(r"saved cnn x4 .*best validation loss \S+ at epoch \d+ \(the skip interpolation alone: \S+\)",
+                     capsys.readouterr().out)
 
     pred = files / "pred.nc"
     rc = main(["predict", str(files / "lr.nc"), "--model", str(ckpt), "--out", str(pred), "-q"])

@@ -1,6 +1,7 @@
 """The shared training recipe: budget in updates or minutes, warm-up + cosine, best weights, gated early stopping."""
 import copy
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -83,6 +84,31 @@ def test_default_budget_counts_updates_not_epochs(tmp_path, monkeypatch):
         assert cfg.epochs is None and cfg.max_updates is None and cfg.max_minutes is None
         out = train(net, train_ds, val_ds, cfg, torch.device("cpu"))
         assert out["updates"] == 30 and [h["updates"] for h in out["history"]] == [6, 12, 18, 24, 30]
+
+
+def test_weights_worse_than_the_start_are_flagged_and_the_start_is_recorded(tmp_path):
+    """The starting weights (the skip interpolation) are validated once: a run whose kept weights
+    score worse warns, in one line with both losses; a run that learnt does not, and its checkpoint
+    records the baseline next to the best loss."""
+    net, train_ds, val_ds, cfg = _setup(tmp_path, max_updates=8, evals=2, patience=100, ema=0.0)
+    start = _start_loss(net, val_ds, cfg)
+    with pytest.warns(UserWarning, match=r"worse on validation than the starting ones, the skip interpolation "
+                                         r"\(\S+ against \S+\)"):
+        out = train(net, train_ds, val_ds, cfg, torch.device("cpu"), loss_fn=_diverge(net))
+    assert out["start_val_loss"] == pytest.approx(start) and out["best_val_loss"] > start
+    hr = synthetic_field("tcwv", times=6, ny=16, nx=16, seed=1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*worse on validation than the starting ones")
+        m = xds.fit(hr, model="cnn", factor=4, constraint="add", max_updates=40, checkpoint=tmp_path / "ok.pt",
+                    seed=0, **SMALL)
+    record = xds.load(tmp_path / "ok.pt").meta["training"]
+    assert record["best_val_loss"] < record["start_val_loss"] == m.meta["training"]["start_val_loss"]
+
+
+def _start_loss(net, val_ds, cfg) -> float:
+    from xdownscale.engine.trainer import evaluate_loss
+
+    return evaluate_loss(net, val_ds, cfg, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("ema,kept", [(0.0, "last_state_dict"), (0.5, "average_state_dict"),

@@ -110,6 +110,8 @@ def cmd_fit(args) -> int:
     train = model.meta.get("training", {})
     best = train.get("best_val_loss")
     best_txt = "" if best is None else f"; best validation loss {best:.4g} at epoch {train.get('best_epoch', -1) + 1}"
+    if best is not None and train.get("start_val_loss") is not None:
+        best_txt += f" (the skip interpolation alone: {train['start_val_loss']:.4g})"
     print(f"saved {model.model_name} x{model.factor} ({model.constraint}) for {model.variable!r} to {out}{best_txt}")
     print(f"next: {PROG} predict COARSE.nc --model {out} --out prediction.nc")
     return EXIT_OK

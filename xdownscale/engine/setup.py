@@ -25,7 +25,7 @@ from ..data import (
     make_pair,
     scadd_bounds,
 )
-from ..data.covariates import as_dataset
+from ..data.covariates import as_dataset, spatial_coords
 from ..data.normalize import residual_std
 from ..data.pairs import Pair, select_variable
 from ..errors import DataError
@@ -103,7 +103,7 @@ class TrainingSetup:
     def save_epoch(self, state: dict) -> None:
         """``on_epoch_end`` callback for a trainer: best weights plus the resume state."""
         self.meta["training"].update(history=state["history"], best_epoch=state["best_epoch"],
-                                     best_val_loss=state["best_val_loss"])
+                                     best_val_loss=state["best_val_loss"], start_val_loss=state.get("start_val_loss"))
         save_checkpoint(self.path, state["best_state_dict"], self.meta, resume=state)
 
 
@@ -161,7 +161,7 @@ def prepare(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, 
     extra_stats = [fit_stats(e.isel({tdim: train_t}) if tdim in e.dims else e, tdim) for e in extra]
     cov_ds = as_dataset(covariates)
     cov_stats = covariate_stats(cov_ds) if cov_ds is not None else {}
-    cov = fold_covariates(cov_ds, cov_stats, pair.hr.shape[-2:], f)
+    cov = fold_covariates(cov_ds, cov_stats, pair.hr.shape[-2:], f, spatial_coords(pair.hr, axes.spatial))
     in_channels = 1 + len(extra) + (0 if cov is None else cov.shape[0])
     constraint_kwargs = scadd_bounds(stats, scadd_lower, scadd_upper) if constraint == "scadd" else None
     sample_t = train_t[np.linspace(0, len(train_t) - 1, min(8, len(train_t))).round().astype(int)]

@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -257,6 +258,11 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
             set_rng_state(resume["rng"])
         log.info("resuming at round %d, update %d (best validation loss %.4g at round %d)", start, budget.updates,
                  best, best_epoch)
+    start_val = resume.get("start_val_loss") if resume else None
+    if not resume:
+        # the bodies start as their skip interpolation (zero last layer): its validation loss is the
+        # baseline that the kept weights are checked against at the end
+        start_val = evaluate_loss(net, val_ds, cfg, device, rank, world_size)
     t_start = time.perf_counter() - budget.elapsed
     epoch = start
     while budget.progress() < 1 and not (budget.by_epoch and epoch >= budget.evals):
@@ -330,7 +336,7 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
             on_epoch_end({"best_state_dict": best_state, "last_state_dict": net.state_dict(),
                           "optimizer": opt.state_dict(), "epoch": epoch, "updates": budget.updates,
                           "elapsed": budget.elapsed, "history": history, "best_val_loss": best,
-                          "best_epoch": best_epoch, "bad_epochs": bad, "rng": rng_state(),
+                          "best_epoch": best_epoch, "bad_epochs": bad, "rng": rng_state(), "start_val_loss": start_val,
                           **({"average_state_dict": average.state} if average.state is not None else {})})
         epoch += 1
         if bad >= cfg.patience and budget.progress() >= cfg.min_fraction:
@@ -339,5 +345,9 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
             break
     net.load_state_dict(best_state)
     net.eval()
-    return {"history": history, "best_epoch": best_epoch, "best_val_loss": best, "updates": budget.updates,
-            "train_seconds": time.perf_counter() - t_start, "precision": precision}
+    if start_val is not None and best > start_val and rank == 0:
+        warnings.warn(f"the trained weights are worse on validation than the starting ones, the skip interpolation "
+                      f"({best:.4g} against {start_val:.4g}): give more training data or time, or another constraint",
+                      stacklevel=2)
+    return {"history": history, "best_epoch": best_epoch, "best_val_loss": best, "start_val_loss": start_val,
+            "updates": budget.updates, "train_seconds": time.perf_counter() - t_start, "precision": precision}
