@@ -6,7 +6,7 @@ import torch
 import xdownscale as xds
 from xdownscale.engine.checkpoint import read_checkpoint
 from xdownscale.engine.trainer import ShardedBatches
-from xdownscale.testing import synthetic_field
+from xdownscale.testing import another_model, assert_conserves, synthetic_field, synthetic_pair
 
 KW = dict(model="cnn", factor=4, constraint="softmax", epochs=2, batch_size=8, patch_size=32, width=8, n_blocks=1,
           samples_per_epoch=32, val_samples=16, seed=7, progress=False)
@@ -49,6 +49,29 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     lr = hr.downscale.coarsen(4)
     np.testing.assert_array_equal(lr.downscale.predict(model="cnn", factor=4).values,
                                   lr.downscale.predict(model=ddp).values)
+
+
+@pytest.mark.slow  # spawns processes
+def test_two_process_ddp_of_several_targets_from_another_models_fields_matches_single_process(tmp_path):
+    """The multi-target path (two targets, each with its own constraint, from the inputs of a
+    real pair) trains data-parallel too: the same weights and losses as one process, a loadable
+    checkpoint, and a prediction that holds every target and conserves each."""
+    fine = synthetic_pair(times=6, ny=32, nx=32)
+    lr = another_model(fine, 4)
+    kw = dict(KW, var=["t2m", "tp"], constraint={"t2m": "add", "tp": ("softmax", "tp_src")})
+    kw.pop("factor")
+    single = xds.fit(fine, lr=lr, checkpoint=tmp_path / "one.pt", **kw)
+    ddp = xds.fit(fine, lr=lr, nproc=2, checkpoint=tmp_path / "two.pt", **kw)
+    assert list(single.module.state_dict()) == list(ddp.module.state_dict())
+    for k, v in single.module.state_dict().items():
+        torch.testing.assert_close(ddp.module.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+    assert [h["val_loss"] for h in ddp.history] == pytest.approx([h["val_loss"] for h in single.history], rel=1e-4)
+    assert ddp.meta["training"]["nproc"] == 2 and ddp.meta["training"]["ranks_in_sync"] is True
+    assert read_checkpoint(tmp_path / "two.pt")["training"]["samples_per_epoch"] == 32
+    sr = xds.predict(lr[ddp.meta["predictors"]], model=xds.load(tmp_path / "two.pt"))
+    assert set(sr.data_vars) == {"t2m", "tp"}
+    assert_conserves(sr["t2m"], lr["t2m"], 4)
+    assert_conserves(sr["tp"], lr["tp_src"], 4)
 
 
 def test_nproc_errors_name_the_fix(tmp_path):

@@ -162,7 +162,11 @@ def test_resuming_another_run_is_refused_in_one_line(fine, tmp_path):
                 **dict(TRAIN, epochs=1), **OPTIONS["convgru"])
 
 
-def test_nproc_is_refused_on_the_multi_target_path_only_for_nproc(fine):
-    with pytest.raises(DataError, match=r"^nproc=2: several targets or predictors train in one process for now: "
-                                        r"drop nproc=$"):
-        xds.fit(fine, model="cnn", factor=F, var=["t2m", "tp"], nproc=2, **TRAIN)
+def test_nproc_on_the_multi_target_path_checks_the_batch_split_and_the_family(fine):
+    """Several targets train data-parallel (tests/test_ddp.py); the checks before any process starts
+    apply to them too, and the families with loops of their own still refuse nproc."""
+    with pytest.raises(DataError, match=r"batch_size=7 does not split over nproc=2 processes"):
+        xds.fit(fine, model="cnn", factor=F, var=["t2m", "tp"], nproc=2, **{**TRAIN, "batch_size": 7})
+    with pytest.raises(DataError, match=r"^nproc=2: data-parallel training is available for the models trained by "
+                                        r"fit's own loop; 'convgru' has its own training"):
+        xds.fit(fine, model="convgru", factor=F, var=["t2m", "tp"], nproc=2, **TRAIN)

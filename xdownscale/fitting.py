@@ -69,7 +69,8 @@ def fit(hr=None, *, lr=None, model: str | None = None, factor: int | None = None
     ``learning_rate``: Adam's peak rate; None takes the model's (``xds.training_defaults(name)``:
     ``liif`` 3e-3, ``maunet`` 2e-3), else 1e-3.
     ``nproc``: train data-parallel on this many processes (PyTorch DDP, gloo on CPU, nccl on
-    CUDA; ``batch_size`` is the global batch, split evenly); inside a ``torchrun`` launch every
+    CUDA; ``batch_size`` is the global batch, split evenly; one target or several, for the models of
+    the spatial family); inside a ``torchrun`` launch every
     rank calls ``fit`` and joins the group (see :mod:`xdownscale.engine.distributed`).
     ``precision``: ``"fp32"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16 where the hardware
     runs it natively): autocast of the network body with float32 master weights, for the spatial

@@ -18,12 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import DataError
+from .contract import FitRequest
 
 log = logging.getLogger("xdownscale")
 
@@ -60,17 +62,49 @@ def _rank_device(cfg, rank: int) -> torch.device:
     return device
 
 
-def train_rank(rank: int, world_size: int, hr, common: dict, model_kwargs: dict) -> tuple[dict, dict]:
+@dataclass(frozen=True)
+class SetupFactory:
+    """How every rank builds the same training setup: one target (:func:`~.setup.prepare`) or
+    several targets and inputs (:func:`~.multi_setup.prepare_request`). Picklable, so spawned
+    ranks rebuild it from the request instead of receiving tensors."""
+
+    request: FitRequest
+    model_kwargs: dict
+    targets: tuple[str, ...] | None = None
+
+    def __call__(self):
+        from .multi_setup import prepare_request
+        from .setup import prepare
+
+        if self.targets is None:
+            return prepare(self.request.hr, **self.request.setup_kwargs(), model_kwargs=self.model_kwargs)
+        return prepare_request(self.request, list(self.targets), self.model_kwargs)
+
+    def with_checkpoint(self, path) -> SetupFactory:
+        """The same setup writing to ``path`` (the default checkpoint path is per process)."""
+        return replace(self, request=replace(self.request, checkpoint=str(path)))
+
+    def quiet(self) -> SetupFactory:
+        """The same setup without a progress bar (the ranks other than 0)."""
+        cfg = self.request.cfg
+        return replace(self, request=replace(self.request, cfg=type(cfg)(**{**cfg.to_dict(), "progress": False})))
+
+
+def _resume_of(setup) -> dict | None:
+    checked = getattr(setup, "checked_resume", None)  # several targets: checked against the network first
+    return checked() if checked is not None else setup.resume_state
+
+
+def train_rank(rank: int, world_size: int, make_setup: SetupFactory) -> tuple[dict, dict]:
     """Train this rank's shard in an initialised process group; returns (result, best state dict)."""
-    from ..models import DownscalingNet
-    from .setup import prepare
+    from ..models import build_network
     from .trainer import train
 
-    cfg = common["cfg"]
-    setup = prepare(hr, **common, model_kwargs=model_kwargs)
+    cfg = make_setup.request.cfg
+    setup = make_setup()
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    net = DownscalingNet(**setup.network)
+    net = build_network(setup.network)
     train_ds, val_ds = setup.datasets()
     if len(train_ds) % cfg.batch_size:  # the automatic epoch size: whole batches so every rank steps
         train_ds.n_samples = max(cfg.batch_size, len(train_ds) // cfg.batch_size * cfg.batch_size)
@@ -80,43 +114,43 @@ def train_rank(rank: int, world_size: int, hr, common: dict, model_kwargs: dict)
         log.info("training %s x%d on %d processes (%s), %d patches/epoch, %d per process per step",
                  setup.model, setup.factor, world_size, torch.distributed.get_backend(), len(train_ds),
                  cfg.batch_size // world_size)
-    result = train(net, train_ds, val_ds, cfg, device, resume=setup.resume_state,
+    result = train(net, train_ds, val_ds, cfg, device, resume=_resume_of(setup),
                    on_epoch_end=setup.save_epoch if rank == 0 else None, rank=rank, world_size=world_size)
     torch.distributed.barrier()
     return result, {k: v.detach().cpu() for k, v in net.state_dict().items()}
 
 
-def _spawned(rank: int, world_size: int, init_file: str, result_file: str, threads: int, hr, common: dict,
-             model_kwargs: dict) -> None:
+def _spawned(rank: int, world_size: int, init_file: str, result_file: str, threads: int,
+             make_setup: SetupFactory) -> None:
     """Entry point of one spawned rank."""
     torch.set_num_threads(threads)
-    cfg = common["cfg"]
+    cfg = make_setup.request.cfg
     if rank != 0:
-        common = dict(common, cfg=type(cfg)(**{**cfg.to_dict(), "progress": False}))
+        make_setup = make_setup.quiet()
     backend = "nccl" if _rank_device(cfg, rank).type == "cuda" else "gloo"
     torch.distributed.init_process_group(backend, init_method=f"file://{init_file}", rank=rank,
                                          world_size=world_size)
     try:
-        result, state = train_rank(rank, world_size, hr, common, model_kwargs)
+        result, state = train_rank(rank, world_size, make_setup)
         torch.save({"result": result, "state_dict": state}, f"{result_file}.rank{rank}")
     finally:
         torch.distributed.destroy_process_group()
 
 
-def fit_distributed(hr, *, nproc: int, common: dict, model_kwargs: dict):
+def fit_distributed(make_setup: SetupFactory, *, nproc: int):
     """Train on ``nproc`` spawned processes and return the Downscaler (rank 0's weights)."""
     import torch.multiprocessing as mp
 
-    from ..models import DownscalingNet
-    from .setup import finish, prepare
+    from ..models import build_network
+    from .setup import finish
 
-    setup = prepare(hr, **common, model_kwargs=model_kwargs)  # checks the input before spawning
+    setup = make_setup()  # checks the input before spawning
     setup.datasets()
-    common = dict(common, checkpoint=setup.path)  # the default path is per process: fix it here
+    make_setup = make_setup.with_checkpoint(setup.path)  # the default path is per process: fix it here
     threads = max(1, torch.get_num_threads() // nproc)
     with tempfile.TemporaryDirectory(prefix="xdownscale-ddp-") as tmp:
         init_file, result_file = str(Path(tmp) / "rendezvous"), str(Path(tmp) / "result.pt")
-        mp.start_processes(_spawned, args=(nproc, init_file, result_file, threads, hr, common, model_kwargs),
+        mp.start_processes(_spawned, args=(nproc, init_file, result_file, threads, make_setup),
                            nprocs=nproc, join=True, start_method="spawn")
         outs = [torch.load(f"{result_file}.rank{r}", map_location="cpu", weights_only=True) for r in range(nproc)]
     out = outs[0]
@@ -126,7 +160,7 @@ def fit_distributed(hr, *, nproc: int, common: dict, model_kwargs: dict):
         raise RuntimeError(f"data-parallel ranks {diverged} ended with weights different from rank 0")
     out["result"]["nproc"] = nproc
     out["result"]["ranks_in_sync"] = True  # checked just above, tensor by tensor
-    net = DownscalingNet(**setup.network)
+    net = build_network(setup.network)
     net.load_state_dict(out["state_dict"])
     saved = setup.path.exists()
     if saved:  # rank 0's epoch bookkeeping (e.g. the rounded epoch size) is in its checkpoint
@@ -136,31 +170,31 @@ def fit_distributed(hr, *, nproc: int, common: dict, model_kwargs: dict):
     return finish(setup, net, out["result"])
 
 
-def fit_torchrun(hr, *, common: dict, model_kwargs: dict):
+def fit_torchrun(make_setup: SetupFactory):
     """``fit`` inside a ``torchrun`` launch: join the group from the environment, train, and return the
     Downscaler on every rank (rank 0 has written the checkpoint)."""
-    from ..models import DownscalingNet
-    from .setup import finish, prepare
+    from ..models import build_network
+    from .setup import finish
 
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    cfg = common["cfg"]
+    cfg = make_setup.request.cfg
     check_nproc(world_size, cfg)
     own_group = not torch.distributed.is_initialized()
     if own_group:
         backend = "nccl" if _rank_device(cfg, int(os.environ.get("LOCAL_RANK", rank))).type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend, init_method="env://")
     try:
-        setup = prepare(hr, **common, model_kwargs=model_kwargs)
+        setup = make_setup()
         path = [str(setup.path)]  # the default checkpoint path is per process: take rank 0's
         torch.distributed.broadcast_object_list(path, src=0)
-        common = dict(common, checkpoint=path[0])
-        result, state = train_rank(rank, world_size, hr, common, model_kwargs)
+        make_setup = make_setup.with_checkpoint(path[0])
+        result, state = train_rank(rank, world_size, make_setup)
     finally:
         if own_group:
             torch.distributed.destroy_process_group()
-    setup = prepare(hr, **common, model_kwargs=model_kwargs)
+    setup = make_setup()
     setup.datasets()
-    net = DownscalingNet(**setup.network)
+    net = build_network(setup.network)
     net.load_state_dict(state)
     if rank == 0:
         return finish(setup, net, result)

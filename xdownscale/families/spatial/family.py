@@ -53,16 +53,16 @@ class SpatialFamily:
         parse_options(body_options(request.model), request.options, model=request.model)
         model_kwargs = dict(request.options)  # only what the user set goes into the checkpoint
         targets = target_names(request.var)
+        cfg = request.cfg
+        # data-parallel training: one target or several, the same ranks and the same trainer
+        make_setup = distributed.SetupFactory(request, model_kwargs, None if targets is None else tuple(targets))
+        if distributed.launched_by_torchrun():
+            return distributed.fit_torchrun(make_setup)
+        if distributed.check_nproc(request.nproc, cfg) > 1:
+            return distributed.fit_distributed(make_setup, nproc=request.nproc)
         if targets is not None:
             return fit_multi(request, targets, model_kwargs)
-        cfg = request.cfg
-        common = request.setup_kwargs()
-        if distributed.launched_by_torchrun():
-            return distributed.fit_torchrun(request.hr, common=common, model_kwargs=model_kwargs)
-        if distributed.check_nproc(request.nproc, cfg) > 1:
-            return distributed.fit_distributed(request.hr, nproc=request.nproc, common=common,
-                                               model_kwargs=model_kwargs)
-        setup = prepare(request.hr, **common, model_kwargs=model_kwargs)
+        setup = prepare(request.hr, **request.setup_kwargs(), model_kwargs=model_kwargs)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         net = DownscalingNet(**setup.network)

@@ -32,9 +32,6 @@ def fit_multi(request: FitRequest, targets: list[str], model_kwargs: dict):
     from ...engine.trainer import train
     from ...models import build_network
 
-    if request.nproc != 1:
-        raise DataError(f"nproc={request.nproc}: several targets or predictors train in one process for now: "
-                        "drop nproc=")
     cfg = request.cfg
     setup = prepare_request(request, targets, model_kwargs)
     torch.manual_seed(cfg.seed)
