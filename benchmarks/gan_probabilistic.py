@@ -18,6 +18,9 @@ conservation error of any member, training seconds and sampling speed.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/gan_probabilistic.py --case wfde5
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/gan_probabilistic.py --case radolan
+
+``--defaults``: every model as a user's plain call trains it, ``fit(train, model=M, factor=f,
+constraint=c, seed=0)``: the library's budgets and options instead of the case's fixed ones.
 """
 from __future__ import annotations
 
@@ -111,7 +114,8 @@ def score(name, pred, test, lr, factor, box, train_s, sample_s, n_fields):
     return row, hist
 
 
-def run_case(case: str, models: list[str], members: int, epochs: int, store: Path, gan_opts: dict, halo):
+def run_case(case: str, models: list[str], members: int, epochs: int | None, store: Path, gan_opts: dict, halo,
+             defaults: bool = False):
     train, test, f, constraint, box, opts = load_case(case)
     lr_test = test.downscale.coarsen(f)
     rows, hists, preds = [], {}, {}
@@ -126,16 +130,17 @@ def run_case(case: str, models: list[str], members: int, epochs: int, store: Pat
     preds["bicubic"] = bic
     for spec in models:
         model, _, content = spec.partition("+")  # "gan+mse": the gan with content="mse"
-        kw = dict(opts, **COMMON)
-        if model in ("gan", "rnngan"):
+        kw = dict(COMMON) if defaults else dict(opts, **COMMON)
+        if model in ("gan", "rnngan") and not defaults:
             kw.update(DEFAULT_GAN, **gan_opts.get(model, {}))
             if content:
                 kw["content"] = content
-        if model == "rnngan":  # sequences of `window` frames: fewer, smaller batches
+        if model == "rnngan" and not defaults:  # sequences of `window` frames: fewer, smaller batches
             kw.update(batch_size=max(2, kw["batch_size"] // 4), samples_per_epoch=kw["samples_per_epoch"] // 4)
         t0 = time.perf_counter()
-        m = xds.fit(train, model=model, factor=f, constraint=constraint, epochs=epochs,
-                    checkpoint=store / f"{case}-{spec}.pt", **kw)
+        if epochs is not None and not defaults:
+            kw["epochs"] = epochs
+        m = xds.fit(train, model=model, factor=f, constraint=constraint, checkpoint=store / f"{case}-{spec}.pt", **kw)
         train_s = time.perf_counter() - t0
         extra = {"members": members, "seed": 7} if model in ("gan", "rnngan") else {}
         for h in ([halo, None] if halo is not None else [None]):
@@ -186,6 +191,7 @@ def main(argv=None):
     p.add_argument("--models", default="cnn,gan,rnngan")
     p.add_argument("--members", type=int, default=10)
     p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--defaults", action="store_true", help="every model with the library's defaults (see above)")
     p.add_argument("--gan", default="{}", help='JSON of extra gan/rnngan options, e.g. {"gan": {"adv_weight": 0.1}}')
     p.add_argument("--tag", default="")
     p.add_argument("--halo", default="0", help="halo of the main rows ('auto': the receptive radius); with 0 "
@@ -196,7 +202,7 @@ def main(argv=None):
     RESULTS.mkdir(exist_ok=True)
     halo = None if a.halo == "auto" else int(a.halo)
     rows, hists, preds, test, box = run_case(a.case, a.models.split(","), a.members, a.epochs, store,
-                                             json.loads(a.gan), halo)
+                                             json.loads(a.gan), halo, a.defaults)
     text = table(rows)
     print(text)
     stem = f"gan_probabilistic_{a.case}{a.tag}"
