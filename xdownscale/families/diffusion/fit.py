@@ -146,9 +146,6 @@ def fit_diffusion_multi(request: FitRequest, targets: list[str], opts: Diffusion
     (:func:`~xdownscale.engine.multi_setup.prepare_request`: inputs from ``lr=``/``predictors=``,
     per-target statistics, sources and record), whose patch stream yields what :func:`_train`
     takes, so the same loop trains :class:`~xdownscale.models.diffusion.multi.MultiTargetDiffusionNet`."""
-    if request.nproc != 1:
-        raise DataError(f"nproc={request.nproc}: several targets or predictors train in one process for now: "
-                        "drop nproc=")
     if opts.base is not None:
         raise DataError("base= (the residual of a deterministic model) takes one target; drop base= to diffuse "
                         "several targets jointly")

@@ -51,9 +51,6 @@ def fit_temporal_multi(request: FitRequest, options_cls: type[Any]):
     from ...engine.trainer import train
     from ...models import build_network
 
-    if request.nproc != 1:
-        raise DataError(f"nproc={request.nproc}: several targets or predictors train in one process for now: "
-                        "drop nproc=")
     opts = parse_options(options_cls, request.options, model=request.model)
     targets, request = as_targets(request)
     body, time_factor, gaps = opts.body(), opts.training_time_factor, opts.gaps
