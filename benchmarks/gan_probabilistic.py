@@ -20,7 +20,8 @@ conservation error of any member, training seconds and sampling speed.
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/gan_probabilistic.py --case radolan
 
 ``--defaults``: every model as a user's plain call trains it, ``fit(train, model=M, factor=f,
-constraint=c, seed=0)``: the library's budgets and options instead of the case's fixed ones.
+constraint=c, seed=0)``: the library's budgets and options instead of the case's fixed ones
+(plus only what ``--gan`` gives).
 """
 from __future__ import annotations
 
@@ -130,7 +131,7 @@ def run_case(case: str, models: list[str], members: int, epochs: int | None, sto
     preds["bicubic"] = bic
     for spec in models:
         model, _, content = spec.partition("+")  # "gan+mse": the gan with content="mse"
-        kw = dict(COMMON) if defaults else dict(opts, **COMMON)
+        kw = dict(COMMON, **gan_opts.get(model, {})) if defaults else dict(opts, **COMMON)
         if model in ("gan", "rnngan") and not defaults:
             kw.update(DEFAULT_GAN, **gan_opts.get(model, {}))
             if content:
