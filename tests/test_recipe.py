@@ -197,3 +197,20 @@ def test_resume_continues_the_update_count_and_schedule(tmp_path, monkeypatch):
     assert [h["lr"] for h in resumed.history] == pytest.approx([h["lr"] for h in full.history])
     np.testing.assert_allclose([h["val_loss"] for h in resumed.history], [h["val_loss"] for h in full.history],
                                rtol=1e-5)
+
+
+def test_training_runs_nhwc_where_faster_and_learns_the_same_weights(tmp_path, monkeypatch):
+    """The trainer puts the network and its input batches in channels-last layout (faster oneDNN
+    convolutions) unless XDOWNSCALE_CHANNELS_LAST=0; the layout changes the speed, not the model."""
+    hr = synthetic_field("tcwv", times=6, ny=32, nx=32, seed=1)
+    nets = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("XDOWNSCALE_CHANNELS_LAST", flag)
+        m = xds.fit(hr, model="cnn", factor=4, constraint="add", max_updates=6, checkpoint=tmp_path / f"{flag}.pt",
+                    seed=0, **SMALL)
+        nets[flag] = m.module
+    convs = {flag: [p for p in net.parameters() if p.ndim == 4] for flag, net in nets.items()}
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs["1"])
+    assert not all(p.is_contiguous(memory_format=torch.channels_last) for p in convs["0"])
+    for a, b in zip(nets["1"].state_dict().values(), nets["0"].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)

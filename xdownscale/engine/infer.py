@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..data.fill import fill_nearest
-from .device import resolve_device
+from .device import resolve_device, use_channels_last
 from .precision import autocast, resolve_precision
 
 DEFAULT_FINE_CHUNK = 1024  # fine cells per side of an output chunk when the input is not chunked
@@ -107,12 +107,6 @@ def runner_for(downscaler, device="auto", precision: str | None = "fp32") -> "Mo
     return runner
 
 
-def _use_channels_last(device: torch.device) -> bool:
-    """NHWC activations: oneDNN/cuDNN convolutions (transposed ones most of all) run much faster;
-    ``XDOWNSCALE_CHANNELS_LAST=0`` turns it off."""
-    return os.environ.get("XDOWNSCALE_CHANNELS_LAST", "1") != "0" and device.type in ("cpu", "cuda")
-
-
 class ModelRunner:
     """Holds the network on its device. Pickles as a reference to its checkpoint, so a
     Dask cluster loads the model once per worker instead of shipping it in the graph."""
@@ -122,7 +116,7 @@ class ModelRunner:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.module = downscaler.module.to(self.device).eval()
-        self.channels_last = _use_channels_last(self.device)
+        self.channels_last = use_channels_last(self.device)
         if self.channels_last:  # a copy: the Downscaler's own module keeps its layout
             self.module = copy.deepcopy(self.module).to(memory_format=torch.channels_last)
 

@@ -24,6 +24,7 @@ from ..config import DEFAULT_UPDATES, TrainConfig
 from ..nn.constraints import block_mean
 from . import progress
 from .averaging import WeightAverage
+from .device import use_channels_last
 from .precision import autocast, grad_scaler, resolve_precision
 
 log = logging.getLogger("xdownscale")
@@ -116,13 +117,20 @@ def evaluate_loss(net, ds, cfg: TrainConfig, device, rank: int = 0, world_size: 
     total, n = 0.0, 0
     precision = resolve_precision(cfg.precision, device)
     for x, y, w, c in make_loader(ds, cfg, device, rank, world_size):
-        x, y, w, c = x.to(device), y.to(device), w.to(device), c.to(device)
+        x, y, w, c = _on_device(x, device), y.to(device), w.to(device), c.to(device)
         with autocast(precision, device):
             pred = net(x, w, c)
         total += float(masked_loss(pred, y, net.std, "mse")) * len(x)
         n += len(x)
     total, n = _sum_over_ranks([total, n], device, world_size)
     return total / max(n, 1)
+
+
+def _on_device(x: torch.Tensor, device) -> torch.Tensor:
+    """A batch of inputs on ``device``, NHWC where the convolutions run faster (device.py)."""
+    if x.ndim == 4 and use_channels_last(torch.device(device)):
+        return x.to(device, memory_format=torch.channels_last)
+    return x.to(device)
 
 
 def _wrap(net, device, world_size: int):
@@ -236,6 +244,8 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
     distillation loss); validation always uses the MSE against the truth.
     """
     net.to(device)
+    if use_channels_last(torch.device(device)):
+        net.to(memory_format=torch.channels_last)
     model = _wrap(net, device, world_size)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     # mixed precision: the body computes in bf16/fp16 under autocast, the weights Adam updates stay float32
@@ -276,7 +286,7 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
                            leave=False, unit="batch")
         lr = cfg.learning_rate
         for x, y, w, c in bar:
-            x, y, w, c = x.to(device), y.to(device), w.to(device), c.to(device)
+            x, y, w, c = _on_device(x, device), y.to(device), w.to(device), c.to(device)
             step_progress = budget.progress(updates=budget.updates + 1,
                                             elapsed=time.perf_counter() - t_start)
             lr = cfg.learning_rate * lr_factor(step_progress, cfg)
