@@ -90,11 +90,6 @@ class SetupFactory:
         return replace(self, request=replace(self.request, cfg=type(cfg)(**{**cfg.to_dict(), "progress": False})))
 
 
-def _resume_of(setup) -> dict | None:
-    checked = getattr(setup, "checked_resume", None)  # several targets: checked against the network first
-    return checked() if checked is not None else setup.resume_state
-
-
 def train_rank(rank: int, world_size: int, make_setup: SetupFactory) -> tuple[dict, dict]:
     """Train this rank's shard in an initialised process group; returns (result, best state dict)."""
     from ..models import build_network
@@ -114,7 +109,7 @@ def train_rank(rank: int, world_size: int, make_setup: SetupFactory) -> tuple[di
         log.info("training %s x%d on %d processes (%s), %d patches/epoch, %d per process per step",
                  setup.model, setup.factor, world_size, torch.distributed.get_backend(), len(train_ds),
                  cfg.batch_size // world_size)
-    result = train(net, train_ds, val_ds, cfg, device, resume=_resume_of(setup),
+    result = train(net, train_ds, val_ds, cfg, device, resume=setup.checked_resume(),
                    on_epoch_end=setup.save_epoch if rank == 0 else None, rank=rank, world_size=world_size)
     torch.distributed.barrier()
     return result, {k: v.detach().cpu() for k, v in net.state_dict().items()}

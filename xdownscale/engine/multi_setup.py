@@ -41,10 +41,10 @@ from ..data.normalize import residual_std
 from ..errors import DataError
 from ..nn.consistency import parse_rules
 from ..nn.constraints import CONSTRAINTS
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import read_checkpoint
 from .contract import FitRequest, target_names
 from .record import MULTI_TARGET_SECTION, ModelRecord
-from .setup import POSITIVE_CONSTRAINTS, cf_attrs, check_constraint_fits, grid_spacing, split_times
+from .setup import POSITIVE_CONSTRAINTS, cf_attrs, check_constraint_fits, grid_spacing, save_round, split_times
 
 SECTION = MULTI_TARGET_SECTION
 
@@ -160,9 +160,7 @@ class MultiSetup:
                                   covariates=self.covariates))
 
     def save_epoch(self, state: dict) -> None:
-        self.meta["training"].update(history=state["history"], best_epoch=state["best_epoch"],
-                                     best_val_loss=state["best_val_loss"], start_val_loss=state.get("start_val_loss"))
-        save_checkpoint(self.path, state["best_state_dict"], self.meta, resume=state)
+        save_round(self.meta, self.path, state)
 
 
 def _plain(obj):

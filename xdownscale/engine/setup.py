@@ -100,11 +100,21 @@ class TrainingSetup:
                 PatchDataset(self.pair, self.stats, self.val_t, n_samples=n_val, seed=cfg.seed + 1, fixed=True,
                              **common))
 
+    def checked_resume(self) -> dict | None:
+        """The training state to resume from (None: from scratch); checked when prepared."""
+        return self.resume_state
+
     def save_epoch(self, state: dict) -> None:
         """``on_epoch_end`` callback for a trainer: best weights plus the resume state."""
-        self.meta["training"].update(history=state["history"], best_epoch=state["best_epoch"],
-                                     best_val_loss=state["best_val_loss"], start_val_loss=state.get("start_val_loss"))
-        save_checkpoint(self.path, state["best_state_dict"], self.meta, resume=state)
+        save_round(self.meta, self.path, state)
+
+
+def save_round(meta: dict, path: Path, state: dict) -> None:
+    """Record a trainer's round in ``meta`` and write the checkpoint: the best weights plus what
+    ``resume`` needs (every setup's ``save_epoch``)."""
+    meta["training"].update(history=state["history"], best_epoch=state["best_epoch"],
+                            best_val_loss=state["best_val_loss"], start_val_loss=state.get("start_val_loss"))
+    save_checkpoint(path, state["best_state_dict"], meta, resume=state)
 
 
 def trained_precision(cfg: TrainConfig) -> str:

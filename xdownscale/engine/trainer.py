@@ -116,8 +116,9 @@ def evaluate_loss(net, ds, cfg: TrainConfig, device, rank: int = 0, world_size: 
     net.eval()
     total, n = 0.0, 0
     precision = resolve_precision(cfg.precision, device)
+    nhwc = use_channels_last(torch.device(device))
     for x, y, w, c in make_loader(ds, cfg, device, rank, world_size):
-        x, y, w, c = _on_device(x, device), y.to(device), w.to(device), c.to(device)
+        x, y, w, c = _on_device(x, device, nhwc), y.to(device), w.to(device), c.to(device)
         with autocast(precision, device):
             pred = net(x, w, c)
         total += float(masked_loss(pred, y, net.std, "mse")) * len(x)
@@ -126,9 +127,9 @@ def evaluate_loss(net, ds, cfg: TrainConfig, device, rank: int = 0, world_size: 
     return total / max(n, 1)
 
 
-def _on_device(x: torch.Tensor, device) -> torch.Tensor:
-    """A batch of inputs on ``device``, NHWC where the convolutions run faster (device.py)."""
-    if x.ndim == 4 and use_channels_last(torch.device(device)):
+def _on_device(x: torch.Tensor, device, nhwc: bool) -> torch.Tensor:
+    """A batch of inputs on ``device``, NHWC (``nhwc``) where the convolutions run faster (device.py)."""
+    if nhwc and x.ndim == 4:
         return x.to(device, memory_format=torch.channels_last)
     return x.to(device)
 
@@ -244,7 +245,8 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
     distillation loss); validation always uses the MSE against the truth.
     """
     net.to(device)
-    if use_channels_last(torch.device(device)):
+    nhwc = use_channels_last(torch.device(device))
+    if nhwc:
         net.to(memory_format=torch.channels_last)
     model = _wrap(net, device, world_size)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
@@ -286,7 +288,7 @@ def train(net, train_ds, val_ds, cfg: TrainConfig, device, *, resume: dict | Non
                            leave=False, unit="batch")
         lr = cfg.learning_rate
         for x, y, w, c in bar:
-            x, y, w, c = _on_device(x, device), y.to(device), w.to(device), c.to(device)
+            x, y, w, c = _on_device(x, device, nhwc), y.to(device), w.to(device), c.to(device)
             step_progress = budget.progress(updates=budget.updates + 1,
                                             elapsed=time.perf_counter() - t_start)
             lr = cfg.learning_rate * lr_factor(step_progress, cfg)

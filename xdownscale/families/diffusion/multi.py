@@ -20,7 +20,8 @@ from ...models.diffusion.schedulers import field_generator
 from ..spatial.multi import multi_inputs
 
 
-def _fields(inputs: list[xr.DataArray], sources: list, meta: dict, factor: int, covariates, axes):
+def _fields(inputs: list[xr.DataArray], sources: list, meta: dict, factor: int, covariates, axes,
+            fine_coords: dict):
     """(N, C, h, w) normalised inputs (+ covariates), (N, K, h, w) the physical field each target
     conserves, (N, K, h, w) its missing cells, and the lead dims."""
     lead = [d for d in inputs[0].dims if d not in axes.spatial]
@@ -32,7 +33,7 @@ def _fields(inputs: list[xr.DataArray], sources: list, meta: dict, factor: int, 
     x = np.stack([np.nan_to_num((fill_nearest(v) - s["mean"]) / s["std"], nan=0.0) for v, s in zip(phys, stats)],
                  axis=1)
     cov = fold_covariates(as_dataset(covariates), norm.get("covariates", {}), (h * factor, w * factor), factor,
-                          spatial_coords(fine_coordinates(inputs[0], factor, axes), axes.spatial))
+                          spatial_coords(fine_coords, axes.spatial))
     if cov is not None:
         x = np.concatenate([x, np.broadcast_to(cov, (len(x), *cov.shape))], axis=1)
     zeros = np.zeros_like(phys[0])
@@ -56,8 +57,8 @@ def predict_diffusion_multi(request: PredictRequest, downscaler, opts) -> xr.Dat
     dev = resolve_device(request.device)
     net.to(dev).eval()
     axes = find_axes(inputs[0])
-    x, coarse, missing, lead = _fields(inputs, sources, downscaler.meta, f, request.covariates, axes)
     coords = fine_coordinates(inputs[0], f, axes)
+    x, coarse, missing, lead = _fields(inputs, sources, downscaler.meta, f, request.covariates, axes, coords)
     rows = fine_weights(coords, axes)
     weights = None if rows is None else torch.from_numpy(rows.astype("float32")).view(1, 1, -1, 1).to(dev)
     sampler = net.make_sampler(opts.scheduler, opts.steps, opts.eta)

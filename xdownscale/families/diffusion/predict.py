@@ -37,7 +37,7 @@ from .options import DiffusionPredictOptions
 log = logging.getLogger("xdownscale")
 
 
-def _inputs(lr: xr.DataArray, extra: list, meta: dict, factor: int, covariates, axes):
+def _inputs(lr: xr.DataArray, extra: list, meta: dict, factor: int, covariates, axes, fine_coords: dict):
     """(N, C, h, w) normalised inputs, (N, 1, h, w) physical coarse field, NaN mask, lead dims."""
     lead = [d for d in lr.dims if d not in axes.spatial]
     order = lead + list(axes.spatial)
@@ -51,7 +51,7 @@ def _inputs(lr: xr.DataArray, extra: list, meta: dict, factor: int, covariates, 
     x = np.stack([np.nan_to_num((fill_nearest(f) - s["mean"]) / s["std"], nan=0.0) for f, s in zip(fields, stats)],
                  axis=1)
     cov = fold_covariates(as_dataset(covariates), norm.get("covariates", {}), (h * factor, w * factor), factor,
-                          spatial_coords(fine_coordinates(lr, factor, axes), axes.spatial))
+                          spatial_coords(fine_coords, axes.spatial))
     if cov is not None:
         x = np.concatenate([x, np.broadcast_to(cov, (len(x), *cov.shape))], axis=1)
     return x.astype("float32"), coarse[:, None].astype("float32"), missing, lead
@@ -90,8 +90,8 @@ def predict_diffusion(request: PredictRequest):
     dev = resolve_device(device)
     net.to(dev).eval()
     axes = find_axes(lr)
-    x, coarse, missing, lead = _inputs(lr, extra, ds.meta, f, covariates, axes)
     coords = fine_coordinates(lr, f, axes)
+    x, coarse, missing, lead = _inputs(lr, extra, ds.meta, f, covariates, axes, coords)
     rows = fine_weights(coords, axes)
     weights = None if rows is None else torch.from_numpy(rows.astype("float32")).view(1, 1, -1, 1).to(dev)
     sampler = net.make_sampler(opts.scheduler, opts.steps, opts.eta)

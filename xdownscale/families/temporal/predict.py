@@ -120,8 +120,9 @@ def predict_packed(request: PredictRequest, downscaler, inputs: list[xr.DataArra
     axes = find_axes(da)
     f, tdim, c = downscaler.factor, axes.time, len(inputs)
     cov_stats = downscaler.meta.get("normalization", {}).get("covariates", {})
+    coords = fine_coordinates(da, f, axes)
     cov = fold_covariates(as_dataset(request.covariates), cov_stats, (da.sizes[axes.y] * f, da.sizes[axes.x] * f), f,
-                          spatial_coords(fine_coordinates(da, f, axes), axes.spatial))
+                          spatial_coords(coords, axes.spatial))
     n_static = 0 if cov is None else cov.shape[0]
     new_times, source, phase, frames = window_plan(da[tdim].values, net.window, time_factor, gaps)
     datas = [(x.data if isinstance(x.data, dsa.Array) else dsa.from_array(np.asarray(x.values), chunks=-1))
@@ -151,7 +152,6 @@ def predict_packed(request: PredictRequest, downscaler, inputs: list[xr.DataArra
     stacked = stacked.rechunk((-1, plan.steps) + tuple(spec[2:]))
     unit = {"mean": 0.0, "std": 1.0}
     all_stats = list(stats) + [unit, unit] + list(stats) * frames.shape[1]
-    coords = fine_coordinates(da, f, axes)
     out = tiled_predict(runner, stacked, stats=all_stats, factor=f, halo=halo,
                         row_weights=fine_weights(coords, axes), covariates=cov, batch_size=plan.batch,
                         gate=ChunkGate(plan.slots), sources=sources)
