@@ -288,6 +288,12 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("adversarial-validation-noise-unseeded", "xdownscale/families/stochastic/adversarial.py",
            "        torch.manual_seed(cfg.seed + 7919)\n", "",
            ("tests/test_gan.py",), "fixed_noise", "each validation round draws other noise"),
+    Mutant("liif-softmax-takes-physical-values-as-log-mass", "xdownscale/families/implicit/predict.py",
+           "out[:, j] = layer.project(torch.from_numpy(", "out[:, j] = layer(torch.from_numpy(",
+           ("tests/test_liif.py",), "softmax_at_prediction", "softmax at prediction piles each block on one cell"),
+    Mutant("projected-softmax-skips-the-log", "xdownscale/nn/constraints.py",
+           "return self.forward(torch.log(y.clamp(min=1e-30)), x, weights)", "return self.forward(y, x, weights)",
+           ("tests/test_constraints.py",), "projecting", "a finished field is taken as log-mass"),
 )
 
 

@@ -82,6 +82,22 @@ def test_block_mean_and_upsample():
 
 
 @pytest.mark.parametrize("name", HARD_CONSTRAINTS)
+@settings(max_examples=30, deadline=None)
+@given(case=cases())
+def test_projecting_a_physical_field_conserves_and_keeps_its_shape_within_blocks(name, case):
+    # project() takes a finished physical field (liif, diffusion samples): every hard constraint
+    # conserves it, and the multiplicative ones only rescale each block (softmax of log y = mult)
+    factor, b, h, w, seed, weights = case
+    y, x = positive_fields(seed, b, h, w, factor, lo=270.0, hi=290.0)
+    kwargs = {"lower": 0.0, "upper": 400.0} if name == "scadd" else {}
+    out = make_constraint(name, factor, **kwargs).project(y, x, weights)
+    assert_conserves(out, x, factor, weights)
+    if name in ("mult", "softmax"):
+        ratio = upsample_nearest(x / block_mean(y, factor, weights), factor)
+        torch.testing.assert_close(out, y * ratio, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", HARD_CONSTRAINTS)
 @settings(max_examples=40, deadline=None)
 @given(case=cases())
 def test_hard_constraints_conserve(name, case):

@@ -177,6 +177,18 @@ def test_constraint_conserves_where_the_target_nests(model, lr, constraint, chun
         assert_conserves(plain, lr, 4, rtol=1e-6)
 
 
+def test_softmax_at_prediction_rescales_each_block_of_the_physical_field(model, lr):
+    # liif's output is physical (kelvin here), not the layer's log-mass pre-activation: fed as
+    # log-mass, exp(280 K - max) put nearly all of a block's mass on its warmest cell (0.84x
+    # bicubic became 250x on WFDE5 Tair)
+    plain = lr.downscale.predict(model=model, factor=4).compute()
+    soft = lr.downscale.predict(model=model, factor=4, constraint="softmax").compute()
+    assert_conserves(soft, lr, 4, rtol=1e-6)
+    mult = lr.downscale.predict(model=model, factor=4, constraint="mult").compute()
+    np.testing.assert_allclose(soft.values, mult.values, rtol=1e-5)
+    assert float(np.abs(soft - plain).max()) < 0.02 * float(plain.max())
+
+
 def test_constraint_on_a_non_nested_target_is_a_clear_error(model, lr):
     with pytest.raises(DataError, match="nests the source"):
         lr.downscale.predict(model=model, factor=2.5, constraint="add")

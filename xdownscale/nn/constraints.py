@@ -64,6 +64,12 @@ class Constraint(nn.Module):
     def forward(self, y: torch.Tensor, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         return y
 
+    def project(self, y: torch.Tensor, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Enforce the constraint on a finished *physical* field ``y`` (a model without the layer
+        inside, e.g. ``liif`` or a diffusion sample). ``forward`` takes the layer's own
+        pre-activation, which differs from ``y`` for ``softmax``."""
+        return self.forward(y, x, weights)
+
     def extra_repr(self) -> str:
         return f"factor={self.factor}"
 
@@ -118,6 +124,10 @@ class SoftmaxConstraint(Constraint):
         # the block max was subtracted, so P e > 0 and nothing overflows
         scale = upsample_nearest(x / block_mean(e, f, weights), f)
         return e * scale
+
+    def project(self, y, x, weights=None):
+        # forward takes log-mass: exp(log y) keeps y's shape within each block, rescaled to conserve
+        return self.forward(torch.log(y.clamp(min=1e-30)), x, weights)
 
 
 class ScAddConstraint(Constraint):

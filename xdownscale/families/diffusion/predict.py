@@ -165,8 +165,7 @@ def conserve(ens: xr.DataArray, lr: xr.DataArray, constraint: str = "add", **con
     rows = fine_weights(fine_coordinates(lr, factor, lax), lax)
     w = None if rows is None else torch.from_numpy(rows).view(1, 1, -1, 1)
     layer = make_constraint(constraint, factor, **constraint_kwargs).double()
-    pre = torch.log(y.clamp(min=1e-30)) if constraint == "softmax" else y
-    out = layer(pre, c, w).numpy().reshape(e.shape).astype(ens.dtype)
+    out = layer.project(y, c, w).numpy().reshape(e.shape).astype(ens.dtype)
     res = e.copy(data=out).transpose(*ens.dims)
     res.attrs = {**ens.attrs, "xdownscale_constraint": constraint}
     return res

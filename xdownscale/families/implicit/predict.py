@@ -195,7 +195,7 @@ def _grid_block(runner, values, axy: Axis, axx: Axis, py, px, cy, cx, halo, batc
             layer, s = item
             coarse = values[:, s, cy0 : cy0 + len(py) // k, cx0 : cx0 + len(px) // k]
             coarse_t = torch.from_numpy(np.nan_to_num(coarse, nan=runner.means[s])[:, None])
-            out[:, j] = layer(torch.from_numpy(out[:, j : j + 1]), coarse_t, w)[:, 0].numpy()
+            out[:, j] = layer.project(torch.from_numpy(out[:, j : j + 1]), coarse_t, w)[:, 0].numpy()
     return _masked(out, nearest, masks)
 
 

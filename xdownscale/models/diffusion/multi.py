@@ -76,7 +76,6 @@ class MultiTargetDiffusionNet(DiffusionNet):
                 layer = make_constraint(name, self.factor, **self.target_kwargs[k]).to(y.device)
                 c = coarse[:, k : k + 1] if coarse is not None else \
                     x[:, s : s + 1] * self.in_std[:, s : s + 1] + self.in_mean[:, s : s + 1]
-                pre = torch.log(yk.clamp(min=1e-30)) if name == "softmax" else yk
-                yk = layer(pre, c.expand(len(y), -1, -1, -1).to(y.dtype), weights)
+                yk = layer.project(yk, c.expand(len(y), -1, -1, -1).to(y.dtype), weights)
             outs.append(yk)
         return torch.cat(outs, dim=1)

@@ -200,8 +200,7 @@ class DiffusionNet(nn.Module):
             self.constraint_kwargs if name == self.constraint_name else None)
         layer = make_constraint(name, self.factor, **(kwargs or {})).to(y.device)
         c = coarse if coarse is not None else x[:, :1] * self.std + self.mean
-        pre = torch.log(y.clamp(min=1e-30)) if name == "softmax" else y
-        return layer(pre, c.expand(len(y), -1, -1, -1).to(y.dtype), weights)
+        return layer.project(y, c.expand(len(y), -1, -1, -1).to(y.dtype), weights)
 
     def forward(self, x, weights=None, coarse=None):
         """One sample per input field with the default sampler (a deterministic first guess is ``mu``)."""
