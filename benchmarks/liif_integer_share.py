@@ -23,7 +23,7 @@ from liif_scales import bicubic_onto, coarse_of, scores
 
 import xdownscale as xds
 
-FACTORS = [2, 2.5, 3, 4, 5.5, 6, 8]
+FACTORS = [1.5, 2, 2.5, 3, 4, 5.5, 6, 8]
 
 
 def main() -> None:

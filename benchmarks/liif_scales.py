@@ -38,7 +38,7 @@ from xdownscale.metrics import psnr, rmse, ssim
 
 FACTORS = [2, 2.5, 3, 4, 5.5, 6, 8]
 FIXED = {2: "cnn", 3: "espcn", 4: "cnn", 6: "espcn", 8: "cnn"}
-NUMERATOR = {2.5: 5, 5.5: 11}
+NUMERATOR = {1.5: 3, 2.5: 5, 5.5: 11}
 
 
 def era5() -> tuple[xr.DataArray, xr.DataArray]:

@@ -294,6 +294,15 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("projected-softmax-skips-the-log", "xdownscale/nn/constraints.py",
            "return self.forward(torch.log(y.clamp(min=1e-30)), x, weights)", "return self.forward(y, x, weights)",
            ("tests/test_constraints.py",), "projecting", "a finished field is taken as log-mass"),
+    Mutant("zero-bound-from-the-minimum-alone", "xdownscale/data/normalize.py",
+           "finite.min() >= 0 and np.mean(finite == 0) >= ZERO_SHARE", "finite.min() >= 0",
+           ("tests/test_liif.py",), "clipped", "a field that merely stayed positive is clipped at zero"),
+    Mutant("liif-predicts-rain-below-zero", "xdownscale/models/liif.py",
+           "out.clamp(min=self.lower_bound)", "out",
+           ("tests/test_liif.py",), "stops_at_zero", "negative rain beside dry cells"),
+    Mutant("multi-liif-predicts-rain-below-zero", "xdownscale/models/liif.py",
+           "torch.maximum(out, self.lower)", "out",
+           ("tests/test_multi_target_diffusion_liif.py",), "below_zero", "negative rain in a multi-target liif"),
 )
 
 

@@ -189,6 +189,26 @@ def test_softmax_at_prediction_rescales_each_block_of_the_physical_field(model, 
     assert float(np.abs(soft - plain).max()) < 0.02 * float(plain.max())
 
 
+def test_a_field_that_stops_at_zero_is_never_predicted_below_it(tmp_path):
+    rain = synthetic_field("tp", times=6, ny=48, nx=64, seed=3)
+    m = rain.downscale.fit(model="liif", seed=0, checkpoint=tmp_path / "r.pt", **TINY)
+    assert m.config["lower_bound"] == 0.0
+    lr = rain.isel(time=slice(-2, None)).downscale.coarsen(4)
+    out = lr.downscale.predict(model=m, factor=4).compute()
+    # the bicubic base overshoots below zero beside dry cells; those cells come out dry, not negative
+    bicubic = lr.downscale.predict(model="bicubic", factor=4).compute()
+    assert float(bicubic.min()) < 0 and float(out.min()) == 0.0
+
+
+def test_a_positive_field_without_zeros_is_not_clipped_at_zero(hr, tmp_path):
+    # degC that happened to stay above zero in training: a colder input must still come out below zero
+    warm = (hr - 273.15).clip(min=0.5).assign_attrs(units="degC")
+    m = warm.downscale.fit(model="liif", seed=0, checkpoint=tmp_path / "c.pt", **TINY)
+    assert m.config["lower_bound"] is None
+    cold = (warm.isel(time=slice(-2, None)) - 30.0).downscale.coarsen(4)
+    assert float(cold.downscale.predict(model=m, factor=4).max()) < 0
+
+
 def test_constraint_on_a_non_nested_target_is_a_clear_error(model, lr):
     with pytest.raises(DataError, match="nests the source"):
         lr.downscale.predict(model=model, factor=2.5, constraint="add")

@@ -170,6 +170,13 @@ def test_liif_targets_come_back_in_their_own_units_and_range(liif_path, fine, co
         assert out[name].attrs["units"] == fine[name].attrs["units"]
 
 
+def test_liif_never_predicts_rain_below_zero_and_leaves_pressure_unbounded(liif_path, fine, coarse):
+    # only tp stops at zero in training: its bicubic base overshoots below zero beside dry cells
+    assert [t.get("lower_bound") for t in xds.load(liif_path).config["targets"]] == [None, 0.0]
+    out = xds.predict(coarse, model=liif_path, factor=2.5).compute()
+    assert float(out["tp"].min()) == 0.0 and float((out["tp"] == 0).mean()) > float((fine["tp"] == 0).mean()) / 4
+
+
 def test_liif_round_trip_by_path_gives_identical_output(fine, coarse, tmp_path):
     fitted = xds.fit(fine, model="liif", var=["msl", "tp"], checkpoint=tmp_path / "m.pt", **TRAIN, **LIIF)
     assert fitted.factor == 0 and xds.load(tmp_path / "m.pt").config == fitted.config

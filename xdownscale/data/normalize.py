@@ -37,6 +37,18 @@ def fit_stats(da: xr.DataArray, time_dim: str | None = None) -> dict:
     return {"mean": mean, "std": std, "min": vmin, "max": vmax}
 
 
+ZERO_SHARE = 0.01  # exact zeros on at least 1 % of the cells: a quantity that stops at zero (rain, snow)
+
+
+def zero_bounded(da: xr.DataArray, time_dim: str | None = None) -> bool:
+    """Whether a training field is a quantity bounded below by zero: never negative, and exactly
+    zero on at least :data:`ZERO_SHARE` of its finite cells (dry hours). The zeros keep a field that
+    merely happened to stay positive (temperature in degC in a warm season) from being clipped."""
+    sample = np.asarray(_subsample_time(da, time_dim).values, dtype="float64")
+    finite = sample[np.isfinite(sample)]
+    return bool(finite.size and finite.min() >= 0 and np.mean(finite == 0) >= ZERO_SHARE)
+
+
 def scadd_bounds(stats: dict, lower: float | None = None, upper: float | None = None) -> dict:
     """Physical bounds for the scadd constraint: the training range widened by half its
     width on each side; the lower bound is 0 for a field that is never negative."""

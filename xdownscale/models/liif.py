@@ -89,12 +89,16 @@ class LIIFNet(nn.Module):
     def __init__(self, model: str = "liif", factor: int = ANY_SCALE, in_channels: int = 1, constraint: str = "none",
                  skip: str | None = "bicubic", mean: float = 0.0, std: float = 1.0,
                  residual_scale: float | None = None, constraint_kwargs: dict | None = None,
-                 scales: list | None = None, degradation: str = "none", **body_config):
+                 scales: list | None = None, degradation: str = "none", lower_bound: float | None = None,
+                 **body_config):
         super().__init__()
         if skip not in (None, "bicubic"):
             raise ValueError(f"liif samples its base by bicubic interpolation; skip must be 'bicubic' or None, "
                              f"got {skip!r}")
         self.model_name, self.factor, self.skip = model, int(factor), skip
+        # a field that stops at zero in training (rain) is never predicted below it, in evaluation only
+        # (a clamp in training would stop the gradient of every cell predicted below it); None: unbounded
+        self.lower_bound = None if lower_bound is None else float(lower_bound)
         self.scales = [float(s) for s in (scales or (1.5, 8.0))]
         self.body = ImplicitBody(in_channels=in_channels, **body_config)
         # training is scale-free, so no hard constraint inside the net; predict applies one where the target nests
@@ -112,8 +116,10 @@ class LIIFNet(nn.Module):
         coords, cell = queries[..., :2], queries[..., 2:]
         residual = self.body.query(x, coords, cell)[..., 0] * self.residual_scale
         if self.skip is None:
-            return residual + self.mean
-        return sample_bicubic(x[:, :1], coords)[..., 0] * self.std + self.mean + residual
+            out = residual + self.mean
+        else:
+            out = sample_bicubic(x[:, :1], coords)[..., 0] * self.std + self.mean + residual
+        return out if self.lower_bound is None or self.training else out.clamp(min=self.lower_bound)
 
 
 class MultiTargetLIIFNet(LIIFNet):
@@ -139,8 +145,12 @@ class MultiTargetLIIFNet(LIIFNet):
             raise ValueError("a multi-target liif needs its targets")
         for key in ("constraint", "mean", "std", "residual_scale", "constraint_kwargs", "out_channels"):
             body_config.pop(key, None)  # single-target or record keys, not the body's
+        body_config.pop("lower_bound", None)  # by target here
         super().__init__(model, factor, in_channels, skip=skip, scales=scales, degradation=degradation,
                          out_channels=len(targets), **body_config)
+        bounds = [t.get("lower_bound") for t in targets]
+        self.register_buffer("lower", torch.tensor([-math.inf if b is None else float(b) for b in bounds]),
+                             persistent=False)
         self.target_names = [str(t["name"]) for t in targets]
         self.n_targets = len(targets)
         self.register_buffer("mean", torch.tensor([float(t["mean"]) for t in targets]))
@@ -164,6 +174,8 @@ class MultiTargetLIIFNet(LIIFNet):
         coords, cell = queries[..., :2], queries[..., 2:]
         residual = self.body.query(x, coords, cell) * self.residual_scale
         if self.skip is None:
-            return residual + self.mean
-        base = sample_bicubic(x[:, self.base_index], coords) * self.base_std + self.base_mean
-        return torch.where(self.has_base, base, self.mean) + residual
+            out = residual + self.mean
+        else:
+            base = sample_bicubic(x[:, self.base_index], coords) * self.base_std + self.base_mean
+            out = torch.where(self.has_base, base, self.mean) + residual
+        return out if self.training else torch.maximum(out, self.lower)

@@ -27,7 +27,7 @@ import torch
 import xarray as xr
 
 from ...data.fill import fill_nearest
-from ...data.normalize import residual_std
+from ...data.normalize import residual_std, zero_bounded
 from ...data.patches import SeededSamples
 from ...engine.contract import FitRequest, parse_options, target_names
 from ...engine.device import resolve_device
@@ -156,7 +156,9 @@ def fit_liif(request: FitRequest):
     ``hidden`` (decoder width, 32), ``scales`` ((1.5, 8.0)), ``degradation`` ("none" or
     "high-order"), ``lr_patch`` (coarse cells per training window side, 16), ``queries`` (fine
     cells per window, 512), ``integer_share`` (batches at whole factors, 0.5). ``factor=k`` trains
-    at the single scale k. The coarse inputs are made from ``hr``.
+    at the single scale k. The coarse inputs are made from ``hr``. A target that stops at zero in
+    its training hours (:func:`~xdownscale.data.normalize.zero_bounded`) records ``lower_bound=0``,
+    and its predictions are never below it.
 
     Inputs other than the targets (the multi-target path, one target included):
 
@@ -192,7 +194,8 @@ def fit_liif(request: FitRequest):
                     network_extra={"scales": scales, "degradation": opts.degradation}, model_kwargs=body)
     field = _time_field(setup.pair.hr)
     rscale = _residual_scale(setup.pair.hr, setup.pair, setup.train_t, r.skip)
-    setup.network.update(skip=r.skip, residual_scale=rscale)
+    setup.network.update(skip=r.skip, residual_scale=rscale,
+                         lower_bound=_lower_bound(setup.pair.hr, setup.pair, setup.train_t))
     return _train_over_scales(LIIFNet, setup, field, setup.stats, scales, opts, cfg, resume=setup.resume_state)
 
 
@@ -213,6 +216,7 @@ def _fit_liif_multi(request: FitRequest, targets: list[str], opts: LiifOptions, 
     fields = [_time_field(da) for da in setup.pair.targets] + [_time_field(da) for da in setup.pair.inputs[k:]]
     for spec, da in zip(setup.network["targets"], setup.pair.targets):
         spec["residual_scale"] = _residual_scale(da, setup.pair, setup.train_t, request.skip)
+        spec["lower_bound"] = _lower_bound(da, setup.pair, setup.train_t)
     setup.network.update(skip=request.skip, scales=scales, degradation=opts.degradation)
     target_stats = setup.meta["normalization"]["targets"]
     # the targets' own coarsenings (the first inputs) are normalised as the targets, whose base they are
@@ -237,6 +241,8 @@ def _fit_liif_pair(request: FitRequest, targets: list[str], opts: LiifOptions, b
     scales = [float(f), float(f)]
     # the residual scales of prepare_request: the spread of (fine - bicubic of the real coarse input)
     setup.network.update(skip=request.skip, scales=scales, degradation=opts.degradation)
+    for spec, da in zip(setup.network["targets"], pair.targets):
+        spec["lower_bound"] = _lower_bound(da, pair, setup.train_t)
     fine = [_time_field(da) for da in pair.targets]
     coarse = [_time_field(da) for da in pair.inputs]
 
@@ -267,6 +273,12 @@ def _time_field(da):
     """The (T, H, W) values of a fine field, lazy where they are."""
     field = da.data if hasattr(da.data, "dask") else np.asarray(da.values)
     return field[None] if field.ndim == 2 else field  # a single field without a time axis
+
+
+def _lower_bound(da, pair, train_t) -> float | None:
+    """0 for a target that stops at zero in its training hours (:func:`zero_bounded`), else None."""
+    tdim = pair.axes.time
+    return 0.0 if zero_bounded(da.isel({tdim: train_t}) if tdim else da, tdim) else None
 
 
 def _residual_scale(da, pair, train_t, skip) -> float | None:
