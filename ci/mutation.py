@@ -303,6 +303,17 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("multi-liif-predicts-rain-below-zero", "xdownscale/models/liif.py",
            "torch.maximum(out, self.lower)", "out",
            ("tests/test_multi_target_diffusion_liif.py",), "below_zero", "negative rain in a multi-target liif"),
+    Mutant("rain-with-no-constraint-goes-unwarned", "xdownscale/engine/setup.py",
+           "    if constraint in UNBOUNDED_CONSTRAINTS and zero_bounded(field, time_dim):",
+           "    if False:",
+           ("tests/test_fit_predict.py",), "warned_about", "negative rain predicted without a word"),
+    Mutant("several-targets-unwarned", "xdownscale/engine/multi_setup.py",
+           "        if not bounds_itself:\n            warn_if_unbounded(",
+           "        if False:\n            warn_if_unbounded(",
+           ("tests/test_fit_predict.py",), "name_the_one", "a multi-target fit says nothing of its rain"),
+    Mutant("liif-warned-though-it-clamps", "xdownscale/families/implicit/fit.py",
+           "model_kwargs=body,\n                    bounds_itself=True)", "model_kwargs=body)",
+           ("tests/test_liif.py",), "stops_at_zero", "liif warns of negatives it never predicts"),
 )
 
 

@@ -1,4 +1,6 @@
 """End-to-end behaviour of fit / predict / checkpoints / the accessor on small synthetic fields."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -39,6 +41,35 @@ def test_softmax_rejects_negative_fields(tmp_path):
     t = synthetic_field("t2m", times=3, ny=16, nx=16) - 290.0
     with pytest.raises(xds.DataError, match="non-negative"):
         t.downscale.fit(model="cnn", factor=4, constraint="softmax", **TINY)
+
+
+@pytest.mark.parametrize("constraint", ["none", "add"])
+def test_rain_fitted_with_a_constraint_that_allows_negatives_is_warned_about(constraint, tmp_path):
+    rain = synthetic_field("tp", times=4, ny=16, nx=16, seed=2)
+    with pytest.warns(UserWarning, match=rf"^'tp' stops at zero in the training data, but constraint='{constraint}' "
+                                         r"lets its predictions go below zero.*pass constraint='softmax'"):
+        m = rain.downscale.fit(model="cnn", factor=4, constraint=constraint, checkpoint=tmp_path / "m.pt", **TINY)
+    # the warning is true: the bicubic skip alone leaves cells beside dry ones below zero
+    assert float(rain.downscale.coarsen(4).downscale.predict(model=m).min()) < 0
+
+
+@pytest.mark.parametrize("kind, constraint", [("tp", "softmax"), ("tp", "scadd"), ("tcwv", "none")])
+def test_no_negative_warning_where_the_output_stays_up_or_the_field_never_stops_at_zero(kind, constraint, tmp_path):
+    field = synthetic_field(kind, times=4, ny=16, nx=16, seed=2)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        field.downscale.fit(model="cnn", factor=4, constraint=constraint, checkpoint=tmp_path / "m.pt", **TINY)
+    assert not [w for w in seen if "stops at zero" in str(w.message)]
+
+
+def test_several_targets_name_the_one_that_stops_at_zero(tmp_path):
+    ds = xr.Dataset({"tp": synthetic_field("tp", times=4, ny=16, nx=16, seed=2),
+                     "tcwv": synthetic_field("tcwv", times=4, ny=16, nx=16, seed=3)})
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        xds.fit(ds, model="cnn", factor=4, var=["tp", "tcwv"], constraint="add", checkpoint=tmp_path / "m.pt", **TINY)
+    named = [str(w.message).split()[0] for w in seen if "stops at zero" in str(w.message)]
+    assert named == ["'tp'"]
 
 
 def test_fit_is_reproducible_from_a_seed(hr, tmp_path):

@@ -44,7 +44,15 @@ from ..nn.constraints import CONSTRAINTS
 from .checkpoint import read_checkpoint
 from .contract import FitRequest, target_names
 from .record import MULTI_TARGET_SECTION, ModelRecord
-from .setup import POSITIVE_CONSTRAINTS, cf_attrs, check_constraint_fits, grid_spacing, save_round, split_times
+from .setup import (
+    POSITIVE_CONSTRAINTS,
+    cf_attrs,
+    check_constraint_fits,
+    grid_spacing,
+    save_round,
+    split_times,
+    warn_if_unbounded,
+)
 
 SECTION = MULTI_TARGET_SECTION
 
@@ -211,7 +219,7 @@ def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor
                   constraint=None, predictors: list[str] | None = None, covariates=None, cfg: TrainConfig,
                   skip: str | None = "bicubic", checkpoint=None, resume=None, trim: bool = False,
                   model_kwargs: dict | None = None, record_factor: int | None = None,
-                  consistency=None) -> MultiSetup:
+                  consistency=None, bounds_itself: bool = False) -> MultiSetup:
     """Pair, split, normalise and describe a multi-target training run (``record_factor``: the
     factor the checkpoint and the model store know the model by, where it is not the pairing
     factor; scale-free models: 0, "any"; ``resume``: a checkpoint of the same run to continue,
@@ -233,6 +241,8 @@ def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor
     for k, t in enumerate(targets):
         kind, s = choice[t][0], sources[k]
         check_constraint_fits(kind, target_stats[k], t)
+        if not bounds_itself:
+            warn_if_unbounded(kind, pair.targets[k].isel({tdim: train_t}) if tdim else pair.targets[k], t, tdim)
         if kind in POSITIVE_CONSTRAINTS and s is not None:
             check_constraint_fits(kind, input_stats[s], pair.input_names[s])
         scale = None
@@ -296,7 +306,7 @@ def as_targets(request: FitRequest) -> tuple[list[str], FitRequest]:
 
 
 def prepare_request(request: FitRequest, targets: list[str], model_kwargs: dict,
-                    record_factor: int | None = None) -> MultiSetup:
+                    record_factor: int | None = None, bounds_itself: bool = False) -> MultiSetup:
     """:func:`prepare_multi` for what ``fit`` was asked (the families' one way in)."""
     return prepare_multi(request.hr, targets=targets, lr=request.lr, model=request.model, factor=request.factor,
                          constraint=request.constraint,
@@ -304,4 +314,5 @@ def prepare_request(request: FitRequest, targets: list[str], model_kwargs: dict,
                          covariates=request.covariates, cfg=request.cfg, skip=request.skip,
                          checkpoint=request.checkpoint, resume=request.resume, trim=request.trim,
                          model_kwargs=model_kwargs,
-                         record_factor=record_factor, consistency=request.consistency)
+                         record_factor=record_factor, consistency=request.consistency,
+                         bounds_itself=bounds_itself)

@@ -26,7 +26,7 @@ from ..data import (
     scadd_bounds,
 )
 from ..data.covariates import as_dataset, spatial_coords
-from ..data.normalize import residual_std
+from ..data.normalize import residual_std, zero_bounded
 from ..data.pairs import Pair, select_variable
 from ..errors import DataError
 from .checkpoint import read_checkpoint, save_checkpoint, sha256
@@ -59,6 +59,19 @@ def check_constraint_fits(constraint: str, stats: dict, name) -> None:
             f"constraint {constraint!r} needs a non-negative field, but {name!r} reaches {stats['min']:.4g} "
             "in the training data; use constraint='add' or 'scadd' (or convert units, e.g. degC -> K)"
         )
+
+
+UNBOUNDED_CONSTRAINTS = ("none", "soft", "add")  # constraints that let a prediction go below zero
+
+
+def warn_if_unbounded(constraint: str, field: xr.DataArray, name, time_dim: str | None) -> None:
+    """One line when a target that stops at zero in training (rain: :func:`zero_bounded`) is fitted
+    with a constraint that lets its predictions go below zero."""
+    if constraint in UNBOUNDED_CONSTRAINTS and zero_bounded(field, time_dim):
+        warnings.warn(f"{name!r} stops at zero in the training data, but constraint={constraint!r} lets its "
+                      "predictions go below zero (the bicubic skip alone does beside dry cells): pass "
+                      "constraint='softmax' to keep it non-negative and conserve its coarse mass", UserWarning,
+                      stacklevel=4)
 
 
 @dataclass
@@ -141,12 +154,14 @@ def prepare(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, 
             var: str | None = None, predictors: list[str] | None = None, covariates=None, cfg: TrainConfig,
             skip: str | None = "bicubic", checkpoint=None, resume=None, trim: bool = False,
             scadd_lower: float | None = None, scadd_upper: float | None = None, model_kwargs: dict | None = None,
-            network_extra: dict | None = None, record_factor: float | None = None) -> TrainingSetup:
+            network_extra: dict | None = None, record_factor: float | None = None,
+            bounds_itself: bool = False) -> TrainingSetup:
     """Pair, split, normalise and describe a training run (no network is built here).
 
     ``network_extra``: what the family adds to the network configuration; ``record_factor``:
     the factor the checkpoint, the model store and resuming know the model by, where it is not
-    the pairing factor (scale-free models: 0, "any")."""
+    the pairing factor (scale-free models: 0, "any"); ``bounds_itself``: the family keeps a
+    target that stops at zero above it (liif), so an unbounded constraint is not warned about."""
     model_kwargs = dict(model_kwargs or {})
     source = hr
     hr_da = select_variable(hr, var, "hr") if hr is not None else None
@@ -168,6 +183,8 @@ def prepare(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, 
     train_field = pair.hr.isel({tdim: train_t}) if tdim else pair.hr
     stats = fit_stats(train_field, tdim)
     check_constraint_fits(constraint, stats, hr_da.name)
+    if not bounds_itself:
+        warn_if_unbounded(constraint, train_field, hr_da.name, tdim)
     extra_stats = [fit_stats(e.isel({tdim: train_t}) if tdim in e.dims else e, tdim) for e in extra]
     cov_ds = as_dataset(covariates)
     cov_stats = covariate_stats(cov_ds) if cov_ds is not None else {}

@@ -191,7 +191,8 @@ def fit_liif(request: FitRequest):
         return _fit_liif_multi(request, targets, opts, scales, body)
     setup = prepare(r.hr, model=r.model, factor=1, constraint="none", var=r.var, cfg=cfg, skip=None, trim=r.trim,
                     checkpoint=r.checkpoint, resume=r.resume, record_factor=ANY_SCALE,
-                    network_extra={"scales": scales, "degradation": opts.degradation}, model_kwargs=body)
+                    network_extra={"scales": scales, "degradation": opts.degradation}, model_kwargs=body,
+                    bounds_itself=True)
     field = _time_field(setup.pair.hr)
     rscale = _residual_scale(setup.pair.hr, setup.pair, setup.train_t, r.skip)
     setup.network.update(skip=r.skip, residual_scale=rscale,
@@ -211,7 +212,7 @@ def _fit_liif_multi(request: FitRequest, targets: list[str], opts: LiifOptions, 
         return _fit_liif_pair(request, targets, opts, body)
     _check_fine_predictors(request, targets)
     setup = prepare_request(dataclasses.replace(request, factor=1, skip=None, constraint="none"), targets, body,
-                            record_factor=ANY_SCALE)
+                            record_factor=ANY_SCALE, bounds_itself=True)
     k = len(targets)
     fields = [_time_field(da) for da in setup.pair.targets] + [_time_field(da) for da in setup.pair.inputs[k:]]
     for spec, da in zip(setup.network["targets"], setup.pair.targets):
@@ -236,7 +237,7 @@ def _fit_liif_pair(request: FitRequest, targets: list[str], opts: LiifOptions, b
     lr = request.lr
     if isinstance(lr, xr.DataArray):  # one coarse field: the input of that name (the target's own, if unnamed)
         lr = lr.to_dataset(name=str(lr.name if lr.name is not None else targets[0]))
-    setup = prepare_request(dataclasses.replace(request, lr=lr, constraint="none"), targets, body)
+    setup = prepare_request(dataclasses.replace(request, lr=lr, constraint="none"), targets, body, bounds_itself=True)
     pair, f = setup.pair, setup.pair.factor
     scales = [float(f), float(f)]
     # the residual scales of prepare_request: the spread of (fine - bicubic of the real coarse input)
