@@ -136,6 +136,7 @@ class MultiTargetLIIFNet(LIIFNet):
     has_base: torch.Tensor
     base_mean: torch.Tensor
     base_std: torch.Tensor
+    lower: torch.Tensor
 
     def __init__(self, model: str = "liif", factor: int = ANY_SCALE, in_channels: int = 1,
                  targets: list | None = None, skip: str | None = "bicubic", scales: list | None = None,

@@ -161,11 +161,11 @@ def conserve(ens: xr.DataArray, lr: xr.DataArray, constraint: str = "add", **con
     y = torch.from_numpy(np.asarray(e.values, dtype="float64").reshape(-1, 1, *e.shape[-2:]))
     c = np.asarray(lr.transpose(*lead, *lax.spatial).values, dtype="float64").reshape(-1, 1, *lr.shape[-2:])
     reps = y.shape[0] // c.shape[0]
-    c = torch.from_numpy(np.tile(c, (reps, 1, 1, 1)))
+    coarse = torch.from_numpy(np.tile(c, (reps, 1, 1, 1)))
     rows = fine_weights(fine_coordinates(lr, factor, lax), lax)
     w = None if rows is None else torch.from_numpy(rows).view(1, 1, -1, 1)
     layer = make_constraint(constraint, factor, **constraint_kwargs).double()
-    out = layer.project(y, c, w).numpy().reshape(e.shape).astype(ens.dtype)
+    out = layer.project(y, coarse, w).numpy().reshape(e.shape).astype(ens.dtype)
     res = e.copy(data=out).transpose(*ens.dims)
     res.attrs = {**ens.attrs, "xdownscale_constraint": constraint}
     return res
