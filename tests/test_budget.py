@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 import torch
@@ -110,8 +111,10 @@ def test_a_gate_runs_its_slots_at_once_and_pickles_as_a_new_gate():
 @pytest.mark.parametrize("dask_input", [False, True])
 def test_a_tight_budget_does_not_change_the_result(model, lr, dask_input):
     field = lr.chunk({"time": -1, "lat": -1, "lon": -1}) if dask_input else lr
-    loose = xds.predict(field, model=model, max_memory="4GB")
-    tight = xds.predict(field, model=model, max_memory="40MB", batch_size=16)
+    # the plan holds a chunk per Dask thread: fix their number, or one core fits all of it in 40 MB
+    with dask.config.set(num_workers=2):
+        loose = xds.predict(field, model=model, max_memory="4GB")
+        tight = xds.predict(field, model=model, max_memory="40MB", batch_size=16)
     # smaller tiles or fewer frames per chunk (one chunk in memory is predicted at once: numpy, 1 part)
     assert tight.data.npartitions > getattr(loose.data, "npartitions", 1)
     a, b = loose.values, tight.values
