@@ -314,6 +314,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("liif-warned-though-it-clamps", "xdownscale/families/implicit/fit.py",
            "model_kwargs=body,\n                    bounds_itself=True)", "model_kwargs=body)",
            ("tests/test_liif.py",), "stops_at_zero", "liif warns of negatives it never predicts"),
+    Mutant("liif-rain-trains-at-whole-factors-only", "xdownscale/families/implicit/fit.py",
+           "return 0.5 if any(b is not None for b in bounds) else 1.0", "return 1.0",
+           ("tests/test_liif.py",), "stops_at_zero", "rain loses the scales in between that it needs"),
 )
 
 

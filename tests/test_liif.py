@@ -198,6 +198,7 @@ def test_a_field_that_stops_at_zero_is_never_predicted_below_it(tmp_path):
         m = rain.downscale.fit(model="liif", seed=0, checkpoint=tmp_path / "r.pt", **TINY)
     assert not [w for w in seen if "stops at zero" in str(w.message)]  # liif bounds it itself: nothing to warn
     assert m.config["lower_bound"] == 0.0
+    assert m.meta["training"]["integer_share"] == 0.5  # rain keeps half its batches at scales in between
     lr = rain.isel(time=slice(-2, None)).downscale.coarsen(4)
     out = lr.downscale.predict(model=m, factor=4).compute()
     # the bicubic base overshoots below zero beside dry cells; those cells come out dry, not negative
@@ -329,7 +330,10 @@ def test_liif_trains_at_its_family_learning_rate_unless_one_is_given(model, hr, 
     m = hr.downscale.fit(model="liif", seed=0, checkpoint=tmp_path / "l.pt", learning_rate=1e-3,
                          **{**TINY, "epochs": 1})
     assert m.meta["training"]["config"]["learning_rate"] == pytest.approx(1e-3)
-    assert m.meta["training"]["integer_share"] == 0.5
+    assert m.meta["training"]["integer_share"] == 1.0  # a field that never stops at zero: whole factors only
+    asked = hr.downscale.fit(model="liif", seed=0, checkpoint=tmp_path / "h.pt", integer_share=0.3,
+                             **{**TINY, "epochs": 1})
+    assert asked.meta["training"]["integer_share"] == 0.3
 
 
 def test_integer_share_outside_zero_one_is_a_clear_error(hr):

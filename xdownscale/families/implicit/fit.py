@@ -8,10 +8,11 @@ them by overlap length, rows weighted by cos(latitude)), optionally degrades the
 coarse input (``degradation="high-order"``: two rounds of Gaussian blur,
 down-and-up resizing and noise, so a model trained on clean coarsenings copes
 with real, blurrier or noisier coarse data), and asks for ``queries`` random fine
-cells of the window. ``integer_share`` of the batches (0.5) are drawn at the whole factors in the
-range instead (2, 3, 4, ...): most predictions ask for one of them, and a uniform draw alone left
-x4 at 0.888x bicubic on WFDE5 Tair where half the batches at whole factors give 0.856x, with x2
-better too (benchmarks/results/skill_wfde5.md). The generic trainer
+cells of the window. ``integer_share`` of the batches are drawn at the whole factors in the
+range instead (2, 3, 4, ...): most predictions ask for one of them. By default all of them, or half
+for a target that stops at zero (rain), where the scales in between helped (:func:`integer_share`;
+a uniform draw alone left Tair x4 at 0.888x bicubic, half at whole factors 0.856x, all 0.800x).
+The scale modulator carries the model between the whole factors. The generic trainer
 (:func:`xdownscale.engine.trainer.train`) runs the loop: the network takes ``(x, queries,
 coarse)`` like any other.
 """
@@ -155,8 +156,9 @@ def fit_liif(request: FitRequest):
     Options (:class:`~.options.LiifOptions`): ``width`` (encoder channels, 32), ``n_blocks`` (4),
     ``hidden`` (decoder width, 32), ``scales`` ((1.5, 8.0)), ``degradation`` ("none" or
     "high-order"), ``lr_patch`` (coarse cells per training window side, 16), ``queries`` (fine
-    cells per window, 512), ``integer_share`` (batches at whole factors, 0.5). ``factor=k`` trains
-    at the single scale k. The coarse inputs are made from ``hr``. A target that stops at zero in
+    cells per window, 512), ``integer_share`` (batches at whole factors; default 1.0, or 0.5 for a
+    target that stops at zero). ``factor=k`` trains at the single scale k. The coarse inputs are
+    made from ``hr``. A target that stops at zero in
     its training hours (:func:`~xdownscale.data.normalize.zero_bounded`) records ``lower_bound=0``,
     and its predictions are never below it.
 
@@ -293,11 +295,24 @@ def _residual_scale(da, pair, train_t, skip) -> float | None:
     return residual_std(sample[..., :ny4, :nx4], 4, pair.row_weights[:ny4], "bicubic")
 
 
+def integer_share(opts: LiifOptions, network: dict) -> float:
+    """The share of training batches at whole factors: the one asked for, else 1.0 (whole factors
+    only), or 0.5 where a target stops at zero. On WFDE5 Tair whole factors only gave x2 0.72 and
+    x4 0.80x bicubic against 0.82 and 0.84 at 0.5, and on MeteoNet msl within 0.5 % between the whole
+    factors (x1.5: 1.5 % worse); on WFDE5 pr x4 they were 1.3 % worse over three seeds and the
+    default seed went above bicubic (benchmarks/results/skill_wfde5.md)."""
+    if opts.integer_share is not None:
+        return float(opts.integer_share)
+    bounds = [t.get("lower_bound") for t in network.get("targets", [])] or [network.get("lower_bound")]
+    return 0.5 if any(b is not None for b in bounds) else 1.0
+
+
 def _train_over_scales(net_class, setup, field, stats, scales, opts: LiifOptions, cfg, resume=None,
                        n_targets: int | None = None):
     """The network (weights drawn from ``cfg.seed``), the scale-sampling streams and the generic
     trainer, for one target or several (``n_targets``: the first fields; the rest are predictors)."""
     rows = setup.pair.row_weights
+    opts = dataclasses.replace(opts, integer_share=integer_share(opts, setup.network))
     common = dict(scales=scales, lr_patch=int(opts.lr_patch), queries=int(opts.queries),
                   degradation=opts.degradation, integer_share=opts.integer_share, batch_size=cfg.batch_size)
     if n_targets is not None:
@@ -315,7 +330,7 @@ def train_windows(net_class, setup, make, scales, opts: LiifOptions, cfg, resume
     trainer; the record notes the scales and the window settings."""
     lr_patch, n_queries = int(opts.lr_patch), int(opts.queries)
     setup.meta["training"].update(scales=scales, degradation=opts.degradation, lr_patch=lr_patch, queries=n_queries,
-                                  integer_share=opts.integer_share)
+                                  integer_share=integer_share(opts, setup.network))
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     net = net_class(**setup.network)
