@@ -17,7 +17,7 @@ def _subsample_time(da: xr.DataArray, time_dim: str | None) -> xr.DataArray:
 
 
 def fit_stats(da: xr.DataArray, time_dim: str | None = None) -> dict:
-    """Mean, standard deviation, minimum and maximum of a field (NaN skipped).
+    """Mean, standard deviation, minimum, maximum and share of exact zeros of a field (NaN skipped).
 
     At most 64 evenly spaced time steps are read, so this stays cheap on long
     Zarr archives. A constant field gets std 1 so normalisation stays finite.
@@ -25,8 +25,9 @@ def fit_stats(da: xr.DataArray, time_dim: str | None = None) -> dict:
     sample = _subsample_time(da, time_dim).astype("float64")
     import dask
 
-    reductions = dask.compute(sample.mean(), sample.std(), sample.min(), sample.max())
-    mean, std, vmin, vmax = (float(r.values) for r in reductions)
+    reductions = dask.compute(sample.mean(), sample.std(), sample.min(), sample.max(), (sample == 0).sum(),
+                              sample.count())
+    mean, std, vmin, vmax, zeros, count = (float(r.values) for r in reductions)
     if not np.isfinite(mean):
         raise DataError(
             f"variable {da.name!r} has no finite values in the training data (all NaN?); "
@@ -34,19 +35,18 @@ def fit_stats(da: xr.DataArray, time_dim: str | None = None) -> dict:
         )
     if not std > 0:
         std = 1.0
-    return {"mean": mean, "std": std, "min": vmin, "max": vmax}
+    return {"mean": mean, "std": std, "min": vmin, "max": vmax, "zero_share": zeros / max(count, 1.0)}
 
 
 ZERO_SHARE = 0.01  # exact zeros on at least 1 % of the cells: a quantity that stops at zero (rain, snow)
 
 
-def zero_bounded(da: xr.DataArray, time_dim: str | None = None) -> bool:
-    """Whether a training field is a quantity bounded below by zero: never negative, and exactly
-    zero on at least :data:`ZERO_SHARE` of its finite cells (dry hours). The zeros keep a field that
-    merely happened to stay positive (temperature in degC in a warm season) from being clipped."""
-    sample = np.asarray(_subsample_time(da, time_dim).values, dtype="float64")
-    finite = sample[np.isfinite(sample)]
-    return bool(finite.size and finite.min() >= 0 and np.mean(finite == 0) >= ZERO_SHARE)
+def zero_bounded(stats: dict) -> bool:
+    """Whether a training field (its :func:`fit_stats`) is a quantity bounded below by zero: never
+    negative, and exactly zero on at least :data:`ZERO_SHARE` of its finite cells (dry hours). The
+    zeros keep a field that merely happened to stay positive (temperature in degC in a warm season)
+    from being clipped."""
+    return bool(stats["min"] >= 0 and stats.get("zero_share", 0.0) >= ZERO_SHARE)
 
 
 def scadd_bounds(stats: dict, lower: float | None = None, upper: float | None = None) -> dict:

@@ -242,7 +242,7 @@ def prepare_multi(hr, *, targets: list[str], lr=None, model: str = "cnn", factor
         kind, s = choice[t][0], sources[k]
         check_constraint_fits(kind, target_stats[k], t)
         if not bounds_itself:
-            warn_if_unbounded(kind, pair.targets[k].isel({tdim: train_t}) if tdim else pair.targets[k], t, tdim)
+            warn_if_unbounded(kind, target_stats[k], t)
         if kind in POSITIVE_CONSTRAINTS and s is not None:
             check_constraint_fits(kind, input_stats[s], pair.input_names[s])
         scale = None

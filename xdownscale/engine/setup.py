@@ -64,10 +64,10 @@ def check_constraint_fits(constraint: str, stats: dict, name) -> None:
 UNBOUNDED_CONSTRAINTS = ("none", "soft", "add")  # constraints that let a prediction go below zero
 
 
-def warn_if_unbounded(constraint: str, field: xr.DataArray, name, time_dim: str | None) -> None:
-    """One line when a target that stops at zero in training (rain: :func:`zero_bounded`) is fitted
-    with a constraint that lets its predictions go below zero."""
-    if constraint in UNBOUNDED_CONSTRAINTS and zero_bounded(field, time_dim):
+def warn_if_unbounded(constraint: str, stats: dict, name) -> None:
+    """One line when a target that stops at zero in training (rain: :func:`zero_bounded` of its
+    statistics) is fitted with a constraint that lets its predictions go below zero."""
+    if constraint in UNBOUNDED_CONSTRAINTS and zero_bounded(stats):
         warnings.warn(f"{name!r} stops at zero in the training data, but constraint={constraint!r} lets its "
                       "predictions go below zero (the bicubic skip alone does beside dry cells): pass "
                       "constraint='softmax' to keep it non-negative and conserve its coarse mass", UserWarning,
@@ -184,7 +184,7 @@ def prepare(hr=None, *, lr=None, model: str = "cnn", factor: int | None = None, 
     stats = fit_stats(train_field, tdim)
     check_constraint_fits(constraint, stats, hr_da.name)
     if not bounds_itself:
-        warn_if_unbounded(constraint, train_field, hr_da.name, tdim)
+        warn_if_unbounded(constraint, stats, hr_da.name)
     extra_stats = [fit_stats(e.isel({tdim: train_t}) if tdim in e.dims else e, tdim) for e in extra]
     cov_ds = as_dataset(covariates)
     cov_stats = covariate_stats(cov_ds) if cov_ds is not None else {}

@@ -197,8 +197,7 @@ def fit_liif(request: FitRequest):
                     bounds_itself=True)
     field = _time_field(setup.pair.hr)
     rscale = _residual_scale(setup.pair.hr, setup.pair, setup.train_t, r.skip)
-    setup.network.update(skip=r.skip, residual_scale=rscale,
-                         lower_bound=_lower_bound(setup.pair.hr, setup.pair, setup.train_t))
+    setup.network.update(skip=r.skip, residual_scale=rscale, lower_bound=_lower_bound(setup.stats))
     return _train_over_scales(LIIFNet, setup, field, setup.stats, scales, opts, cfg, resume=setup.resume_state)
 
 
@@ -217,11 +216,11 @@ def _fit_liif_multi(request: FitRequest, targets: list[str], opts: LiifOptions, 
                             record_factor=ANY_SCALE, bounds_itself=True)
     k = len(targets)
     fields = [_time_field(da) for da in setup.pair.targets] + [_time_field(da) for da in setup.pair.inputs[k:]]
-    for spec, da in zip(setup.network["targets"], setup.pair.targets):
-        spec["residual_scale"] = _residual_scale(da, setup.pair, setup.train_t, request.skip)
-        spec["lower_bound"] = _lower_bound(da, setup.pair, setup.train_t)
-    setup.network.update(skip=request.skip, scales=scales, degradation=opts.degradation)
     target_stats = setup.meta["normalization"]["targets"]
+    for spec, da, st in zip(setup.network["targets"], setup.pair.targets, target_stats):
+        spec["residual_scale"] = _residual_scale(da, setup.pair, setup.train_t, request.skip)
+        spec["lower_bound"] = _lower_bound(st)
+    setup.network.update(skip=request.skip, scales=scales, degradation=opts.degradation)
     # the targets' own coarsenings (the first inputs) are normalised as the targets, whose base they are
     for j, st in enumerate(target_stats):
         setup.network["inputs"][j].update(mean=st["mean"], std=st["std"])
@@ -244,8 +243,8 @@ def _fit_liif_pair(request: FitRequest, targets: list[str], opts: LiifOptions, b
     scales = [float(f), float(f)]
     # the residual scales of prepare_request: the spread of (fine - bicubic of the real coarse input)
     setup.network.update(skip=request.skip, scales=scales, degradation=opts.degradation)
-    for spec, da in zip(setup.network["targets"], pair.targets):
-        spec["lower_bound"] = _lower_bound(da, pair, setup.train_t)
+    for spec, st in zip(setup.network["targets"], setup.meta["normalization"]["targets"]):
+        spec["lower_bound"] = _lower_bound(st)
     fine = [_time_field(da) for da in pair.targets]
     coarse = [_time_field(da) for da in pair.inputs]
 
@@ -278,10 +277,9 @@ def _time_field(da):
     return field[None] if field.ndim == 2 else field  # a single field without a time axis
 
 
-def _lower_bound(da, pair, train_t) -> float | None:
+def _lower_bound(stats: dict) -> float | None:
     """0 for a target that stops at zero in its training hours (:func:`zero_bounded`), else None."""
-    tdim = pair.axes.time
-    return 0.0 if zero_bounded(da.isel({tdim: train_t}) if tdim else da, tdim) else None
+    return 0.0 if zero_bounded(stats) else None
 
 
 def _residual_scale(da, pair, train_t, skip) -> float | None:
